@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from domain.catalog import selectors, services
+from domain.catalog.models import ProductStatus
+from domain.common.errors import ValidationFailed
+from domain.common.models import Scopes
+from domain.events.apis import ERROR_RESPONSE
+
+
+class ProductOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    sku = serializers.CharField()
+    name = serializers.CharField()
+    price = serializers.DecimalField(max_digits=12, decimal_places=2)
+    stock = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=ProductStatus.choices)
+    category = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+
+
+def _errors(*codes: int) -> dict:
+    return {code: OpenApiResponse(ERROR_RESPONSE) for code in codes}
+
+
+def _cache_header(hit: bool) -> dict[str, str]:
+    return {"X-Cache": "hit" if hit else "miss"}
+
+
+class ProductListApi(APIView):
+    required_scopes = {"GET": (Scopes.PRODUCTS_READ,)}
+
+    class FilterSerializer(serializers.Serializer):
+        category = serializers.CharField(required=False, max_length=64)
+        after = serializers.CharField(required=False, max_length=64)
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
+
+    class OutputSerializer(serializers.Serializer):
+        results = ProductOutputSerializer(many=True)
+        next_after = serializers.CharField(allow_null=True)
+
+    @extend_schema(parameters=[FilterSerializer],
+                   responses={200: OutputSerializer, **_errors(401, 403, 422)})
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        page, hit = selectors.product_list_cached(
+            category=filters.validated_data.get("category"),
+            after_sku=filters.validated_data.get("after"),
+            limit=filters.validated_data["limit"],
+        )
+        return Response(page, headers=_cache_header(hit))
+
+
+class ProductDetailApi(APIView):
+    required_scopes = {"GET": (Scopes.PRODUCTS_READ,), "PATCH": (Scopes.PRODUCTS_WRITE,)}
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False)
+        price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0,
+                                         required=False)
+        stock = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
+        status = serializers.ChoiceField(choices=ProductStatus.choices, required=False)
+        category = serializers.CharField(max_length=64, required=False)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("product_id", str, OpenApiParameter.PATH)],
+        responses={200: ProductOutputSerializer, **_errors(401, 403, 404)},
+    )
+    def get(self, request, product_id):
+        data, hit = selectors.product_get_cached(product_id=product_id)
+        return Response(data, headers=_cache_header(hit))
+
+    @extend_schema(request=InputSerializer,
+                   responses={200: ProductOutputSerializer, **_errors(400, 401, 403, 404, 422)})
+    def patch(self, request, product_id):
+        if not isinstance(request.data, dict):
+            raise ValidationFailed("The body must be a JSON object.")
+        unknown = sorted(set(request.data) - set(self.InputSerializer().fields))
+        if unknown:
+            raise ValidationFailed("Unknown or read-only fields.", details={"unknown": unknown})
+        serializer = self.InputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        if not serializer.validated_data:
+            raise ValidationFailed("Nothing to change: give at least one field.",
+                                   details={"fields": list(services.UPDATABLE_FIELDS)})
+        product = services.product_update(
+            product_id=product_id, changes=serializer.validated_data, api_key=request.auth,
+            correlation_id=request.correlation_id,
+        )
+        return Response(selectors.product_to_dict(product))

@@ -1,0 +1,32 @@
+from domain.catalog.cache_keys import ALL_PRODUCTS_NAMESPACE, category_namespace, product_key
+from domain.events.kinds import CACHE_INVALIDATION
+from domain.events.registry import EventType, Handler, register_event_type
+
+
+def _invalidation_params(payload: dict) -> dict:
+    categories = {payload["category"], payload.get("previous_category") or payload["category"]}
+    return {
+        "keys": [product_key(payload["product_id"])],
+        "namespaces": [ALL_PRODUCTS_NAMESPACE, *sorted(category_namespace(c) for c in categories)],
+    }
+
+
+PRODUCT_UPDATED = register_event_type(
+    EventType(
+        name="product.updated",
+        description="A product changed; its cached copy and its category listings are dropped.",
+        schema={
+            "type": "object",
+            "properties": {
+                "product_id": {"type": "string", "format": "uuid", "minLength": 1},
+                "sku": {"type": "string", "minLength": 1, "maxLength": 64},
+                "category": {"type": "string", "minLength": 1, "maxLength": 64},
+                "previous_category": {"type": ["string", "null"], "maxLength": 64},
+                "changed": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["product_id", "category"],
+        },
+        handlers=(Handler(name="catalog.invalidate_product_cache", kind=CACHE_INVALIDATION.name,
+                          params=_invalidation_params),),
+    )
+)

@@ -1,0 +1,63 @@
+"""Catalog reads, served through the Redis cache. Returned values are plain JSON-ready dicts."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.core.cache import cache
+
+from domain.catalog.cache_keys import listing_namespace, product_key
+from domain.catalog.models import Product
+from domain.common.cache import namespaced_key
+from domain.common.errors import NotFound
+
+
+def product_to_dict(product: Product) -> dict:
+    return {
+        "id": str(product.id),
+        "sku": product.sku,
+        "name": product.name,
+        "price": str(product.price),
+        "stock": product.stock,
+        "status": product.status,
+        "category": product.category,
+        "updated_at": product.updated_at.isoformat(),
+    }
+
+
+def product_get_cached(*, product_id) -> tuple[dict, bool]:
+    """The product as a dict, and whether it came from the cache."""
+    key = product_key(product_id)
+    cached = cache.get(key)
+    if cached is not None:
+        return cached, True
+    product = Product.objects.filter(pk=product_id).first()
+    if product is None:
+        raise NotFound("Product not found.")
+    data = product_to_dict(product)
+    cache.set(key, data, settings.CATALOG_CACHE_TIMEOUT)
+    return data, False
+
+
+def product_list_cached(*, category: str | None, after_sku: str | None,
+                        limit: int) -> tuple[dict, bool]:
+    """One page of products ordered by sku (keyset pagination), cached under the listing's
+    namespace so one version bump drops every page of it."""
+    page_id = hashlib.sha256(f"{after_sku or ''}|{limit}".encode()).hexdigest()[:16]
+    key = namespaced_key(listing_namespace(category), f"page:{page_id}")
+    cached = cache.get(key)
+    if cached is not None:
+        return cached, True
+    products = Product.objects.order_by("sku")
+    if category:
+        products = products.filter(category=category)
+    if after_sku:
+        products = products.filter(sku__gt=after_sku)
+    rows = list(products[: limit + 1])
+    page = {
+        "results": [product_to_dict(p) for p in rows[:limit]],
+        "next_after": rows[limit - 1].sku if len(rows) > limit else None,
+    }
+    cache.set(key, page, settings.CATALOG_CACHE_TIMEOUT)
+    return page, False

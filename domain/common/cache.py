@@ -1,0 +1,52 @@
+"""Versioned cache namespaces: O(1) invalidation of every key built under a namespace.
+
+A namespace's version is a number stored in the cache; keys built under it embed the version.
+Bumping the version orphans every old key at once (they expire on their own TTL). A missing
+version (evicted, or a fresh Redis) restarts from the current time in nanoseconds, which is
+larger than any version handed out before, so an old page can never come back to life.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.core.cache import cache
+
+
+def _version_key(namespace: str) -> str:
+    return f"nsver:{namespace}"
+
+
+def namespace_version(namespace: str) -> int:
+    key = _version_key(namespace)
+    version = cache.get(key)
+    if version is None:
+        version = time.time_ns()
+        if not cache.add(key, version, timeout=None):
+            version = cache.get(key, version)
+    return int(version)
+
+
+def namespaced_key(namespace: str, suffix: str) -> str:
+    return f"{namespace}:v{namespace_version(namespace)}:{suffix}"
+
+
+def namespace_bump(namespace: str) -> int:
+    key = _version_key(namespace)
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # no version yet: start one (see the module docstring)
+        cache.add(key, time.time_ns(), timeout=None)
+        return int(cache.incr(key))
+
+
+def cache_invalidate(*, keys: list[str] | None = None,
+                     namespaces: list[str] | None = None) -> dict:
+    """Drop keys and bump namespaces. Both are idempotent in effect: a repeat changes nothing
+    a reader could tell apart (keys stay gone; a bumped namespace is just empty again)."""
+    keys = list(dict.fromkeys(keys or []))
+    namespaces = list(dict.fromkeys(namespaces or []))
+    if keys:
+        cache.delete_many(keys)
+    versions = {ns: namespace_bump(ns) for ns in namespaces}
+    return {"keys_deleted": keys, "namespaces_bumped": versions}

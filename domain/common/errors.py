@@ -1,0 +1,132 @@
+"""One application error type, rendered as one JSON error shape for every 4xx/5xx:
+
+    {"error": {"code": "...", "message": "...", "details": {...}}}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    """A failure the caller can act on. Services raise it; the API renders it."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None,
+                 code: str | None = None, status_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        if code:
+            self.code = code
+        if status_code:
+            self.status_code = status_code
+
+
+class ValidationFailed(ApplicationError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "validation_failed"
+
+
+class NotFound(ApplicationError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+
+
+class Conflict(ApplicationError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+
+
+class TransientError(Exception):
+    """Raised by a service when trying again later may succeed (timeouts, 5xx, throttling)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """Raised by a service when trying again cannot succeed (bad input, 4xx, missing rows)."""
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+    default_detail = "Request body is too large."
+
+
+def error_body(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+# DRF's own exceptions, mapped to our codes. Serializer validation is a 422 (the JSON was
+# well-formed but not acceptable); only unparsable bodies are a 400.
+_DRF_CODES: dict[type, str] = {
+    exceptions.ParseError: "malformed_json",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+}
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, exceptions.ValidationError):
+        return Response(
+            error_body("validation_failed", "The request did not pass validation.",
+                       _as_details(exc.detail)),
+            status=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+    if isinstance(exc, exceptions.APIException):
+        code = _DRF_CODES.get(type(exc)) or getattr(exc, "default_code", "error")
+        message = exc.detail if isinstance(exc.detail, str) else exc.default_detail
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None) is not None:
+            headers["Retry-After"] = str(int(exc.wait))
+        return Response(error_body(code, str(message)), status=exc.status_code, headers=headers)
+    return None  # a real bug: Django's handler500 renders it (and logs the traceback)
+
+
+def _as_details(detail: Any) -> dict:
+    """Turn DRF's nested ErrorDetail structure into plain JSON under a dict."""
+    plain = _plain(detail)
+    return plain if isinstance(plain, dict) else {"non_field_errors": plain}
+
+
+def _plain(detail: Any) -> Any:
+    if isinstance(detail, dict):
+        return {str(k): _plain(v) for k, v in detail.items()}
+    if isinstance(detail, list):
+        return [_plain(v) for v in detail]
+    return str(detail)
+
+
+def json_not_found(request, exception=None) -> JsonResponse:
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def json_server_error(request) -> JsonResponse:
+    return JsonResponse(error_body("internal_error", "Internal server error."), status=500)

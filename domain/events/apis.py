@@ -1,0 +1,270 @@
+"""The thin HTTP layer: validate the shape, call one service or selector, render."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.urls import reverse
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from domain.common.errors import ValidationFailed
+from domain.common.models import Scopes
+from domain.common.pagination import CreatedAtCursorPagination
+from domain.events import selectors, services
+from domain.events.models import Event, Job, JobStatus
+from domain.events.registry import event_types
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+ERROR_RESPONSE = inline_serializer(
+    "Error",
+    {"error": inline_serializer("ErrorBody", {
+        "code": serializers.CharField(), "message": serializers.CharField(),
+        "details": serializers.DictField()})},
+)
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(ERROR_RESPONSE) for code in codes}
+
+
+class JobOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    kind = serializers.CharField()
+    handler = serializers.CharField()
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    attempts = serializers.IntegerField()
+    max_attempts = serializers.IntegerField()
+    progress = serializers.SerializerMethodField()
+    params = serializers.JSONField()
+    result = serializers.JSONField()
+    error = serializers.JSONField()
+    event = serializers.UUIDField(source="event_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+    run_at = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    next_retry_at = serializers.DateTimeField(allow_null=True)
+    url = serializers.SerializerMethodField()
+
+    @extend_schema_field(inline_serializer("Progress", {
+        "done": serializers.IntegerField(), "total": serializers.IntegerField(allow_null=True)}))
+    def get_progress(self, job: Job) -> dict:
+        return {"done": job.progress_done, "total": job.progress_total}
+
+    def get_url(self, job: Job) -> str:
+        return _absolute(self.context["request"], "job-detail", job.pk)
+
+
+class EventOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.CharField()
+    status = serializers.CharField()
+    payload = serializers.JSONField()
+    occurred_at = serializers.DateTimeField()
+    created_at = serializers.DateTimeField()
+    dispatched_at = serializers.DateTimeField(allow_null=True)
+    completed_at = serializers.DateTimeField(allow_null=True)
+    correlation_id = serializers.CharField()
+    jobs = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    @extend_schema_field(JobOutputSerializer(many=True))
+    def get_jobs(self, event: Event) -> list[dict]:
+        jobs = self.context.get("jobs", {}).get(event.pk)
+        if jobs is None:
+            jobs = selectors.event_jobs(event=event)
+        return JobOutputSerializer(jobs, many=True, context=self.context).data
+
+    def get_url(self, event: Event) -> str:
+        return _absolute(self.context["request"], "event-detail", event.pk)
+
+
+def _absolute(request, name: str, pk) -> str:
+    return request.build_absolute_uri(reverse(name, args=[pk]))
+
+
+class EventInputSerializer(serializers.Serializer):
+    type = serializers.CharField(max_length=100)
+    payload = serializers.JSONField()
+    occurred_at = serializers.DateTimeField(required=False)
+
+
+class EventTypeListApi(APIView):
+    required_scopes = {"GET": (Scopes.EVENTS_PUBLISH, Scopes.EVENTS_READ)}
+
+    class OutputSerializer(serializers.Serializer):
+        name = serializers.CharField()
+        description = serializers.CharField()
+        schema = serializers.JSONField()
+        handlers = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(responses={200: OutputSerializer(many=True), **_errors(401, 403)})
+    def get(self, request):
+        data = [
+            {"name": t.name, "description": t.description, "schema": t.schema,
+             "handlers": [{"name": h.name, "kind": h.kind} for h in t.handlers]}
+            for t in event_types()
+        ]
+        return Response(self.OutputSerializer(data, many=True).data)
+
+
+class EventPublishApi(APIView):
+    required_scopes = {"POST": (Scopes.EVENTS_PUBLISH,)}
+
+    @extend_schema(
+        request=EventInputSerializer,
+        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER,
+                                     description="Replays within the same API key return the "
+                                     "first event; a different body with the same key is 409.")],
+        responses={202: EventOutputSerializer, 200: EventOutputSerializer,
+                   **_errors(400, 401, 403, 409, 413, 422)},
+    )
+    def post(self, request):
+        serializer = EventInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        idempotency_key = request.headers.get(IDEMPOTENCY_HEADER) or None
+        if idempotency_key is not None and len(idempotency_key) > 255:
+            raise ValidationFailed("Idempotency-Key is longer than 255 characters.",
+                                   code="invalid_idempotency_key")
+        result = services.event_publish(
+            event_type=serializer.validated_data["type"],
+            payload=serializer.validated_data["payload"],
+            occurred_at=serializer.validated_data.get("occurred_at"),
+            api_key=request.auth,
+            idempotency_key=idempotency_key,
+            correlation_id=request.correlation_id,
+        )
+        context = {"request": request, "jobs": {result.event.pk: result.jobs}}
+        body = EventOutputSerializer(result.event, context=context).data
+        if result.created:
+            return Response(body, status=status.HTTP_202_ACCEPTED)
+        return Response(body, status=status.HTTP_200_OK, headers={"Idempotent-Replayed": "true"})
+
+
+class EventBatchPublishApi(APIView):
+    required_scopes = {"POST": (Scopes.EVENTS_PUBLISH,)}
+    max_body_bytes = settings.API_MAX_BATCH_BODY_BYTES
+
+    class InputSerializer(serializers.Serializer):
+        events = serializers.ListField(child=EventInputSerializer(), allow_empty=False)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={202: inline_serializer("EventBatch", {
+            "events": EventOutputSerializer(many=True)}), **_errors(400, 401, 403, 413, 422)},
+    )
+    def post(self, request):
+        items = request.data.get("events") if isinstance(request.data, dict) else None
+        if isinstance(items, list) and len(items) > settings.API_MAX_BATCH_EVENTS:
+            # Refuse before validating thousands of items one by one.
+            raise ValidationFailed(
+                f"A batch holds at most {settings.API_MAX_BATCH_EVENTS} events.",
+                code="batch_too_large",
+                details={"limit": settings.API_MAX_BATCH_EVENTS, "received": len(items)})
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        results = services.event_publish_batch(
+            events=serializer.validated_data["events"], api_key=request.auth,
+            correlation_id=request.correlation_id,
+        )
+        jobs = {r.event.pk: r.jobs for r in results}
+        data = EventOutputSerializer([r.event for r in results], many=True,
+                                     context={"request": request, "jobs": jobs}).data
+        return Response({"events": data}, status=status.HTTP_202_ACCEPTED)
+
+
+class EventDetailApi(APIView):
+    required_scopes = {"GET": (Scopes.EVENTS_READ, Scopes.EVENTS_PUBLISH)}
+
+    @extend_schema(responses={200: EventOutputSerializer, **_errors(401, 403, 404)})
+    def get(self, request, event_id):
+        event = selectors.event_get(event_id=event_id, api_key=request.auth)
+        return Response(EventOutputSerializer(event, context={"request": request}).data)
+
+
+class JobListCreateApi(APIView):
+    required_scopes = {"GET": (Scopes.JOBS_READ,), "POST": (Scopes.JOBS_WRITE,)}
+
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
+        kind = serializers.CharField(required=False, max_length=64)
+        event = serializers.UUIDField(required=False)
+
+    class InputSerializer(serializers.Serializer):
+        kind = serializers.CharField(max_length=64)
+        params = serializers.JSONField(default=dict)
+        run_at = serializers.DateTimeField(required=False)
+
+    @extend_schema(
+        parameters=[FilterSerializer, OpenApiParameter("cursor", str),
+                    OpenApiParameter("limit", int)],
+        responses={200: inline_serializer("JobPage", {
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": JobOutputSerializer(many=True)}), **_errors(401, 403, 422)},
+    )
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        jobs = selectors.job_list(
+            api_key=request.auth,
+            status=filters.validated_data.get("status"),
+            kind=filters.validated_data.get("kind"),
+            event_id=filters.validated_data.get("event"),
+        )
+        paginator = CreatedAtCursorPagination()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        data = JobOutputSerializer(page, many=True, context={"request": request}).data
+        return paginator.get_paginated_response(data)
+
+    @extend_schema(request=InputSerializer,
+                   responses={202: JobOutputSerializer, **_errors(400, 401, 403, 413, 422)})
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job = services.job_create(
+            kind=serializer.validated_data["kind"],
+            params=serializer.validated_data["params"],
+            run_at=serializer.validated_data.get("run_at"),
+            api_key=request.auth,
+            correlation_id=request.correlation_id,
+        )
+        return Response(JobOutputSerializer(job, context={"request": request}).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class JobDetailApi(APIView):
+    required_scopes = {"GET": (Scopes.JOBS_READ,)}
+
+    @extend_schema(responses={200: JobOutputSerializer, **_errors(401, 403, 404)})
+    def get(self, request, job_id):
+        job = selectors.job_get(job_id=job_id, api_key=request.auth)
+        return Response(JobOutputSerializer(job, context={"request": request}).data)
+
+
+class JobAttemptListApi(APIView):
+    required_scopes = {"GET": (Scopes.JOBS_READ,)}
+
+    class OutputSerializer(serializers.Serializer):
+        number = serializers.IntegerField()
+        started_at = serializers.DateTimeField()
+        finished_at = serializers.DateTimeField()
+        outcome = serializers.CharField()
+        error_type = serializers.CharField()
+        error_message = serializers.CharField()
+        traceback = serializers.CharField()
+        worker = serializers.CharField()
+
+    @extend_schema(responses={200: OutputSerializer(many=True), **_errors(401, 403, 404)})
+    def get(self, request, job_id):
+        job = selectors.job_get(job_id=job_id, api_key=request.auth)
+        attempts = selectors.job_attempts(job=job)
+        return Response(self.OutputSerializer(attempts, many=True).data)

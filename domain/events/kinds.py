@@ -1,0 +1,57 @@
+"""The built-in job kinds. Domain apps register their event types in their own `event_types`."""
+
+from domain.events.registry import (
+    EventType,
+    Handler,
+    JobKind,
+    register_event_type,
+    register_job_kind,
+)
+from workers.retry import TRANSIENT
+
+CACHE_INVALIDATION = register_job_kind(
+    JobKind(
+        name="cache_invalidation",
+        task_name="conveyor.cache.invalidate",
+        description="Delete cache keys and bump namespace versions "
+        "(drops every page of a listing).",
+        params_schema={
+            "type": "object",
+            "properties": {
+                "keys": {"type": "array", "items": {"type": "string", "minLength": 1,
+                                                     "maxLength": 250}, "maxItems": 1000},
+                "namespaces": {"type": "array", "items": {"type": "string", "minLength": 1,
+                                                           "maxLength": 200}, "maxItems": 100},
+            },
+            "additionalProperties": False,
+            "anyOf": [
+                {"required": ["keys"], "properties": {"keys": {"minItems": 1}}},
+                {"required": ["namespaces"], "properties": {"namespaces": {"minItems": 1}}},
+            ],
+        },
+        retry=TRANSIENT,
+    )
+)
+
+NOOP = register_job_kind(
+    JobKind(
+        name="noop",
+        task_name="conveyor.demo.noop",
+        description="Does trivial work; measures what the bookkeeping costs.",
+        params_schema={"type": "object"},
+        retry=TRANSIENT,
+    )
+)
+
+DEMO_PING = register_event_type(
+    EventType(
+        name="demo.ping",
+        description="A test event whose one handler does trivial work.",
+        schema={
+            "type": "object",
+            "properties": {"message": {"type": "string", "maxLength": 1000}},
+            "additionalProperties": True,
+        },
+        handlers=(Handler(name="demo.noop", kind=NOOP.name, params=lambda payload: {}),),
+    )
+)

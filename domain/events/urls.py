@@ -1,0 +1,13 @@
+from django.urls import path
+
+from domain.events import apis
+
+urlpatterns = [
+    path("event-types", apis.EventTypeListApi.as_view(), name="event-type-list"),
+    path("events", apis.EventPublishApi.as_view(), name="event-publish"),
+    path("events/batch", apis.EventBatchPublishApi.as_view(), name="event-batch-publish"),
+    path("events/<uuid:event_id>", apis.EventDetailApi.as_view(), name="event-detail"),
+    path("jobs", apis.JobListCreateApi.as_view(), name="job-list"),
+    path("jobs/<uuid:job_id>", apis.JobDetailApi.as_view(), name="job-detail"),
+    path("jobs/<uuid:job_id>/attempts", apis.JobAttemptListApi.as_view(), name="job-attempts"),
+]

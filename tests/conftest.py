@@ -1,0 +1,129 @@
+"""Shared fixtures: API clients with keys, a clean Redis, and a real Celery worker.
+
+Everything runs against real servers: the database in DATABASE_URL (PostgreSQL in CI), the
+Redis in REDIS_URL (broker on db 14, cache on db 15; see config/settings/test.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from domain.common.models import Scopes
+from domain.common.services import api_key_create
+from workers.queues import Queues
+
+ALL_SCOPES = list(Scopes.values)
+
+
+def pytest_collection_modifyitems(config, items):
+    vendor = connection.vendor
+    if vendor == "postgresql":
+        return
+    if os.environ.get("CONVEYOR_REQUIRE_SERVICES") == "1":
+        raise pytest.UsageError(
+            "CONVEYOR_REQUIRE_SERVICES=1 but the test database is "
+            f"{vendor}; set DATABASE_URL to PostgreSQL.")
+    skip = pytest.mark.skip(
+        reason=f"needs PostgreSQL (row locks / SKIP LOCKED); this run uses {vendor}. "
+        "Set DATABASE_URL=postgres://... to run it.")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def _delete_prefixed(client: redis.Redis, prefix: str, keep: bytes | None = None) -> None:
+    keys = [k for k in client.scan_iter(f"{prefix}*", count=1000) if not (keep and keep in k)]
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis():
+    """Every test starts with empty queues, no locks and an empty cache — this run's only:
+    every key of this run carries settings.TEST_KEY_PREFIX (see config/settings/test.py)."""
+    # Queue bindings (_kombu.binding.*) stay: they route messages to queues.
+    _delete_prefixed(redis.Redis.from_url(settings.CELERY_BROKER_URL),
+                     settings.TEST_KEY_PREFIX, keep=b"_kombu.")
+    _delete_prefixed(redis.Redis.from_url(settings.REDIS_URL), settings.TEST_KEY_PREFIX)
+    _delete_prefixed(redis.Redis.from_url(settings.CACHES["default"]["LOCATION"]),
+                     settings.TEST_KEY_PREFIX)
+    yield
+
+
+@pytest.fixture
+def broker() -> redis.Redis:
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL)
+
+
+def broker_key(name: str) -> str:
+    """A broker key as stored in Redis (kombu adds this run's global key prefix)."""
+    return settings.TEST_KEY_PREFIX + name
+
+
+def queued_messages(broker: redis.Redis, queue: str) -> list[dict]:
+    """The messages waiting in a queue, decoded (kombu's Redis transport keeps a list)."""
+    import json
+
+    return [json.loads(raw) for raw in broker.lrange(broker_key(queue), 0, -1)]
+
+
+@pytest.fixture
+def make_client(db) -> Callable[..., APIClient]:
+    def _make(scopes: list[str] | None = None, name: str = "test") -> APIClient:
+        key, raw = api_key_create(name=name, scopes=ALL_SCOPES if scopes is None else scopes)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        client.api_key = key
+        client.raw_key = raw
+        return client
+
+    return _make
+
+
+@pytest.fixture
+def client_all(make_client) -> APIClient:
+    """A client whose key has every scope except admin (it sees only its own rows)."""
+    return make_client([s for s in ALL_SCOPES if s != Scopes.ADMIN])
+
+
+@pytest.fixture(scope="session")
+def celery_worker_thread(django_db_setup, django_db_blocker):
+    """A real Celery worker consuming every queue from the real broker, in a thread.
+
+    Tests that use it must be `django_db(transaction=True)`: the worker has its own database
+    connection and only sees committed rows, as in production.
+    """
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        queues=[q.value for q in Queues],
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ) as worker:
+        yield worker
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05,
+             message: str = "condition") -> object:
+    """Poll until predicate() is truthy; fail the test (not hang) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {message}")
