@@ -184,6 +184,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "domain.events.models.JobStatus",
+        "ProductStatusEnum": "domain.catalog.models.ProductStatus",
+    },
 }
 
 # --- Logging: key=value lines, the correlation id on every one ------------------------

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+)
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,6 +17,7 @@ from domain.common.models import Scopes
 from domain.events.apis import ERROR_RESPONSE
 
 
+@extend_schema_serializer(component_name="Product")
 class ProductOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     sku = serializers.CharField()
@@ -34,16 +40,18 @@ def _cache_header(hit: bool) -> dict[str, str]:
 class ProductListApi(APIView):
     required_scopes = {"GET": (Scopes.PRODUCTS_READ,)}
 
+    @extend_schema_serializer(component_name="ProductFilter")
     class FilterSerializer(serializers.Serializer):
         category = serializers.CharField(required=False, max_length=64)
         after = serializers.CharField(required=False, max_length=64)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
 
+    @extend_schema_serializer(component_name="ProductPage")
     class OutputSerializer(serializers.Serializer):
         results = ProductOutputSerializer(many=True)
         next_after = serializers.CharField(allow_null=True)
 
-    @extend_schema(parameters=[FilterSerializer],
+    @extend_schema(operation_id="products_list", parameters=[FilterSerializer],
                    responses={200: OutputSerializer, **_errors(401, 403, 422)})
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
@@ -59,6 +67,7 @@ class ProductListApi(APIView):
 class ProductDetailApi(APIView):
     required_scopes = {"GET": (Scopes.PRODUCTS_READ,), "PATCH": (Scopes.PRODUCTS_WRITE,)}
 
+    @extend_schema_serializer(component_name="ProductPatch")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
         price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0,
@@ -68,6 +77,7 @@ class ProductDetailApi(APIView):
         category = serializers.CharField(max_length=64, required=False)
 
     @extend_schema(
+        operation_id="products_retrieve",
         parameters=[OpenApiParameter("product_id", str, OpenApiParameter.PATH)],
         responses={200: ProductOutputSerializer, **_errors(401, 403, 404)},
     )
@@ -75,7 +85,7 @@ class ProductDetailApi(APIView):
         data, hit = selectors.product_get_cached(product_id=product_id)
         return Response(data, headers=_cache_header(hit))
 
-    @extend_schema(request=InputSerializer,
+    @extend_schema(operation_id="products_partial_update", request=InputSerializer,
                    responses={200: ProductOutputSerializer, **_errors(400, 401, 403, 404, 422)})
     def patch(self, request, product_id):
         if not isinstance(request.data, dict):

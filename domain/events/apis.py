@@ -9,6 +9,7 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
+    extend_schema_serializer,
     inline_serializer,
 )
 from rest_framework import serializers, status
@@ -35,6 +36,7 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(ERROR_RESPONSE) for code in codes}
 
 
+@extend_schema_serializer(component_name="Job")
 class JobOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     kind = serializers.CharField()
@@ -63,6 +65,7 @@ class JobOutputSerializer(serializers.Serializer):
         return _absolute(self.context["request"], "job-detail", job.pk)
 
 
+@extend_schema_serializer(component_name="Event")
 class EventOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     type = serializers.CharField()
@@ -91,6 +94,7 @@ def _absolute(request, name: str, pk) -> str:
     return request.build_absolute_uri(reverse(name, args=[pk]))
 
 
+@extend_schema_serializer(component_name="EventInput")
 class EventInputSerializer(serializers.Serializer):
     type = serializers.CharField(max_length=100)
     payload = serializers.JSONField()
@@ -100,13 +104,15 @@ class EventInputSerializer(serializers.Serializer):
 class EventTypeListApi(APIView):
     required_scopes = {"GET": (Scopes.EVENTS_PUBLISH, Scopes.EVENTS_READ)}
 
+    @extend_schema_serializer(component_name="EventType")
     class OutputSerializer(serializers.Serializer):
         name = serializers.CharField()
         description = serializers.CharField()
         schema = serializers.JSONField()
         handlers = serializers.ListField(child=serializers.DictField())
 
-    @extend_schema(responses={200: OutputSerializer(many=True), **_errors(401, 403)})
+    @extend_schema(operation_id="event_types_list",
+                   responses={200: OutputSerializer(many=True), **_errors(401, 403)})
     def get(self, request):
         data = [
             {"name": t.name, "description": t.description, "schema": t.schema,
@@ -120,6 +126,7 @@ class EventPublishApi(APIView):
     required_scopes = {"POST": (Scopes.EVENTS_PUBLISH,)}
 
     @extend_schema(
+        operation_id="events_publish",
         request=EventInputSerializer,
         parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER,
                                      description="Replays within the same API key return the "
@@ -153,10 +160,12 @@ class EventBatchPublishApi(APIView):
     required_scopes = {"POST": (Scopes.EVENTS_PUBLISH,)}
     max_body_bytes = settings.API_MAX_BATCH_BODY_BYTES
 
+    @extend_schema_serializer(component_name="EventBatchInput")
     class InputSerializer(serializers.Serializer):
         events = serializers.ListField(child=EventInputSerializer(), allow_empty=False)
 
     @extend_schema(
+        operation_id="events_batch_publish",
         request=InputSerializer,
         responses={202: inline_serializer("EventBatch", {
             "events": EventOutputSerializer(many=True)}), **_errors(400, 401, 403, 413, 422)},
@@ -184,7 +193,8 @@ class EventBatchPublishApi(APIView):
 class EventDetailApi(APIView):
     required_scopes = {"GET": (Scopes.EVENTS_READ, Scopes.EVENTS_PUBLISH)}
 
-    @extend_schema(responses={200: EventOutputSerializer, **_errors(401, 403, 404)})
+    @extend_schema(operation_id="events_retrieve",
+                   responses={200: EventOutputSerializer, **_errors(401, 403, 404)})
     def get(self, request, event_id):
         event = selectors.event_get(event_id=event_id, api_key=request.auth)
         return Response(EventOutputSerializer(event, context={"request": request}).data)
@@ -193,17 +203,20 @@ class EventDetailApi(APIView):
 class JobListCreateApi(APIView):
     required_scopes = {"GET": (Scopes.JOBS_READ,), "POST": (Scopes.JOBS_WRITE,)}
 
+    @extend_schema_serializer(component_name="JobFilter")
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
         kind = serializers.CharField(required=False, max_length=64)
         event = serializers.UUIDField(required=False)
 
+    @extend_schema_serializer(component_name="JobInput")
     class InputSerializer(serializers.Serializer):
         kind = serializers.CharField(max_length=64)
         params = serializers.JSONField(default=dict)
         run_at = serializers.DateTimeField(required=False)
 
     @extend_schema(
+        operation_id="jobs_list",
         parameters=[FilterSerializer, OpenApiParameter("cursor", str),
                     OpenApiParameter("limit", int)],
         responses={200: inline_serializer("JobPage", {
@@ -225,7 +238,7 @@ class JobListCreateApi(APIView):
         data = JobOutputSerializer(page, many=True, context={"request": request}).data
         return paginator.get_paginated_response(data)
 
-    @extend_schema(request=InputSerializer,
+    @extend_schema(operation_id="jobs_create", request=InputSerializer,
                    responses={202: JobOutputSerializer, **_errors(400, 401, 403, 413, 422)})
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
@@ -244,7 +257,8 @@ class JobListCreateApi(APIView):
 class JobDetailApi(APIView):
     required_scopes = {"GET": (Scopes.JOBS_READ,)}
 
-    @extend_schema(responses={200: JobOutputSerializer, **_errors(401, 403, 404)})
+    @extend_schema(operation_id="jobs_retrieve",
+                   responses={200: JobOutputSerializer, **_errors(401, 403, 404)})
     def get(self, request, job_id):
         job = selectors.job_get(job_id=job_id, api_key=request.auth)
         return Response(JobOutputSerializer(job, context={"request": request}).data)
@@ -253,6 +267,7 @@ class JobDetailApi(APIView):
 class JobAttemptListApi(APIView):
     required_scopes = {"GET": (Scopes.JOBS_READ,)}
 
+    @extend_schema_serializer(component_name="JobAttempt")
     class OutputSerializer(serializers.Serializer):
         number = serializers.IntegerField()
         started_at = serializers.DateTimeField()
@@ -263,7 +278,8 @@ class JobAttemptListApi(APIView):
         traceback = serializers.CharField()
         worker = serializers.CharField()
 
-    @extend_schema(responses={200: OutputSerializer(many=True), **_errors(401, 403, 404)})
+    @extend_schema(operation_id="jobs_attempts_list",
+                   responses={200: OutputSerializer(many=True), **_errors(401, 403, 404)})
     def get(self, request, job_id):
         job = selectors.job_get(job_id=job_id, api_key=request.auth)
         attempts = selectors.job_attempts(job=job)

@@ -1,0 +1,55 @@
+"""Production settings refuse to start unsafe, and `check --deploy` is clean."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_ENV = {
+    "DJANGO_SETTINGS_MODULE": "config.settings.production",
+    "DJANGO_SECRET_KEY": "p" * 10 + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH!@#$%^&*",
+    "DJANGO_ALLOWED_HOSTS": "conveyor.example.com",
+    "DATABASE_URL": "postgres://conveyor@127.0.0.1:5432/conveyor",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+
+
+def _manage(*args: str, **env_overrides: str | None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update(GOOD_ENV)
+    for key, value in env_overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_check_deploy_is_clean():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"DJANGO_SECRET_KEY": None}, "DJANGO_SECRET_KEY"),
+    ({"DJANGO_SECRET_KEY": "short"}, "at least 50 characters"),
+    ({"DJANGO_DEBUG": "true"}, "DJANGO_DEBUG must be off"),
+    ({"DJANGO_ALLOWED_HOSTS": None}, "DJANGO_ALLOWED_HOSTS"),
+])
+def test_production_refuses_unsafe_configuration(override, message):
+    result = _manage("check", **override)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_has_no_local_credentials():
+    result = _manage("shell", "-c",
+                     "from django.conf import settings; "
+                     "print(hasattr(settings, 'DEMO_API_KEY'), settings.DEBUG)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].split() == ["False", "False"]

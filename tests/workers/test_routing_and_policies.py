@@ -1,0 +1,83 @@
+"""Every task has an explicit name, a queue and a named retry policy."""
+
+import pytest
+
+from config.celery import app
+from domain.events.registry import event_types, job_kinds
+from workers.queues import Queues, queue_for_task
+from workers.retry import EXTERNAL_HTTP, NEVER, PRESETS, TRANSIENT, RetryPolicy
+
+
+@pytest.fixture(scope="module")
+def conveyor_tasks():
+    app.loader.import_default_modules()
+    return {name: task for name, task in app.tasks.items() if name.startswith("conveyor.")}
+
+
+def test_every_conveyor_task_is_routed_to_a_declared_queue(conveyor_tasks):
+    assert conveyor_tasks
+    for name in conveyor_tasks:
+        assert queue_for_task(name) in {q.value for q in Queues}, name
+        route = app.amqp.router.route({}, name)
+        assert route["queue"].name == queue_for_task(name), name
+
+
+def test_every_conveyor_task_has_a_named_retry_policy(conveyor_tasks):
+    for name, task in conveyor_tasks.items():
+        policy = task.retry_policy
+        assert isinstance(policy, RetryPolicy), name
+        assert policy.name, name
+
+
+def test_every_job_kind_points_at_a_registered_task(conveyor_tasks):
+    for kind in job_kinds():
+        assert kind.task_name in conveyor_tasks, kind.name
+
+
+def test_every_event_handler_uses_a_registered_kind():
+    kinds = {k.name for k in job_kinds()}
+    for event_type in event_types():
+        for handler in event_type.handlers:
+            assert handler.kind in kinds
+
+
+def test_celery_reliability_settings():
+    conf = app.conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.accept_content == ["json"] and conf.task_serializer == "json"
+    assert conf.task_soft_time_limit < conf.task_time_limit
+    assert conf.worker_send_task_events and conf.task_send_sent_event
+    assert conf.result_backend == "django-db" and conf.result_extended
+    # no countdown any preset can produce outlives the broker's visibility timeout
+    longest = max(p.backoff_max for p in PRESETS.values()) + conf.task_time_limit
+    assert conf.broker_transport_options["visibility_timeout"] > longest
+
+
+@pytest.mark.parametrize("policy", [TRANSIENT, EXTERNAL_HTTP])
+def test_backoff_is_capped_with_full_jitter(policy):
+    for attempt in range(1, 30):
+        delays = {policy.countdown(attempt) for _ in range(50)}
+        assert all(0 <= d <= policy.backoff_max for d in delays)
+    # full jitter: late attempts spread over the whole range, not one fixed value
+    assert len({policy.countdown(20) for _ in range(200)}) > 10
+
+
+def test_retry_after_is_honoured_and_capped():
+    from domain.common.errors import TransientError
+
+    assert TRANSIENT.countdown(1, TransientError("429", retry_after=7)) == 7
+    assert TRANSIENT.countdown(1, TransientError("429", retry_after=10**6)) == TRANSIENT.backoff_max
+
+
+def test_error_classification():
+    from django.db import OperationalError
+
+    from domain.common.errors import PermanentError, TransientError
+
+    assert TRANSIENT.is_transient(TransientError("x"))
+    assert TRANSIENT.is_transient(ConnectionError())
+    assert TRANSIENT.is_transient(OperationalError())
+    assert not TRANSIENT.is_transient(PermanentError("x"))
+    assert not TRANSIENT.is_transient(ValueError())
+    assert not NEVER.is_transient(ConnectionError())
