@@ -158,7 +158,10 @@ class EventPublishApi(APIView):
 
 class EventBatchPublishApi(APIView):
     required_scopes = {"POST": (Scopes.EVENTS_PUBLISH,)}
-    max_body_bytes = settings.API_MAX_BATCH_BODY_BYTES
+
+    @property
+    def max_body_bytes(self) -> int:  # read per request, like every other limit
+        return settings.API_MAX_BATCH_BODY_BYTES
 
     @extend_schema_serializer(component_name="EventBatchInput")
     class InputSerializer(serializers.Serializer):

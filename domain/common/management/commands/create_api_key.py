@@ -17,7 +17,10 @@ class Command(BaseCommand):
     def handle(self, *args, name: str, scopes: str, expires_at: str | None, **options):
         expires = None
         if expires_at:
-            expires = parse_datetime(expires_at)
+            try:
+                expires = parse_datetime(expires_at)
+            except ValueError:  # well-formed but impossible, e.g. month 13
+                expires = None
             if expires is None:
                 raise CommandError(f"--expires-at is not an ISO 8601 date-time: {expires_at!r}")
         try:
