@@ -35,4 +35,11 @@ SCHEDULES: tuple[Schedule, ...] = (
         reason="Enqueue events and jobs committed while the broker was unreachable, and "
         "delayed jobs that are now due.",
     ),
+    Schedule(
+        name="orphan-rescue",
+        task="conveyor.maintenance.rescue_orphans",
+        every_seconds=60,
+        expires_seconds=60,
+        reason="Requeue jobs left running by a worker that died (kill -9, OOM, lost machine).",
+    ),
 )

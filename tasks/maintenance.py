@@ -1,13 +1,22 @@
 from celery import shared_task
 
-from domain.events.services import outbox_relay
+from domain.events.services import jobs_rescue_orphans, outbox_relay
 from scheduler.locks import single_flight
 from workers.base import ConveyorTask
 from workers.retry import NEVER
+
+# Idempotent periodic work: the next beat tick is the retry, so the policy is NEVER.
 
 
 @shared_task(name="conveyor.maintenance.relay_outbox", base=ConveyorTask, retry_policy=NEVER)
 @single_flight("relay_outbox", ttl=120)
 def relay_outbox() -> dict:
-    """Send jobs that are committed but not on the broker (the next tick is the retry)."""
+    """Send jobs that are committed but not on the broker, due, or lost by the broker."""
     return {"sent": outbox_relay()}
+
+
+@shared_task(name="conveyor.maintenance.rescue_orphans", base=ConveyorTask, retry_policy=NEVER)
+@single_flight("rescue_orphans", ttl=300)
+def rescue_orphans() -> dict:
+    """Requeue (or bury) jobs left `running` by a worker that vanished."""
+    return jobs_rescue_orphans()

@@ -162,6 +162,11 @@ API_MAX_BATCH_EVENTS = env.int("API_MAX_BATCH_EVENTS", default=500)
 # Jobs committed but not yet on the broker for this long are enqueued by the outbox relay.
 OUTBOX_RELAY_GRACE_SECONDS = env.int("OUTBOX_RELAY_GRACE_SECONDS", default=10)
 OUTBOX_RELAY_BATCH_SIZE = env.int("OUTBOX_RELAY_BATCH_SIZE", default=500)
+# A queued job handed to the broker this long ago and never started is sent again (its message
+# was lost, e.g. in a Redis restart without persistence). Duplicates are refused by the claim.
+OUTBOX_STALE_SECONDS = env.int("OUTBOX_STALE_SECONDS", default=1800)
+# A job `running` longer than the hard time limit plus this is an orphan: its worker vanished.
+ORPHAN_GRACE_SECONDS = env.int("ORPHAN_GRACE_SECONDS", default=60)
 CATALOG_CACHE_TIMEOUT = env.int("CATALOG_CACHE_TIMEOUT", default=300)
 # Overlap locks for periodic jobs live in REDIS_URL under this prefix.
 LOCK_KEY_PREFIX = env("LOCK_KEY_PREFIX", default="conveyor:")

@@ -44,6 +44,7 @@ class JobOutputSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=JobStatus.choices)
     attempts = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
+    replays = serializers.IntegerField()
     progress = serializers.SerializerMethodField()
     params = serializers.JSONField()
     result = serializers.JSONField()
@@ -272,6 +273,7 @@ class JobAttemptListApi(APIView):
 
     @extend_schema_serializer(component_name="JobAttempt")
     class OutputSerializer(serializers.Serializer):
+        run = serializers.IntegerField()
         number = serializers.IntegerField()
         started_at = serializers.DateTimeField()
         finished_at = serializers.DateTimeField()
@@ -287,3 +289,60 @@ class JobAttemptListApi(APIView):
         job = selectors.job_get(job_id=job_id, api_key=request.auth)
         attempts = selectors.job_attempts(job=job)
         return Response(self.OutputSerializer(attempts, many=True).data)
+
+
+class JobRetryApi(APIView):
+    """Replay one dead or cancelled job: fresh attempts, history kept."""
+
+    required_scopes = {"POST": (Scopes.JOBS_WRITE,)}
+
+    @extend_schema(operation_id="jobs_retry", request=None,
+                   responses={202: JobOutputSerializer, **_errors(401, 403, 404, 409)})
+    def post(self, request, job_id):
+        job = selectors.job_get(job_id=job_id, api_key=request.auth)
+        job = services.job_replay(job=job)
+        return Response(JobOutputSerializer(job, context={"request": request}).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class JobCancelApi(APIView):
+    required_scopes = {"POST": (Scopes.JOBS_WRITE,)}
+
+    @extend_schema(operation_id="jobs_cancel", request=None,
+                   responses={200: JobOutputSerializer, **_errors(401, 403, 404, 409)})
+    def post(self, request, job_id):
+        job = selectors.job_get(job_id=job_id, api_key=request.auth)
+        job = services.job_cancel(job=job)
+        return Response(JobOutputSerializer(job, context={"request": request}).data)
+
+
+class JobBulkRetryApi(APIView):
+    """Replay every dead (or cancelled) job matching a filter; answers how many."""
+
+    required_scopes = {"POST": (Scopes.JOBS_WRITE,)}
+
+    @extend_schema_serializer(component_name="JobBulkRetryInput")
+    class InputSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=[JobStatus.DEAD, JobStatus.CANCELLED],
+                                         default=JobStatus.DEAD)
+        kind = serializers.CharField(required=False, max_length=64)
+        event_type = serializers.CharField(required=False, max_length=100)
+        since = serializers.DateTimeField(required=False, help_text="finished at or after")
+        until = serializers.DateTimeField(required=False, help_text="finished before")
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=10_000,
+                                         default=10_000)
+
+        def validate(self, attrs):
+            if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+                raise serializers.ValidationError({"until": "must be after since"})
+            return attrs
+
+    @extend_schema(operation_id="jobs_bulk_retry", request=InputSerializer,
+                   responses={202: inline_serializer("JobBulkRetry", {
+                       "requeued": serializers.IntegerField()}),
+                       **_errors(400, 401, 403, 422)})
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        count = services.jobs_replay(api_key=request.auth, **serializer.validated_data)
+        return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)

@@ -29,6 +29,7 @@ class JobStatus(models.TextChoices):
 
 TERMINAL_JOB_STATUSES = (JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED)
 RUNNABLE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RETRYING)
+REPLAYABLE_JOB_STATUSES = (JobStatus.DEAD, JobStatus.CANCELLED)
 
 
 class Event(models.Model):
@@ -72,8 +73,9 @@ class Job(models.Model):
     handler = models.CharField(max_length=100, blank=True, default="")
     params = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts in the current run.")
     max_attempts = models.PositiveIntegerField()
+    replays = models.PositiveIntegerField(default=0, help_text="Times an operator replayed it.")
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
@@ -118,7 +120,8 @@ class AttemptOutcome(models.TextChoices):
 
 class JobAttempt(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_log")
-    number = models.PositiveIntegerField()
+    run = models.PositiveIntegerField(default=0, help_text="0, then n after n replays.")
+    number = models.PositiveIntegerField(help_text="Attempt number within its run.")
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
     outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
@@ -128,8 +131,8 @@ class JobAttempt(models.Model):
     worker = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
-        ordering = ["job", "number"]
-        indexes = [models.Index(fields=["job", "number"], name="attempt_job_number")]
+        ordering = ["job", "run", "number"]
+        indexes = [models.Index(fields=["job", "run", "number"], name="attempt_job_run_number")]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.job_id}: {self.outcome}"

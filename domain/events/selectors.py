@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import QuerySet
 
 from domain.common.errors import NotFound
@@ -48,3 +50,17 @@ def job_list(*, api_key: ApiKey | None, status: str | None = None, kind: str | N
 
 def job_attempts(*, job: Job) -> list[JobAttempt]:
     return list(job.attempt_log.order_by("number"))
+
+
+def jobs_matching_replay(*, api_key: ApiKey | None, status: str, kind: str | None = None,
+                         event_type: str | None = None, since: datetime | None = None,
+                         until: datetime | None = None) -> QuerySet[Job]:
+    """The jobs an operator's replay filter selects (time range on when they finished)."""
+    jobs = job_list(api_key=api_key, status=status, kind=kind)
+    if event_type:
+        jobs = jobs.filter(event__type=event_type)
+    if since:
+        jobs = jobs.filter(finished_at__gte=since)
+    if until:
+        jobs = jobs.filter(finished_at__lt=until)
+    return jobs

@@ -18,6 +18,7 @@ from django.utils import timezone
 from domain.common.errors import Conflict, ValidationFailed
 from domain.common.models import ApiKey
 from domain.events.models import (
+    REPLAYABLE_JOB_STATUSES,
     RUNNABLE_JOB_STATUSES,
     TERMINAL_JOB_STATUSES,
     AttemptOutcome,
@@ -29,6 +30,7 @@ from domain.events.models import (
 )
 from domain.events.outbox import outbox_enqueue_on_commit, outbox_send
 from domain.events.registry import EventType, get_event_type, get_job_kind
+from domain.events.selectors import jobs_matching_replay
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +237,7 @@ def job_claim(*, job_id: str, worker: str = "") -> Job | None:
 def _attempt(job: Job, outcome: str, now: datetime, exc: BaseException | None = None) -> JobAttempt:
     return JobAttempt(
         job=job,
+        run=job.replays,
         number=job.attempts,
         started_at=job.started_at or now,
         finished_at=now,
@@ -324,8 +327,11 @@ def event_refresh_status(*, event_id) -> None:
 
 # --- The outbox relay -----------------------------------------------------------------
 
-def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = None) -> int:
-    """Send jobs that were committed but never reached the broker (or are due again).
+def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = None,
+                 stale_seconds: int | None = None) -> int:
+    """Send jobs that were committed but never reached the broker, are due again, or whose
+    message was lost (queued, handed over long ago, never started: e.g. a Redis restart
+    without persistence). A re-sent duplicate is harmless: the claim lets one run through.
 
     Rows are locked with SKIP LOCKED inside the transaction that sends them, so two relays
     running at once never pick the same job.
@@ -333,15 +339,19 @@ def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = N
     batch_size = batch_size or settings.OUTBOX_RELAY_BATCH_SIZE
     grace = timedelta(seconds=settings.OUTBOX_RELAY_GRACE_SECONDS
                       if grace_seconds is None else grace_seconds)
+    stale = timedelta(seconds=settings.OUTBOX_STALE_SECONDS
+                      if stale_seconds is None else stale_seconds)
     total = 0
     while True:
         now = timezone.now()
+        never_sent = Q(enqueued_at__isnull=True, created_at__lte=now - grace)
+        lost = Q(status=JobStatus.QUEUED, enqueued_at__lt=now - stale)
         with transaction.atomic():
             due = list(
                 Job.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("event")
-                .filter(status__in=RUNNABLE_JOB_STATUSES, enqueued_at__isnull=True,
-                        created_at__lte=now - grace)
+                .filter(status__in=RUNNABLE_JOB_STATUSES)
+                .filter(never_sent | lost)
                 .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
                 .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now))
                 .order_by("created_at")[:batch_size]
@@ -355,3 +365,124 @@ def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = N
     if total:
         logger.info("outbox relay sent=%d", total)
     return total
+
+
+# --- Operators: cancel, replay, rescue ------------------------------------------------
+
+def job_cancel(*, job: Job) -> Job:
+    """A queued or retrying job becomes `cancelled` and never runs.
+
+    The cancellation is a row update, so it outlives any message already on the broker and
+    any worker restart: the worker's claim refuses a cancelled job.
+    """
+    now = timezone.now()
+    cancelled = Job.objects.filter(pk=job.pk, status__in=RUNNABLE_JOB_STATUSES).update(
+        status=JobStatus.CANCELLED, finished_at=now, next_retry_at=None)
+    job.refresh_from_db()
+    if not cancelled:
+        raise Conflict(f"A {job.status} job cannot be cancelled; only queued or retrying ones.",
+                       code="job_not_cancellable", details={"status": job.status})
+    _after_terminal(job)
+    return job
+
+
+def _reopen_events(event_ids: set) -> None:
+    if event_ids:
+        Event.objects.filter(
+            pk__in=event_ids, status__in=(EventStatus.COMPLETED, EventStatus.FAILED)
+        ).update(status=EventStatus.DISPATCHED, completed_at=None)
+
+
+_REPLAY_FIELDS = {
+    "status": JobStatus.QUEUED,
+    "attempts": 0,
+    "replays": F("replays") + 1,
+    "result": None,
+    "error": None,
+    "traceback": "",
+    "started_at": None,
+    "finished_at": None,
+    "next_retry_at": None,
+    "enqueued_at": None,
+    "run_at": None,
+}
+
+
+def job_replay(*, job: Job) -> Job:
+    """Run a dead or cancelled job again with fresh attempts; its attempt history stays."""
+    with transaction.atomic():
+        replayed = Job.objects.filter(pk=job.pk, status__in=REPLAYABLE_JOB_STATUSES).update(
+            **_REPLAY_FIELDS)
+        job.refresh_from_db()
+        if not replayed:
+            raise Conflict(f"A {job.status} job cannot be replayed; only dead or cancelled ones.",
+                           code="job_not_replayable", details={"status": job.status})
+        _reopen_events({job.event_id} if job.event_id else set())
+        outbox_enqueue_on_commit([job])
+    logger.info("job replayed job_id=%s kind=%s replays=%d", job.pk, job.kind, job.replays)
+    return job
+
+
+def jobs_replay(*, api_key: ApiKey | None, status: str = JobStatus.DEAD, kind: str | None = None,
+                event_type: str | None = None, since: datetime | None = None,
+                until: datetime | None = None, limit: int = 10_000) -> int:
+    """Replay every dead (or cancelled) job matching the filter; answer how many."""
+    if status not in REPLAYABLE_JOB_STATUSES:
+        raise ValidationFailed("Only dead or cancelled jobs can be replayed.",
+                               code="invalid_status", details={"status": status})
+    jobs = jobs_matching_replay(api_key=api_key, status=status, kind=kind,
+                                event_type=event_type, since=since, until=until)
+    with transaction.atomic():
+        ids = list(jobs.select_for_update(skip_locked=True, of=("self",))
+                   .order_by("created_at").values_list("pk", flat=True)[:limit])
+        if not ids:
+            return 0
+        count = Job.objects.filter(pk__in=ids, status__in=REPLAYABLE_JOB_STATUSES).update(
+            **_REPLAY_FIELDS)
+        replayed = list(Job.objects.filter(pk__in=ids).select_related("event"))
+        _reopen_events({j.event_id for j in replayed if j.event_id})
+        outbox_enqueue_on_commit(replayed)
+    logger.info("jobs replayed count=%d status=%s kind=%s event_type=%s", count, status, kind,
+                event_type)
+    return count
+
+
+class WorkerLost(Exception):
+    """Recorded on a job whose worker vanished while running it."""
+
+
+def jobs_rescue_orphans(*, older_than: timedelta | None = None, batch_size: int = 500) -> dict:
+    """Requeue jobs stuck in `running` past their hard time limit plus a grace period.
+
+    Such a job's worker died without reporting (kill -9, OOM, lost machine). The lost attempt
+    is counted; a job out of attempts goes dead instead.
+    """
+    older_than = older_than or timedelta(
+        seconds=settings.CELERY_TASK_TIME_LIMIT + settings.ORPHAN_GRACE_SECONDS)
+    now = timezone.now()
+    with transaction.atomic():
+        orphans = list(
+            Job.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("event")
+            .filter(status=JobStatus.RUNNING, started_at__lt=now - older_than)
+            .order_by("started_at")[:batch_size]
+        )
+        if not orphans:
+            return {"requeued": 0, "dead": 0}
+        JobAttempt.objects.bulk_create([
+            _attempt(job, AttemptOutcome.LOST, now,
+                     WorkerLost(f"worker {job.worker or '?'} gave no result in {older_than}"))
+            for job in orphans
+        ])
+        requeue = [j for j in orphans if j.attempts < j.max_attempts]
+        dead = [j for j in orphans if j.attempts >= j.max_attempts]
+        error = {"type": "WorkerLost", "message": "the worker vanished while running the job"}
+        Job.objects.filter(pk__in=[j.pk for j in requeue], status=JobStatus.RUNNING).update(
+            status=JobStatus.QUEUED, enqueued_at=None, error=error)
+        Job.objects.filter(pk__in=[j.pk for j in dead], status=JobStatus.RUNNING).update(
+            status=JobStatus.DEAD, finished_at=now, error=error)
+        outbox_enqueue_on_commit(requeue)
+    for job in dead:
+        _after_terminal(job)
+    logger.warning("orphans rescued requeued=%d dead=%d", len(requeue), len(dead))
+    return {"requeued": len(requeue), "dead": len(dead)}

@@ -381,7 +381,7 @@ def test_attempts_are_listed_in_number_order(client_all):
     assert [a["number"] for a in body] == [1, 2, 3]
     assert [a["outcome"] for a in body] == ["retry", "retry", "failed"]
     assert [a["error_message"] for a in body] == ["boom 1", "boom 2", "boom 3"]
-    assert set(body[0]) == {"number", "started_at", "finished_at", "outcome", "error_type",
+    assert set(body[0]) == {"run", "number", "started_at", "finished_at", "outcome", "error_type",
                             "error_message", "traceback", "worker"}
     assert JobAttempt.objects.filter(job=job).count() == 3
 

@@ -20,10 +20,16 @@ def test_every_declared_schedule_has_expiry_reason_and_a_routed_task():
         assert schedule.task in app.tasks, schedule.task
 
 
+def test_orphan_rescue_is_scheduled():
+    schedules_sync()
+    task = PeriodicTask.objects.get(name=MANAGED_PREFIX + "orphan-rescue")
+    assert task.task == "conveyor.maintenance.rescue_orphans" and task.expire_seconds == 60
+
+
 def test_sync_creates_tasks_from_code():
     report = schedules_sync()
+    assert sorted(report.created) == sorted(MANAGED_PREFIX + s.name for s in SCHEDULES)
     task = PeriodicTask.objects.get(name=MANAGED_PREFIX + "outbox-relay")
-    assert report.created == [task.name]
     assert task.task == "conveyor.maintenance.relay_outbox"
     assert task.queue == "maintenance"
     assert task.expire_seconds == 5
@@ -42,20 +48,20 @@ def test_resync_keeps_operator_edits_unless_reset():
 
     report = schedules_sync()
     task.refresh_from_db()
-    assert report.kept == [task.name]
+    assert task.name in report.kept and not report.updated
     assert task.enabled is False and task.interval.every == 60
 
     report = schedules_sync(reset=True)
     task.refresh_from_db()
-    assert report.updated == [task.name]
+    assert report.updated == [task.name]  # only the edited one changes
     assert task.enabled is True and task.interval.every == 5
 
 
 def test_schedule_removed_from_code_is_disabled_not_deleted():
     schedules_sync()
     report = schedules_sync(schedules=())
+    assert sorted(report.disabled_stale) == sorted(MANAGED_PREFIX + s.name for s in SCHEDULES)
     task = PeriodicTask.objects.get(name=MANAGED_PREFIX + "outbox-relay")
-    assert report.disabled_stale == [task.name]
     assert task.enabled is False
 
 
