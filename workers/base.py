@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from celery import Task, shared_task
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 
 from domain.common.correlation import reset_correlation_id, set_correlation_id
 from domain.events import services
 from domain.events.models import Job
 from domain.events.registry import job_kind_for_task
-from workers.retry import NEVER, RetryPolicy
+from workers.retry import MAX_BROKER_COUNTDOWN, NEVER, RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,14 @@ class JobTask(ConveyorTask):
         # The job row's max_attempts (fixed when the job was created) is the authority.
         if policy.is_transient(exc) and job.attempts < job.max_attempts:
             countdown = policy.countdown(job.attempts, exc)
+            if countdown > MAX_BROKER_COUNTDOWN:
+                # A long wait is kept in the database, not as a broker ETA: Redis would
+                # redeliver an ETA message held past the visibility timeout (a duplicate).
+                services.job_schedule_retry(job=job, exc=exc, countdown=countdown,
+                                            via_broker=False)
+                logger.warning("job failed, retry parked in the database job_id=%s "
+                               "countdown=%ss error=%r", job.pk, countdown, exc)
+                raise Ignore()
             services.job_schedule_retry(job=job, exc=exc, countdown=countdown)
             logger.warning("job failed, retrying job_id=%s kind=%s attempt=%d countdown=%ss "
                            "error=%r", job.pk, job.kind, job.attempts, countdown, exc)

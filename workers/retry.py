@@ -29,7 +29,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 # Countdowns above this are not handed to the broker as ETAs: Redis would redeliver them after
-# the visibility timeout (Celery's long-ETA duplication problem). No preset goes above it.
+# the visibility timeout (Celery's long-ETA duplication problem). Longer waits (a large
+# Retry-After, a slow custom policy) are kept in the job row and sent by the outbox relay.
 MAX_BROKER_COUNTDOWN = 15 * 60
 
 

@@ -269,18 +269,20 @@ def job_succeed(*, job: Job, result: Any = None) -> None:
     _after_terminal(job)
 
 
-def job_schedule_retry(*, job: Job, exc: BaseException, countdown: int) -> datetime:
+def job_schedule_retry(*, job: Job, exc: BaseException, countdown: int,
+                       via_broker: bool = True) -> datetime:
     """Record a failed attempt and put the job in `retrying` until `next_retry_at`.
 
     Written before the retry message is published, so the message can never arrive while
-    the row still says `running` (the claim would refuse it).
+    the row still says `running` (the claim would refuse it). With `via_broker=False` no
+    message is coming: the relay sends the job once `next_retry_at` has passed.
     """
     now = timezone.now()
     next_retry_at = now + timedelta(seconds=countdown)
     with transaction.atomic():
         Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
             status=JobStatus.RETRYING, next_retry_at=next_retry_at, error=_error(exc),
-            traceback=_format_tb(exc), enqueued_at=now,
+            traceback=_format_tb(exc), enqueued_at=now if via_broker else None,
         )
         _attempt(job, AttemptOutcome.RETRY, now, exc).save(force_insert=True)
     return next_retry_at

@@ -24,6 +24,19 @@ register_job_kind(JobKind(name="test_flaky", task_name="conveyor.demo.test_flaky
                           retry=FAST))
 
 
+SLOW = RetryPolicy("test_slow", max_attempts=3, backoff_factor=1, backoff_max=6 * 3600)
+register_job_kind(JobKind(name="test_slow_retry", task_name="conveyor.demo.test_slow_retry",
+                          description="asks to be retried in two hours",
+                          params_schema={"type": "object"}, retry=SLOW))
+
+
+@job_task(name="conveyor.demo.test_slow_retry")
+def slow_retry(job: Job) -> dict:
+    if job.attempts == 1:
+        raise TransientError("come back later", retry_after=2 * 3600)
+    return {"attempt": job.attempts}
+
+
 def _effects() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
@@ -104,3 +117,27 @@ def test_cancelled_job_never_runs(celery_worker_thread):
 def _pending_messages() -> int:
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     return broker.llen(broker_key("events")) + broker.hlen(broker_key("unacked"))
+
+
+def test_long_backoff_waits_in_the_database_not_on_the_broker(celery_worker_thread):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from domain.events.services import outbox_relay
+
+    # given a job whose first attempt is told to come back in two hours
+    job = job_create(kind="test_slow_retry", params={})
+    retrying = wait_for(lambda: Job.objects.filter(pk=job.pk, status=JobStatus.RETRYING).first(),
+                        message="the job to be retrying")
+    # then it waits in the row, with no broker message (no ETA past the visibility timeout)
+    assert retrying.enqueued_at is None
+    assert retrying.next_retry_at - timezone.now() > timedelta(hours=1, minutes=59)
+    wait_for(lambda: not _pending_messages(), message="the first message to be acknowledged")
+    assert outbox_relay(grace_seconds=0) == 0  # not due yet
+
+    # when the time comes, the relay sends it and it succeeds
+    Job.objects.filter(pk=job.pk).update(next_retry_at=timezone.now() - timedelta(seconds=1))
+    assert outbox_relay(grace_seconds=0) == 1
+    done = wait_for(lambda: _finished(job.pk), message="the job to finish")
+    assert done.status == JobStatus.SUCCEEDED and done.attempts == 2
