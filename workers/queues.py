@@ -13,7 +13,11 @@ class Queues(StrEnum):
     MAINTENANCE = "maintenance"
 
 
-_exchange = Exchange("conveyor", type="direct")
+# The default (nameless) exchange delivers straight to the queue named by the routing key.
+# On Redis a named exchange needs binding keys, and kombu caches "already bound" in memory:
+# after a Redis restart that lost them, publishes through a named exchange are dropped without
+# an error until a worker re-declares. Through the default exchange nothing can go missing.
+_exchange = Exchange("")
 TASK_QUEUES = tuple(Queue(q.value, _exchange, routing_key=q.value) for q in Queues)
 # Celery's own housekeeping tasks (and anything unrouted) go to maintenance; every
 # conveyor task has an explicit route below, which a test checks.
@@ -29,7 +33,7 @@ ROUTE_PREFIXES: dict[str, Queues] = {
     "conveyor.maintenance.": Queues.MAINTENANCE,
 }
 TASK_ROUTES = {
-    f"{prefix}*": {"queue": queue.value, "exchange": "conveyor", "routing_key": queue.value}
+    f"{prefix}*": {"queue": queue.value, "routing_key": queue.value}
     for prefix, queue in ROUTE_PREFIXES.items()
 }
 

@@ -132,6 +132,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Keep running tasks going when the broker connection drops: the job finishes and records its
+# outcome in the database; the message, unacknowledged, comes back later and the claim refuses
+# it. (Celery 6 changes the default to True; pin it so the behaviour does not move.)
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-cancel-long-running-tasks-on-connection-loss
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Publishing from a web request must not hang when Redis is down: a short retry, then the
 # outbox relay takes over (the event is already committed).
 CELERY_TASK_PUBLISH_RETRY_POLICY = {

@@ -47,11 +47,12 @@ def outbox_send(jobs: list[Job]) -> list[Job]:
     sent: list[Job] = []
     if due:
         app = current_app
+        task_names = {job.pk: get_job_kind(job.kind).task_name for job in due}
         try:
             with app.producer_or_acquire() as producer:
                 for job in due:
                     app.send_task(
-                        get_job_kind(job.kind).task_name,
+                        task_names[job.pk],
                         args=[str(job.id)],
                         task_id=str(job.id),
                         producer=producer,

@@ -459,8 +459,9 @@ def jobs_rescue_orphans(*, older_than: timedelta | None = None, batch_size: int 
     Such a job's worker died without reporting (kill -9, OOM, lost machine). The lost attempt
     is counted; a job out of attempts goes dead instead.
     """
-    older_than = older_than or timedelta(
-        seconds=settings.CELERY_TASK_TIME_LIMIT + settings.ORPHAN_GRACE_SECONDS)
+    if older_than is None:
+        older_than = timedelta(
+            seconds=settings.CELERY_TASK_TIME_LIMIT + settings.ORPHAN_GRACE_SECONDS)
     now = timezone.now()
     with transaction.atomic():
         orphans = list(
