@@ -12,18 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from django.conf import settings
+
+from domain.common.redis import redis_client, redis_key
 
 logger = logging.getLogger(__name__)
-_client: redis.Redis | None = None
-
-
-def lock_client() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2,
-                                       socket_timeout=5)
-    return _client
 
 
 def single_flight(name: str, *, ttl: int) -> Callable:
@@ -32,8 +24,7 @@ def single_flight(name: str, *, ttl: int) -> Callable:
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            lock = lock_client().lock(f"{settings.LOCK_KEY_PREFIX}lock:{name}", timeout=ttl,
-                                      blocking=False)
+            lock = redis_client().lock(redis_key("lock", name), timeout=ttl, blocking=False)
             if not lock.acquire(blocking=False):
                 logger.info("skipped, another run holds the lock name=%s", name)
                 return {"skipped": "locked"}

@@ -6,6 +6,8 @@ The environment variables are documented in README.md ("Configuration").
 from pathlib import Path
 
 import environ
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
@@ -97,7 +99,10 @@ CACHES = {
         "LOCATION": env("CACHE_URL", default=REDIS_URL),
         "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="conveyor"),
         "TIMEOUT": env.int("CACHE_DEFAULT_TIMEOUT", default=300),
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        # No client-side retries: redis-py's default (with backoff) would stall every read for
+        # seconds while Redis is down; catalog reads fall back to the database instead.
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2,
+                    "retry": Retry(NoBackoff(), 0)},
     }
 }
 
@@ -164,6 +169,9 @@ CELERY_IMPORTS = ("tasks.cache", "tasks.maintenance", "tasks.demo")
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1_048_576)
 API_MAX_BATCH_BODY_BYTES = env.int("API_MAX_BATCH_BODY_BYTES", default=16_777_216)
 API_MAX_BATCH_EVENTS = env.int("API_MAX_BATCH_EVENTS", default=500)
+# Whatever an event type's schema allows, one payload stays this small and this shallow.
+API_MAX_PAYLOAD_BYTES = env.int("API_MAX_PAYLOAD_BYTES", default=65_536)
+API_MAX_PAYLOAD_DEPTH = env.int("API_MAX_PAYLOAD_DEPTH", default=16)
 # Jobs committed but not yet on the broker for this long are enqueued by the outbox relay.
 OUTBOX_RELAY_GRACE_SECONDS = env.int("OUTBOX_RELAY_GRACE_SECONDS", default=10)
 OUTBOX_RELAY_BATCH_SIZE = env.int("OUTBOX_RELAY_BATCH_SIZE", default=500)
@@ -173,13 +181,21 @@ OUTBOX_STALE_SECONDS = env.int("OUTBOX_STALE_SECONDS", default=1800)
 # A job `running` longer than the hard time limit plus this is an orphan: its worker vanished.
 ORPHAN_GRACE_SECONDS = env.int("ORPHAN_GRACE_SECONDS", default=60)
 CATALOG_CACHE_TIMEOUT = env.int("CATALOG_CACHE_TIMEOUT", default=300)
-# Overlap locks for periodic jobs live in REDIS_URL under this prefix.
-LOCK_KEY_PREFIX = env("LOCK_KEY_PREFIX", default="conveyor:")
+# The project's own Redis keys (overlap locks, rate-limit counters) in REDIS_URL.
+REDIS_KEY_PREFIX = env("REDIS_KEY_PREFIX", default="conveyor:")
+# Requests per API key and scope family; "publish" covers both single and batch publishes.
+# Notation as DRF's: "<count>/<s|m|h|d>". Over the limit: 429 with Retry-After.
+API_THROTTLE_RATES = env.dict("API_THROTTLE_RATES", default={
+    "publish": "60000/m",
+    "read": "120000/m",
+    "write": "6000/m",
+})
 
 # --- REST framework and OpenAPI -------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["domain.common.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["domain.common.auth.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["domain.common.throttling.ApiKeyRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["domain.common.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "domain.common.errors.api_exception_handler",
@@ -205,7 +221,10 @@ LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "domain.common.logging.CorrelationIdFilter"}},
+    "filters": {
+        "correlation": {"()": "domain.common.logging.CorrelationIdFilter"},
+        "redact": {"()": "domain.common.logging.RedactSecretsFilter"},
+    },
     "formatters": {
         "kv": {
             "format": "%(asctime)s level=%(levelname)s logger=%(name)s "
@@ -216,7 +235,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "kv",
-            "filters": ["correlation"],
+            "filters": ["correlation", "redact"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -11,7 +11,7 @@ import tempfile
 from config.embedded import ensure_redis, redis_url_with_db
 
 from .base import *  # noqa: F403
-from .base import CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES, env
+from .base import CACHES, CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES, env
 
 # Each test run gets its own test database and its own Redis key prefix, so parallel runs
 # (and a developer's running stack on the same Redis) never see each other's rows or messages.
@@ -35,9 +35,10 @@ CACHES = {
         "LOCATION": redis_url_with_db(_redis_url, 15),
         "KEY_PREFIX": TEST_KEY_PREFIX,
         "TIMEOUT": 300,
+        "OPTIONS": CACHES["default"]["OPTIONS"],
     }
 }
-LOCK_KEY_PREFIX = TEST_KEY_PREFIX
+REDIS_KEY_PREFIX = TEST_KEY_PREFIX
 
 SECRET_KEY = "test-only-key-0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978"  # noqa: S105
 DEBUG = False
@@ -56,12 +57,15 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 0}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "domain.common.logging.CorrelationIdFilter"}},
+    "filters": {
+        "correlation": {"()": "domain.common.logging.CorrelationIdFilter"},
+        "redact": {"()": "domain.common.logging.RedactSecretsFilter"},
+    },
     "formatters": {
         "kv": {"format": "level=%(levelname)s logger=%(name)s "
                "correlation_id=%(correlation_id)s %(message)s"}
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv",
-                             "filters": ["correlation"]}},
+                             "filters": ["correlation", "redact"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }

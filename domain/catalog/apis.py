@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from drf_spectacular.utils import (
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
     extend_schema_serializer,
 )
@@ -14,7 +13,7 @@ from domain.catalog import selectors, services
 from domain.catalog.models import ProductStatus
 from domain.common.errors import ValidationFailed
 from domain.common.models import Scopes
-from domain.events.apis import ERROR_RESPONSE
+from domain.common.openapi import error_responses
 
 
 @extend_schema_serializer(component_name="Product")
@@ -29,8 +28,7 @@ class ProductOutputSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-def _errors(*codes: int) -> dict:
-    return {code: OpenApiResponse(ERROR_RESPONSE) for code in codes}
+_errors = error_responses
 
 
 def _cache_header(hit: bool) -> dict[str, str]:
@@ -39,6 +37,7 @@ def _cache_header(hit: bool) -> dict[str, str]:
 
 class ProductListApi(APIView):
     required_scopes = {"GET": (Scopes.PRODUCTS_READ,)}
+    throttle_scope = "read"
 
     @extend_schema_serializer(component_name="ProductFilter")
     class FilterSerializer(serializers.Serializer):
@@ -66,6 +65,7 @@ class ProductListApi(APIView):
 
 class ProductDetailApi(APIView):
     required_scopes = {"GET": (Scopes.PRODUCTS_READ,), "PATCH": (Scopes.PRODUCTS_WRITE,)}
+    throttle_scope = {"GET": "read", "PATCH": "write"}
 
     @extend_schema_serializer(component_name="ProductPatch")
     class InputSerializer(serializers.Serializer):

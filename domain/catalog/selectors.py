@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
-from django.core.cache import cache
 
 from domain.catalog.cache_keys import listing_namespace, product_key
 from domain.catalog.models import Product
-from domain.common.cache import namespaced_key
+from domain.common.cache import cache_get, cache_set, namespaced_key_or_none
 from domain.common.errors import NotFound
 
 
@@ -27,16 +26,17 @@ def product_to_dict(product: Product) -> dict:
 
 
 def product_get_cached(*, product_id) -> tuple[dict, bool]:
-    """The product as a dict, and whether it came from the cache."""
+    """The product as a dict, and whether it came from the cache (the database answers when
+    the cache is down)."""
     key = product_key(product_id)
-    cached = cache.get(key)
+    cached = cache_get(key)
     if cached is not None:
         return cached, True
     product = Product.objects.filter(pk=product_id).first()
     if product is None:
         raise NotFound("Product not found.")
     data = product_to_dict(product)
-    cache.set(key, data, settings.CATALOG_CACHE_TIMEOUT)
+    cache_set(key, data, settings.CATALOG_CACHE_TIMEOUT)
     return data, False
 
 
@@ -45,8 +45,8 @@ def product_list_cached(*, category: str | None, after_sku: str | None,
     """One page of products ordered by sku (keyset pagination), cached under the listing's
     namespace so one version bump drops every page of it."""
     page_id = hashlib.sha256(f"{after_sku or ''}|{limit}".encode()).hexdigest()[:16]
-    key = namespaced_key(listing_namespace(category), f"page:{page_id}")
-    cached = cache.get(key)
+    key = namespaced_key_or_none(listing_namespace(category), f"page:{page_id}")
+    cached = cache_get(key) if key else None
     if cached is not None:
         return cached, True
     products = Product.objects.order_by("sku")
@@ -59,5 +59,6 @@ def product_list_cached(*, category: str | None, after_sku: str | None,
         "results": [product_to_dict(p) for p in rows[:limit]],
         "next_after": rows[limit - 1].sku if len(rows) > limit else None,
     }
-    cache.set(key, page, settings.CATALOG_CACHE_TIMEOUT)
+    if key:
+        cache_set(key, page, settings.CATALOG_CACHE_TIMEOUT)
     return page, False

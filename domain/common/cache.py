@@ -8,9 +8,31 @@ larger than any version handed out before, so an old page can never come back to
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
+import redis
 from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+CACHE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def cache_get(key: str) -> Any:
+    """`cache.get` for readers that can do without the cache: None when it is down."""
+    try:
+        return cache.get(key)
+    except CACHE_ERRORS as exc:
+        logger.warning("cache unavailable, reading through key=%s error=%r", key, exc)
+        return None
+
+
+def cache_set(key: str, value: Any, timeout: int) -> None:
+    try:
+        cache.set(key, value, timeout)
+    except CACHE_ERRORS as exc:
+        logger.warning("cache unavailable, not stored key=%s error=%r", key, exc)
 
 
 def _version_key(namespace: str) -> str:
@@ -29,6 +51,15 @@ def namespace_version(namespace: str) -> int:
 
 def namespaced_key(namespace: str, suffix: str) -> str:
     return f"{namespace}:v{namespace_version(namespace)}:{suffix}"
+
+
+def namespaced_key_or_none(namespace: str, suffix: str) -> str | None:
+    """The versioned key, or None when the cache is down (then read and store nothing)."""
+    try:
+        return namespaced_key(namespace, suffix)
+    except CACHE_ERRORS as exc:
+        logger.warning("cache unavailable namespace=%s error=%r", namespace, exc)
+        return None
 
 
 def namespace_bump(namespace: str) -> int:

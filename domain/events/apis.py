@@ -6,7 +6,6 @@ from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import (
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
     extend_schema_field,
     extend_schema_serializer,
@@ -18,22 +17,14 @@ from rest_framework.views import APIView
 
 from domain.common.errors import ValidationFailed
 from domain.common.models import Scopes
+from domain.common.openapi import error_responses
 from domain.common.pagination import CreatedAtCursorPagination
 from domain.events import selectors, services
 from domain.events.models import Event, Job, JobStatus
 from domain.events.registry import event_types
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-ERROR_RESPONSE = inline_serializer(
-    "Error",
-    {"error": inline_serializer("ErrorBody", {
-        "code": serializers.CharField(), "message": serializers.CharField(),
-        "details": serializers.DictField()})},
-)
-
-
-def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: OpenApiResponse(ERROR_RESPONSE) for code in codes}
+_errors = error_responses
 
 
 @extend_schema_serializer(component_name="Job")
@@ -104,6 +95,7 @@ class EventInputSerializer(serializers.Serializer):
 
 class EventTypeListApi(APIView):
     required_scopes = {"GET": (Scopes.EVENTS_PUBLISH, Scopes.EVENTS_READ)}
+    throttle_scope = "read"
 
     @extend_schema_serializer(component_name="EventType")
     class OutputSerializer(serializers.Serializer):
@@ -125,6 +117,7 @@ class EventTypeListApi(APIView):
 
 class EventPublishApi(APIView):
     required_scopes = {"POST": (Scopes.EVENTS_PUBLISH,)}
+    throttle_scope = "publish"
 
     @extend_schema(
         operation_id="events_publish",
@@ -159,6 +152,7 @@ class EventPublishApi(APIView):
 
 class EventBatchPublishApi(APIView):
     required_scopes = {"POST": (Scopes.EVENTS_PUBLISH,)}
+    throttle_scope = "publish"
 
     @property
     def max_body_bytes(self) -> int:  # read per request, like every other limit
@@ -196,6 +190,7 @@ class EventBatchPublishApi(APIView):
 
 class EventDetailApi(APIView):
     required_scopes = {"GET": (Scopes.EVENTS_READ, Scopes.EVENTS_PUBLISH)}
+    throttle_scope = "read"
 
     @extend_schema(operation_id="events_retrieve",
                    responses={200: EventOutputSerializer, **_errors(401, 403, 404)})
@@ -206,6 +201,7 @@ class EventDetailApi(APIView):
 
 class JobListCreateApi(APIView):
     required_scopes = {"GET": (Scopes.JOBS_READ,), "POST": (Scopes.JOBS_WRITE,)}
+    throttle_scope = {"GET": "read", "POST": "write"}
 
     @extend_schema_serializer(component_name="JobFilter")
     class FilterSerializer(serializers.Serializer):
@@ -260,6 +256,7 @@ class JobListCreateApi(APIView):
 
 class JobDetailApi(APIView):
     required_scopes = {"GET": (Scopes.JOBS_READ,)}
+    throttle_scope = "read"
 
     @extend_schema(operation_id="jobs_retrieve",
                    responses={200: JobOutputSerializer, **_errors(401, 403, 404)})
@@ -270,6 +267,7 @@ class JobDetailApi(APIView):
 
 class JobAttemptListApi(APIView):
     required_scopes = {"GET": (Scopes.JOBS_READ,)}
+    throttle_scope = "read"
 
     @extend_schema_serializer(component_name="JobAttempt")
     class OutputSerializer(serializers.Serializer):
@@ -295,6 +293,7 @@ class JobRetryApi(APIView):
     """Replay one dead or cancelled job: fresh attempts, history kept."""
 
     required_scopes = {"POST": (Scopes.JOBS_WRITE,)}
+    throttle_scope = "write"
 
     @extend_schema(operation_id="jobs_retry", request=None,
                    responses={202: JobOutputSerializer, **_errors(401, 403, 404, 409)})
@@ -307,6 +306,7 @@ class JobRetryApi(APIView):
 
 class JobCancelApi(APIView):
     required_scopes = {"POST": (Scopes.JOBS_WRITE,)}
+    throttle_scope = "write"
 
     @extend_schema(operation_id="jobs_cancel", request=None,
                    responses={200: JobOutputSerializer, **_errors(401, 403, 404, 409)})
@@ -320,6 +320,7 @@ class JobBulkRetryApi(APIView):
     """Replay every dead (or cancelled) job matching a filter; answers how many."""
 
     required_scopes = {"POST": (Scopes.JOBS_WRITE,)}
+    throttle_scope = "write"
 
     @extend_schema_serializer(component_name="JobBulkRetryInput")
     class InputSerializer(serializers.Serializer):

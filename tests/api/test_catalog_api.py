@@ -392,3 +392,21 @@ def test_product_write_rolls_back_when_the_category_is_too_long(
     assert Event.objects.count() == 0
     assert Job.objects.count() == 0
     assert callbacks == []
+
+
+@pytest.mark.django_db
+def test_reads_fall_back_to_the_database_when_the_cache_is_down(client_all, settings):
+    # given a product, and a cache server that does not answer (nothing listens on port 1)
+    product = ProductFactory(price="7.00", category="coffee")
+    settings.CACHES = {"default": {
+        **settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}}
+
+    # when it is read, alone and in its listing
+    detail = client_all.get(reverse("product-detail", args=[product.pk]))
+    listing = client_all.get(reverse("product-list") + "?category=coffee")
+
+    # then the database answers, uncached
+    assert detail.status_code == 200 and detail.json()["price"] == "7.00"
+    assert detail["X-Cache"] == "miss"
+    assert listing.status_code == 200
+    assert [p["id"] for p in listing.json()["results"]] == [str(product.pk)]

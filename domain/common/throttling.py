@@ -1,0 +1,72 @@
+"""Per-API-key rate limits, counted in Redis.
+
+Written here rather than using DRF's SimpleRateThrottle: that one keeps a list of every
+request's timestamp in one cache value and rewrites it on each request (a get and a set, not
+atomic). At the rates this API serves — thousands a minute per key — the list is large, is
+re-serialized on every request, and concurrent requests overwrite each other's entries and
+overshoot the limit. Here each request is one atomic INCR on a fixed-window counter.
+
+If Redis does not answer, requests are let through: a publish must not fail because the
+limiter is unavailable (the outbox makes it durable without Redis).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+from django.conf import settings
+from rest_framework.throttling import BaseThrottle
+
+from domain.common.redis import redis_client, redis_key
+
+logger = logging.getLogger(__name__)
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """"600/m" -> (600, 60). Same notation as DRF's throttle rates."""
+    count, _, period = rate.partition("/")
+    return int(count), PERIODS[period.strip()[0]]
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    """Views declare `throttle_scope` ("publish", "read", "write") or a dict by method;
+    rates come from settings.API_THROTTLE_RATES."""
+
+    def __init__(self) -> None:
+        self._wait: float | None = None
+
+    def _scope(self, request, view) -> str | None:
+        scope = getattr(view, "throttle_scope", None)
+        if isinstance(scope, dict):
+            method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
+            return scope.get(method)
+        return scope
+
+    def allow_request(self, request, view) -> bool:
+        scope = self._scope(request, view)
+        rate = settings.API_THROTTLE_RATES.get(scope) if scope else None
+        if not rate or request.auth is None:
+            return True
+        limit, period = parse_rate(rate)
+        now = time.time()
+        window = int(now // period)
+        key = redis_key("throttle", scope, request.auth.pk, period, window)
+        try:
+            pipe = redis_client().pipeline(transaction=False)
+            pipe.set(key, 0, ex=period + 1, nx=True)
+            pipe.incr(key)
+            _, count = pipe.execute()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            logger.warning("rate limiter unavailable, request allowed scope=%s error=%r",
+                           scope, exc)
+            return True
+        if count > limit:
+            self._wait = (window + 1) * period - now
+            return False
+        return True
+
+    def wait(self) -> float | None:
+        return self._wait
