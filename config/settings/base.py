@@ -172,6 +172,8 @@ API_MAX_BATCH_EVENTS = env.int("API_MAX_BATCH_EVENTS", default=500)
 # Whatever an event type's schema allows, one payload stays this small and this shallow.
 API_MAX_PAYLOAD_BYTES = env.int("API_MAX_PAYLOAD_BYTES", default=65_536)
 API_MAX_PAYLOAD_DEPTH = env.int("API_MAX_PAYLOAD_DEPTH", default=16)
+# Any JSON request body nests at most this deep (a payload sits two or three levels down).
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=64)
 # Jobs committed but not yet on the broker for this long are enqueued by the outbox relay.
 OUTBOX_RELAY_GRACE_SECONDS = env.int("OUTBOX_RELAY_GRACE_SECONDS", default=10)
 OUTBOX_RELAY_BATCH_SIZE = env.int("OUTBOX_RELAY_BATCH_SIZE", default=500)

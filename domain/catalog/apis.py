@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -78,7 +79,7 @@ class ProductDetailApi(APIView):
 
     @extend_schema(
         operation_id="products_retrieve",
-        parameters=[OpenApiParameter("product_id", str, OpenApiParameter.PATH)],
+        parameters=[OpenApiParameter("product_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
         responses={200: ProductOutputSerializer, **_errors(401, 403, 404)},
     )
     def get(self, request, product_id):

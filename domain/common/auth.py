@@ -67,9 +67,10 @@ class HasScope(permissions.BasePermission):
             return True
         if not request.user or not getattr(request.user, "is_authenticated", False):
             raise exceptions.NotAuthenticated("An API key is required.")
-        if not hasattr(view, request.method.lower()):
-            return True  # no such handler: let DRF answer 405, not a misleading 403
-        method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
+        if request.method == "OPTIONS" or not hasattr(view, request.method.lower()):
+            # OPTIONS describes the endpoint (no data); an unknown method is DRF's 405.
+            return True
+        method = "GET" if request.method == "HEAD" else request.method
         scopes = required.get(method, ())
         if not scopes:
             return False

@@ -19,7 +19,9 @@ from workers.retry import RetryPolicy
 
 def _compile(schema: dict) -> Draft202012Validator:
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    # Draft 2020-12 treats "format" as a note unless a checker is given; enforce it (uuid,
+    # date-time, email...) so a schema means what it says.
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def schema_errors(validator: Draft202012Validator, instance: Any) -> list[dict[str, str]]:

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from domain.common.errors import Conflict, ValidationFailed
 from domain.common.models import ApiKey
+from domain.common.parsers import json_depth
 from domain.events.models import (
     REPLAYABLE_JOB_STATUSES,
     RUNNABLE_JOB_STATUSES,
@@ -60,37 +61,25 @@ def request_fingerprint(*, event_type: str, payload: Any, occurred_at: datetime 
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def json_depth(value: Any) -> int:
-    """Nesting depth of objects/arrays (a scalar is 0), without recursion."""
-    deepest, stack = 0, [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            deepest = max(deepest, depth)
-            continue
-        deepest = max(deepest, depth + 1)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 def _check_payload_limits(payload: Any) -> None:
-    """Bound what one event may store, whatever its schema allows."""
-    size = len(orjson.dumps(payload))
-    if size > settings.API_MAX_PAYLOAD_BYTES:
-        raise ValidationFailed(
-            f"payload is {size} bytes; the limit is {settings.API_MAX_PAYLOAD_BYTES}.",
-            code="payload_too_large",
-            details={"limit": settings.API_MAX_PAYLOAD_BYTES, "size": size})
+    """Bound what one event may store, whatever its schema allows. Depth first: it is what
+    makes serializing fail (orjson stops at 255 levels)."""
     depth = json_depth(payload)
     if depth > settings.API_MAX_PAYLOAD_DEPTH:
         raise ValidationFailed(
             f"payload nests {depth} levels deep; the limit is {settings.API_MAX_PAYLOAD_DEPTH}.",
             code="payload_too_deep",
             details={"limit": settings.API_MAX_PAYLOAD_DEPTH, "depth": depth})
+    try:
+        size = len(orjson.dumps(payload))
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
+        raise ValidationFailed(f"payload cannot be stored as JSON: {exc}.",
+                               code="invalid_payload") from exc
+    if size > settings.API_MAX_PAYLOAD_BYTES:
+        raise ValidationFailed(
+            f"payload is {size} bytes; the limit is {settings.API_MAX_PAYLOAD_BYTES}.",
+            code="payload_too_large",
+            details={"limit": settings.API_MAX_PAYLOAD_BYTES, "size": size})
 
 
 def event_validate(*, event_type: str, payload: Any, occurred_at: datetime | None) -> EventDraft:

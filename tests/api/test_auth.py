@@ -453,3 +453,13 @@ def test_unimplemented_method_is_405_not_403(make_client, method, url_name):
     # then it is told the method is not allowed (no key could ever make it work)
     assert_error(response, 405, "method_not_allowed")
     assert Event.objects.count() == 0 and Job.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url_name", ["event-publish", "event-batch-publish", "job-bulk-retry"])
+def test_options_describes_a_post_only_endpoint(make_client, url_name):
+    # given any valid key, when it asks what a POST-only endpoint accepts
+    response = make_client(["jobs:read"]).options(reverse(url_name))
+    # then it gets the description, not a scope error
+    assert response.status_code == 200
+    assert "POST" in response["Allow"]
