@@ -117,6 +117,21 @@ def celery_worker_thread(django_db_setup, django_db_blocker):
         yield worker
 
 
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    """The response is the one JSON error shape; return its `error` object."""
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert set(error) == {"code", "message", "details"}
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["details"], dict)
+    if code is not None:
+        assert error["code"] == code, error
+    return error
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05,
              message: str = "condition") -> object:
     """Poll until predicate() is truthy; fail the test (not hang) after `timeout` seconds."""

@@ -8,23 +8,10 @@ import pytest
 from django.test import Client
 
 from tests.broker_utils import UNREACHABLE_BROKER, broker_at
+from tests.conftest import assert_error
 
 pytestmark = pytest.mark.django_db
 
-
-def assert_error(response, status: int, code: str | None = None) -> dict:
-    """The response is the one JSON error shape; return its `error` object."""
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) == {"code", "message", "details"}
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["details"], dict)
-    if code is not None:
-        assert error["code"] == code, error
-    return error
 
 
 # --- Probes -------------------------------------------------------------------------------

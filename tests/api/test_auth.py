@@ -14,23 +14,13 @@ from domain.common.auth import LAST_USED_RESOLUTION
 from domain.common.models import ApiKey, Scopes
 from domain.common.services import api_key_create, api_key_revoke
 from domain.events.models import Event, Job
+from tests.conftest import assert_error
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
 
 PING = {"type": "demo.ping", "payload": {"message": "hi"}}
 
-
-def assert_error(response, status: int, code: str) -> dict:
-    """The one error shape: {"error": {"code", "message", "details"}}."""
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert isinstance(body["error"]["details"], dict)
-    return body["error"]
 
 
 def bearer(raw: str) -> APIClient:

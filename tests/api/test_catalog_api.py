@@ -15,25 +15,11 @@ from domain.catalog.cache_keys import ALL_PRODUCTS_NAMESPACE, category_namespace
 from domain.catalog.models import Product
 from domain.common.errors import ValidationFailed
 from domain.events.models import Event, Job
-from tests.conftest import queued_messages
+from tests.conftest import assert_error, queued_messages
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
 
-
-def assert_error(response, status: int, code: str | None = None) -> dict:
-    """The response is the one JSON error shape; return its `error` object."""
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) == {"code", "message", "details"}
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["details"], dict)
-    if code is not None:
-        assert error["code"] == code, error
-    return error
 
 
 def detail_url(product_id) -> str:

@@ -19,7 +19,7 @@ from domain.catalog.event_types import PRODUCT_UPDATED
 from domain.common.models import Scopes
 from domain.events.kinds import DEMO_PING
 from domain.events.models import Event, EventStatus, Job, JobStatus
-from tests.conftest import queued_messages
+from tests.conftest import assert_error, queued_messages
 from tests.factories import EventFactory, JobFactory, ProductFactory
 
 PUBLISH = "event-publish"
@@ -27,17 +27,6 @@ BATCH = "event-batch-publish"
 PING = {"type": "demo.ping", "payload": {"message": "hi"}}
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 
-
-def assert_error(response, status: int, code: str) -> dict:
-    """The one error shape: {"error": {"code", "message", "details"}}."""
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert isinstance(body["error"]["details"], dict)
-    return body["error"]
 
 
 def assert_nothing_written() -> None:

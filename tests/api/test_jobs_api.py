@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from domain.events.models import AttemptOutcome, Job, JobAttempt, JobStatus
-from tests.conftest import queued_messages
+from tests.conftest import assert_error, queued_messages
 from tests.factories import EventFactory, JobFactory
 
 pytestmark = pytest.mark.django_db
@@ -20,20 +20,6 @@ JOB_FIELDS = {
     "event", "created_at", "started_at", "finished_at", "next_retry_at",
 }
 
-
-def assert_error(response, status: int, code: str | None = None) -> dict:
-    """The response is the one JSON error shape; return its `error` object."""
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert set(error) == {"code", "message", "details"}
-    assert isinstance(error["message"], str) and error["message"]
-    assert isinstance(error["details"], dict)
-    if code is not None:
-        assert error["code"] == code, error
-    return error
 
 
 def cache_task_ids(broker) -> list[str]:
