@@ -63,8 +63,6 @@ class HasScope(permissions.BasePermission):
         required = getattr(view, "required_scopes", None)
         if required is None:
             return False
-        if required == "public":
-            return True
         if not request.user or not getattr(request.user, "is_authenticated", False):
             raise exceptions.NotAuthenticated("An API key is required.")
         if request.method == "OPTIONS" or not hasattr(view, request.method.lower()):
