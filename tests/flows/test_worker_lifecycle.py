@@ -48,7 +48,7 @@ def flaky(job: Job) -> dict:
         if job.params.get("error") == "permanent":
             raise PermanentError("the input can never work")
         raise TransientError("the other side is down")
-    effects = _effects().incr(f"test:effects:{job.pk}")
+    effects = _effects().incr(f"{settings.TEST_KEY_PREFIX}effects:{job.pk}")
     return {"effects": effects}
 
 
@@ -65,7 +65,7 @@ def test_transient_failures_retry_then_succeed(celery_worker_thread):
     assert list(done.attempt_log.values_list("outcome", flat=True)) == [
         "retry", "retry", "succeeded"]
     assert done.attempt_log.first().error_type == "TransientError"
-    assert _effects().get(f"test:effects:{job.pk}") == b"1"
+    assert _effects().get(f"{settings.TEST_KEY_PREFIX}effects:{job.pk}") == b"1"
 
 
 def test_permanent_error_goes_dead_at_once_and_fails_its_event(celery_worker_thread):
@@ -89,7 +89,7 @@ def test_transient_errors_exhaust_attempts_and_go_dead(celery_worker_thread):
     assert done.attempts == 3
     assert list(done.attempt_log.values_list("outcome", flat=True)) == [
         "retry", "retry", "failed"]
-    assert _effects().get(f"test:effects:{job.pk}") is None
+    assert _effects().get(f"{settings.TEST_KEY_PREFIX}effects:{job.pk}") is None
 
 
 def test_same_message_delivered_twice_has_one_effect(celery_worker_thread):
@@ -101,7 +101,7 @@ def test_same_message_delivered_twice_has_one_effect(celery_worker_thread):
     # Give the duplicates time to be consumed and skipped.
     wait_for(lambda: not _pending_messages(), message="the queue to drain")
     assert Job.objects.get(pk=job.pk).attempts == 1
-    assert _effects().get(f"test:effects:{job.pk}") == b"1"
+    assert _effects().get(f"{settings.TEST_KEY_PREFIX}effects:{job.pk}") == b"1"
 
 
 def test_cancelled_job_never_runs(celery_worker_thread):
@@ -111,7 +111,7 @@ def test_cancelled_job_never_runs(celery_worker_thread):
     wait_for(lambda: not _pending_messages(), message="the message to be consumed")
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED and job.attempts == 0
-    assert _effects().get(f"test:effects:{job.pk}") is None
+    assert _effects().get(f"{settings.TEST_KEY_PREFIX}effects:{job.pk}") is None
 
 
 def _pending_messages() -> int:
