@@ -25,8 +25,7 @@ BROKER_ERRORS = (
     kombu.exceptions.OperationalError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
-    ConnectionError,
-    OSError,
+    OSError,  # includes ConnectionError and socket timeouts
 )
 
 

@@ -7,6 +7,7 @@ import logging
 import traceback as tb
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -45,7 +46,14 @@ class EventDraft:
     event_type: EventType
     payload: dict
     occurred_at: datetime
-    request_hash: str
+    given_occurred_at: datetime | None = None  # as the client sent it, for the fingerprint
+
+    @cached_property
+    def request_hash(self) -> str:
+        """Computed only when asked: just idempotent publishes need it (a second full
+        serialization of the payload that batch and key-less publishes do not pay)."""
+        return request_fingerprint(event_type=self.event_type.name, payload=self.payload,
+                                   occurred_at=self.given_occurred_at)
 
 
 @dataclass(frozen=True)
@@ -98,8 +106,7 @@ def event_validate(*, event_type: str, payload: Any, occurred_at: datetime | Non
         event_type=registered,
         payload=payload,
         occurred_at=occurred_at or timezone.now(),
-        request_hash=request_fingerprint(event_type=event_type, payload=payload,
-                                         occurred_at=occurred_at),
+        given_occurred_at=occurred_at,
     )
 
 
@@ -112,7 +119,7 @@ def _build(draft: EventDraft, *, api_key: ApiKey | None, correlation_id: str,
         created_at=now,
         api_key=api_key,
         idempotency_key=idempotency_key,
-        request_hash=draft.request_hash,
+        request_hash=draft.request_hash if idempotency_key else "",
         correlation_id=correlation_id,
     )
     if not draft.event_type.handlers:
