@@ -1,0 +1,110 @@
+"""The suite's table (stdout) and chart (PNG): each figure next to its same-run baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def rows(report: dict) -> list[tuple[str, str, str, str, str, str]]:
+    """(figure, value, baseline, ratio, goal, met) for every measured figure."""
+    r = report["results"]
+    out = []
+
+    def yes(ok: bool) -> str:
+        return "yes" if ok else "NO"
+
+    if "publish_single" in r:
+        p = r["publish_single"]
+        out.append(("single publish POST /api/v1/events",
+                    f"{p['rps']:,.0f} req/s (p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms)",
+                    f"{p['baseline_rps']:,.0f} req/s minimal JSON view "
+                    f"(p50 {p['baseline_p50_ms']} ms, p99 {p['baseline_p99_ms']} ms)",
+                    f"{p['ratio']:.2f}x", ">= 0.5x", yes(p["met"])))
+    if "publish_batch" in r:
+        p = r["publish_batch"]
+        out.append((f"batch publish ({p['batch_size']}/request), durable events/s",
+                    f"{p['events_per_s']:,.0f} events/s (p99 {p['p99_ms']} ms/request)",
+                    "goal 10,000 events/s", f"{p['ratio']:.2f}x", ">= 10,000/s", yes(p["met"])))
+    labels = {"e2e_noop": "end to end, demo.ping -> noop job (batch publish)",
+              "e2e_product": "end to end, product.updated -> cache invalidation (batch publish)",
+              "e2e_single": "end to end, demo.ping, one POST per event"}
+    for key, label in labels.items():
+        if key in r:
+            p = r[key]
+            out.append((label, f"{p['events_per_s']:,.0f} events/s ({p['events']:,} in "
+                        f"{p['elapsed_s']} s)",
+                        f"{p['baseline_per_s']:,.0f} tasks/s bare Celery no-op, prefork -c 2",
+                        f"{p['ratio']:.2f}x", ">= 1.0x", yes(p["met"])))
+    if "latency" in r:
+        p = r["latency"]
+        out.append((f"publish -> running at {p['rate_per_s']:.0f}/s (half the single-POST "
+                    "end-to-end rate)", f"p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms",
+                    f"{p['samples']:,} events", "-", "p99 <= 50 ms", yes(p["met"])))
+    if "worker_memory" in r:
+        p = r["worker_memory"]
+        out.append((f"worker RSS after {p['tasks_large']:,} vs {p['tasks_small']:,} tasks",
+                    f"{p['rss_large_mib']} MiB", f"{p['rss_small_mib']} MiB",
+                    f"{p['ratio']:.3f}x ({p['growth_pct']:+.1f}%)", "<= +10%", yes(p["met"])))
+    return out
+
+
+def table(report: dict) -> str:
+    header = ("figure", "measured", "baseline (same run)", "ratio", "goal", "met")
+    body = rows(report)
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    m = report["machine"]
+    title = (f"Conveyor benchmarks, {report['date']} ({report['mode']}), {m['cpus']} CPUs, "
+             f"Python {m['python']}, PostgreSQL {m['postgres']}, Redis {m['redis']}")
+    return "\n".join([title, fmt.format(*header), line, *(fmt.format(*row) for row in body)])
+
+
+def chart(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = report["results"]
+    bars = []  # (label, value, baseline, unit)
+    if "publish_single" in r:
+        p = r["publish_single"]
+        bars.append(("single publish\nreq/s", p["rps"], p["baseline_rps"], "minimal JSON view"))
+    if "publish_batch" in r:
+        p = r["publish_batch"]
+        bars.append(("batch publish\nevents/s", p["events_per_s"], 10_000, "goal 10,000/s"))
+    for key, label in (("e2e_noop", "end to end\nnoop (batch)"),
+                       ("e2e_product", "end to end\nproduct.updated"),
+                       ("e2e_single", "end to end\nnoop (1 POST/event)")):
+        if key in r:
+            bars.append((label, r[key]["events_per_s"], r[key]["baseline_per_s"],
+                         "bare Celery no-op"))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 1]})
+    ax = axes[0]
+    xs = range(len(bars))
+    ax.bar([x - 0.2 for x in xs], [b[2] for b in bars], width=0.4, color="#b0b0b0",
+           label="baseline (same run)")
+    ax.bar([x + 0.2 for x in xs], [b[1] for b in bars], width=0.4, color="#2b6cb0",
+           label="Conveyor")
+    for x, b in zip(xs, bars, strict=True):
+        ax.text(x + 0.2, b[1], f"{b[1] / b[2]:.2f}x", ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(list(xs), [b[0] for b in bars], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("per second (log scale)")
+    ax.legend(fontsize=8)
+    ax.set_title("Throughput vs same-run baseline", fontsize=10)
+    ax2 = axes[1]
+    if "latency" in r:
+        p = r["latency"]
+        ax2.bar(["p50", "p99"], [p["p50_ms"], p["p99_ms"]], color="#2b6cb0")
+        ax2.axhline(50, color="#c53030", linestyle="--", label="goal p99 50 ms")
+        ax2.set_ylabel("ms")
+        ax2.set_title(f"publish -> running at {p['rate_per_s']:.0f}/s", fontsize=10)
+        ax2.legend(fontsize=8)
+    m = report["machine"]
+    fig.suptitle(f"Conveyor, {report['date'][:10]}, {m['cpus']} cores, {report['mode']} run",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,194 @@
+"""The processes a benchmark run starts and stops: its own Redis, a fresh PostgreSQL database,
+gunicorn with the project's production flags, the project's worker and the bare baseline worker.
+
+Everything listens on 127.0.0.1 only, is started by this process and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Stack:
+    def __init__(self, database_url: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
+        self.procs: list[subprocess.Popen] = []
+        self.database_url = database_url
+        self.redis_port = free_port()
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": self.redis_url,
+            "BENCH_BROKER_URL": self.redis_url,
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DJANGO_SECURE_SSL_REDIRECT": "False",
+            # The throttle still runs (one Redis INCR per request) but never refuses.
+            "API_THROTTLE_RATES": "publish=100000000/m,read=100000000/m,write=100000000/m",
+            "PYTHONPATH": str(ROOT),
+        }
+        self.env.pop("CONVEYOR_TEST_RUN_ID", None)
+
+    # --- services -----------------------------------------------------------------------
+
+    def start_redis(self) -> None:
+        """A private Redis: the suite flushes it between scenarios without touching yours."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            from config.embedded import redis_server_binary
+
+            binary = redis_server_binary()
+        proc = self._spawn("redis", [binary, "--bind", "127.0.0.1", "--port", str(self.redis_port),
+                                     "--save", "", "--appendonly", "no", "--dir", str(self.dir)])
+        import redis
+
+        client = redis.Redis(port=self.redis_port)
+
+        def pong() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited; see {self.dir / 'redis.log'}")
+            try:
+                return client.ping()
+            except redis.ConnectionError:
+                return False
+
+        wait_until(pong, 10, "Redis")
+        self.redis_version = client.info()["redis_version"]
+
+    def create_database(self) -> None:
+        """Drop and create the benchmark database on the server DATABASE_URL points at."""
+        import psycopg2
+
+        parts = urlsplit(self.database_url)
+        name = parts.path.lstrip("/")
+        admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
+        try:
+            conn = psycopg2.connect(admin, connect_timeout=3)
+        except psycopg2.OperationalError as exc:
+            raise SystemExit(
+                f"bench: PostgreSQL is not reachable at {parts.hostname}:{parts.port or 5432} "
+                f"({exc.args[0].strip()}).\nThe suite measures the real storage path and needs "
+                "a PostgreSQL server; point BENCH_DATABASE_URL at one "
+                "(e.g. postgres://postgres@127.0.0.1:5432/conveyor_bench).") from exc
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cur.execute(f'CREATE DATABASE "{name}"')
+            cur.execute("SHOW server_version")
+            self.postgres_version = cur.fetchone()[0]
+        conn.close()
+
+    def manage(self, *args: str) -> None:
+        subprocess.run([str(BIN / "python"), "manage.py", *args], cwd=ROOT, env=self.env,
+                       check=True, stdout=subprocess.DEVNULL)
+
+    # --- processes ----------------------------------------------------------------------
+
+    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc.log_file = log
+        proc.name = name
+        self.procs.append(proc)
+        return proc
+
+    def start_web(self) -> tuple[subprocess.Popen, int]:
+        """gunicorn with compose/django/start's flags: 2 processes x 4 threads, gthread,
+        access log on (to a file here)."""
+        port = free_port()
+        proc = self._spawn("web", [
+            str(BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            "--workers", "2", "--threads", "4", "--worker-class", "gthread",
+            "--worker-tmp-dir", str(self.dir),
+            "--timeout", "30", "--access-logfile", "-", "--no-control-socket",
+        ])
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited; see {self.dir / 'web.log'}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_until(healthy, 30, "gunicorn")
+        return proc, port
+
+    def start_worker(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        proc = self._spawn(name, [str(BIN / cmd[0]), *cmd[1:]])
+        log = self.dir / f"{name}.log"
+        offset = log.stat().st_size if log.exists() else 0
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker {name} exited; see {log}")
+            with open(log, "rb") as f:
+                f.seek(offset)
+                return b" ready." in f.read()
+
+        wait_until(ready, 60, f"worker {name}")
+        return proc
+
+    def stop(self, proc: subprocess.Popen, timeout: float = 20) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        proc.log_file.close()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self.procs)):
+            self.stop(proc)
+
+
+def tree_rss(pid: int) -> dict:
+    """Resident memory of a process and its children (a prefork worker: master + pool)."""
+    parent = psutil.Process(pid)
+    children = parent.children(recursive=True)
+    parent_rss = parent.memory_info().rss
+    child_rss = [c.memory_info().rss for c in children]
+    return {"total_mib": round((parent_rss + sum(child_rss)) / 2**20, 1),
+            "master_mib": round(parent_rss / 2**20, 1),
+            "children_mib": [round(r / 2**20, 1) for r in child_rss]}
