@@ -161,6 +161,11 @@ CELERY_RESULT_EXPIRES = None  # pruned by our own maintenance schedule, not cele
 # Schedules live in the database (django-celery-beat); scheduler/ declares them in code.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fix-up closes the database connection before and after every task unless
+# this is set: a new PostgreSQL connection per task, 22% of a no-op job's worker time under
+# py-spy (bench/). Workers age connections the way web requests do instead (CONN_MAX_AGE,
+# CONN_HEALTH_CHECKS; workers/signals.py), so the fix-up's own recycling is set out of reach.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1_000_000_000)
 # Task modules live in tasks/, outside the Django apps, so autodiscovery would not find them.
 CELERY_IMPORTS = ("tasks.cache", "tasks.maintenance", "tasks.demo")
 
