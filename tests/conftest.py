@@ -75,6 +75,19 @@ def queued_messages(broker: redis.Redis, queue: str) -> list[dict]:
     return [json.loads(raw) for raw in broker.lrange(broker_key(queue), 0, -1)]
 
 
+def queued_job_ids(broker: redis.Redis, queue: str) -> list[str]:
+    """The job ids the messages in a queue carry: one per single-job message, all of a
+    micro-batch's (domain/events/outbox.py), in queue order."""
+    import base64
+    import json
+
+    ids: list[str] = []
+    for message in reversed(queued_messages(broker, queue)):  # LPUSH: oldest last
+        [[arg], _, _] = json.loads(base64.b64decode(message["body"]))
+        ids.extend(arg if isinstance(arg, list) else [arg])
+    return ids
+
+
 @pytest.fixture
 def make_client(db) -> Callable[..., APIClient]:
     def _make(scopes: list[str] | None = None, name: str = "test") -> APIClient:

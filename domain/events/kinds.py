@@ -30,6 +30,8 @@ CACHE_INVALIDATION = register_job_kind(
             ],
         },
         retry=TRANSIENT,
+        # A few Redis commands per job: 100 finish well inside one soft time limit.
+        batch_size=100,
     )
 )
 
@@ -40,6 +42,7 @@ NOOP = register_job_kind(
         description="Does trivial work; measures what the bookkeeping costs.",
         params_schema={"type": "object"},
         retry=TRANSIENT,
+        batch_size=500,
     )
 )
 

@@ -8,12 +8,13 @@ broker is down the jobs stay `enqueued_at IS NULL` and the outbox relay sends th
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import kombu.exceptions
 import redis.exceptions
 from celery import current_app
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from domain.events.models import Event, EventStatus, Job
@@ -35,8 +36,13 @@ def outbox_enqueue_on_commit(jobs: Iterable[Job]) -> None:
         transaction.on_commit(lambda: outbox_send(jobs))
 
 
-def outbox_send(jobs: list[Job]) -> list[Job]:
+def outbox_send(jobs: list[Job], *, micro_batch: bool = True) -> list[Job]:
     """Publish every due job over one producer connection; record what was handed over.
+
+    Jobs of a kind with `batch_size` > 1 travel together: one message carries up to that many
+    job ids (micro-batching; the worker claims and records them set-wise, workers/base.py).
+    A message carrying one job keeps the job id as its task id. `micro_batch=False` sends one
+    message per job whatever the kind.
 
     Returns the jobs sent. A broker failure is logged, not raised: the rows are durable and
     the relay retries them.
@@ -46,46 +52,64 @@ def outbox_send(jobs: list[Job]) -> list[Job]:
     sent: list[Job] = []
     if due:
         app = current_app
-        task_names = {job.pk: get_job_kind(job.kind).task_name for job in due}
         try:
             with app.producer_or_acquire() as producer:
-                for job in due:
-                    app.send_task(
-                        task_names[job.pk],
-                        args=[str(job.id)],
-                        task_id=str(job.id),
-                        producer=producer,
-                        headers={"correlation_id": job.correlation_id},
-                    )
-                    sent.append(job)
+                for task_name, chunk in _messages(due, micro_batch):
+                    if len(chunk) == 1:
+                        job = chunk[0]
+                        app.send_task(task_name, args=[str(job.id)], task_id=str(job.id),
+                                      producer=producer,
+                                      headers={"correlation_id": job.correlation_id})
+                    else:
+                        # Each job keeps its own correlation id on its row; the message
+                        # carries the first one for its log lines.
+                        app.send_task(task_name, args=[[str(job.id) for job in chunk]],
+                                      producer=producer,
+                                      headers={"correlation_id": chunk[0].correlation_id})
+                    sent.extend(chunk)
         except BROKER_ERRORS as exc:
             logger.warning("outbox send failed sent=%d unsent=%d error=%r; the relay will retry",
                            len(sent), len(due) - len(sent), exc)
     if sent:
-        _mark_sent(sent, now)
+        _mark_sent(sent, jobs, now)
     return sent
 
 
-def _mark_sent(sent: list[Job], now) -> None:
+def _messages(due: list[Job], micro_batch: bool) -> Iterator[tuple[str, list[Job]]]:
+    """(task name, jobs) for each message to send, in the order the jobs came."""
+    groups: dict[str, list[Job]] = {}
+    for job in due:
+        kind = get_job_kind(job.kind)
+        size = kind.batch_size if micro_batch else 1
+        if size == 1:
+            yield kind.task_name, [job]
+            continue
+        group = groups.setdefault(kind.task_name, [])
+        group.append(job)
+        if len(group) >= size:
+            yield kind.task_name, group
+            groups[kind.task_name] = []
+    for task_name, group in groups.items():
+        if group:
+            yield task_name, group
+
+
+def _mark_sent(sent: list[Job], given: list[Job], now) -> None:
+    """Two statements, whatever the number of jobs: stamp the jobs, then move to `dispatched`
+    the events none of whose jobs is still waiting to be handed over."""
     Job.objects.filter(pk__in=[j.pk for j in sent]).update(enqueued_at=now)
     event_ids = {j.event_id for j in sent if j.event_id}
-    ready: set = set()
     if event_ids:
-        # Only an event whose every job has been handed over counts as dispatched.
-        blocked = set(
-            Job.objects.filter(event_id__in=event_ids, enqueued_at__isnull=True)
-            .values_list("event_id", flat=True)
-            .distinct()
-        )
-        ready = event_ids - blocked
-        if ready:
-            Event.objects.filter(pk__in=ready, status=EventStatus.PENDING).update(
-                status=EventStatus.DISPATCHED, dispatched_at=now
-            )
-    # Keep the caller's objects true to the rows, so a 202 shows what was really done.
+        unsent = Job.objects.filter(event_id=OuterRef("pk"), enqueued_at__isnull=True)
+        Event.objects.filter(pk__in=event_ids, status=EventStatus.PENDING).exclude(
+            Exists(unsent)).update(status=EventStatus.DISPATCHED, dispatched_at=now)
+    # Keep the caller's objects true to the rows, so a 202 shows what was really done. The
+    # publisher passes every job of its events: one of them not sent keeps its event pending.
+    sent_ids = {j.pk for j in sent}
+    held_back = {j.event_id for j in given if j.pk not in sent_ids}
     for job in sent:
         job.enqueued_at = now
         event = job.event if Job.event.is_cached(job) else None
-        if event is not None and event.pk in ready and event.status == EventStatus.PENDING:
+        if event is not None and event.pk not in held_back and event.status == EventStatus.PENDING:
             event.status = EventStatus.DISPATCHED
             event.dispatched_at = now

@@ -38,9 +38,15 @@ class JobKind:
     description: str
     params_schema: dict
     retry: RetryPolicy
+    # Micro-batching: how many jobs of this kind one broker message may carry. Only for work
+    # that is cheap and short (a batch shares one soft time limit); slow or external work
+    # (webhooks, email) keeps 1, one message per job. See workers/base.py.
+    batch_size: int = 1
     validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"job kind {self.name!r}: batch_size must be at least 1")
         object.__setattr__(self, "validator", _compile(self.params_schema))
 
     def validate_params(self, params: Any) -> None:

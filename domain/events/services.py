@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import traceback as tb
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
@@ -265,6 +266,97 @@ def job_claim(*, job_id: str, worker: str = "") -> Job | None:
     return Job.objects.get(pk=job_id)
 
 
+def jobs_claim(*, job_ids: list[str], worker: str = "") -> list[Job]:
+    """Claim a micro-batch: move its runnable jobs to `running` with one conditional UPDATE and
+    return them in the order given. Jobs done, cancelled, not yet due or claimed by another
+    delivery are left out, as `job_claim` leaves out a single one.
+
+    The UPDATE waits for row locks rather than skipping them: the publisher's own bookkeeping
+    UPDATE (enqueued_at, after the send) can still hold a fresh job's row when the message
+    arrives, and skipping it would drop that job from the batch.
+    """
+    now = timezone.now()
+    worker = worker[:255]
+    runnable = [str(s) for s in RUNNABLE_JOB_STATUSES]
+    if connection.vendor == "postgresql":
+        # RETURNING says exactly which rows this statement claimed.
+        table = Job._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'UPDATE "{table}" SET status = %s, attempts = attempts + 1, '  # noqa: S608 - the model's own table name
+                "started_at = %s, next_retry_at = NULL, worker = %s "
+                "WHERE id = ANY(%s::uuid[]) AND status = ANY(%s) "
+                "AND (run_at IS NULL OR run_at <= %s) RETURNING id",
+                [JobStatus.RUNNING, now, worker, [str(i) for i in job_ids], runnable, now])
+            claimed = [row[0] for row in cursor.fetchall()]
+        jobs = list(Job.objects.filter(pk__in=claimed)) if claimed else []
+    else:
+        # SQLite (local only): the transaction holds the database's write lock from BEGIN, so
+        # nobody else can claim between the UPDATE and the read of what it claimed.
+        with transaction.atomic():
+            Job.objects.filter(pk__in=job_ids, status__in=runnable).filter(
+                Q(run_at__isnull=True) | Q(run_at__lte=now)).update(
+                status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now,
+                next_retry_at=None, worker=worker)
+            jobs = list(Job.objects.filter(pk__in=job_ids, status=JobStatus.RUNNING,
+                                           started_at=now, worker=worker))
+    order = {str(job_id): n for n, job_id in enumerate(job_ids)}
+    jobs.sort(key=lambda job: order.get(str(job.pk), 0))
+    return jobs
+
+
+def jobs_release(*, jobs: list[Job]) -> list[Job]:
+    """Give claimed jobs that never ran back to `queued`, as if they had not been claimed
+    (a micro-batch stopped early by its soft time limit). Returns the jobs released."""
+    released = [job for job in jobs if job.status == JobStatus.RUNNING]
+    if released:
+        Job.objects.filter(pk__in=[j.pk for j in released], status=JobStatus.RUNNING).update(
+            status=JobStatus.QUEUED, attempts=F("attempts") - 1, started_at=None, worker="",
+            enqueued_at=None)
+    return released
+
+
+def jobs_succeed(*, outcomes: list[tuple[Job, Any]]) -> None:
+    """Record many successes at once: one UPDATE for the jobs, one INSERT for their attempts,
+    one roll-up for their events, in place of three statements per job."""
+    if not outcomes:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        _store_results(outcomes, now)
+        JobAttempt.objects.bulk_create(
+            [_attempt(job, AttemptOutcome.SUCCEEDED, now) for job, _ in outcomes])
+    for job, _ in outcomes:
+        job.status, job.finished_at = JobStatus.SUCCEEDED, now
+    event_ids = {job.event_id for job, _ in outcomes if job.event_id}
+    if event_ids:
+        events_refresh_status(event_ids=event_ids)
+
+
+def _store_results(outcomes: list[tuple[Job, Any]], now: datetime) -> None:
+    """Each job its own result, in one statement on PostgreSQL (UPDATE … FROM unnest: Django's
+    bulk_update builds a CASE per row and is Python-bound, PERF-FACTS.md). Elsewhere (SQLite,
+    local only) one UPDATE per distinct result."""
+    if connection.vendor == "postgresql":
+        table = Job._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'UPDATE "{table}" AS j SET status = %s, result = v.result, finished_at = %s, '  # noqa: S608 - the model's own table name
+                "error = NULL FROM (SELECT unnest(%s::uuid[]) AS id, "
+                "unnest(%s::jsonb[]) AS result) AS v "
+                "WHERE j.id = v.id AND j.status = %s",
+                [JobStatus.SUCCEEDED, now, [str(job.pk) for job, _ in outcomes],
+                 [None if result is None else json.dumps(result) for _, result in outcomes],
+                 JobStatus.RUNNING])
+        return
+    by_result: dict[str, list] = {}
+    for job, result in outcomes:
+        by_result.setdefault(json.dumps(result, sort_keys=True), []).append(job.pk)
+    for encoded, ids in by_result.items():
+        Job.objects.filter(pk__in=ids, status=JobStatus.RUNNING).update(
+            status=JobStatus.SUCCEEDED, result=json.loads(encoded), finished_at=now, error=None)
+
+
 def _attempt(job: Job, outcome: str, now: datetime, exc: BaseException | None = None) -> JobAttempt:
     return JobAttempt(
         job=job,
@@ -341,15 +433,19 @@ def _after_terminal(job: Job) -> None:
 
 
 def event_refresh_status(*, event_id) -> None:
-    """Close an event once every job is terminal: `failed` if any is dead, else `completed`.
+    events_refresh_status(event_ids=[event_id])
 
-    One conditional UPDATE run after the job's own commit, so of two jobs finishing at once
+
+def events_refresh_status(*, event_ids) -> None:
+    """Close events once every job is terminal: `failed` if any is dead, else `completed`.
+
+    One conditional UPDATE run after the jobs' own commit, so of two jobs finishing at once
     the later statement sees both and closes the event.
     """
     open_jobs = Job.objects.filter(event_id=OuterRef("pk")).exclude(
         status__in=TERMINAL_JOB_STATUSES)
     dead_jobs = Job.objects.filter(event_id=OuterRef("pk"), status=JobStatus.DEAD)
-    Event.objects.filter(pk=event_id).exclude(
+    Event.objects.filter(pk__in=event_ids).exclude(
         status__in=(EventStatus.COMPLETED, EventStatus.FAILED)
     ).exclude(Exists(open_jobs)).update(
         status=Case(When(Exists(dead_jobs), then=Value(EventStatus.FAILED)),
