@@ -152,7 +152,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 # Task events for Flower. https://flower.readthedocs.io/en/latest/prometheus-integration.html
 CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# No "task-sent" event from publishers: it doubled the broker writes of every publish (a second
+# PUBLISH per message), and Flower shows every task from the worker's own events anyway.
+CELERY_TASK_SEND_SENT_EVENT = False
 # Results in the database (django-celery-results), with name/args/worker recorded.
 # https://docs.celeryq.dev/en/stable/django/first-steps-with-django.html#django-celery-results-using-the-django-orm-cache-as-a-result-backend
 CELERY_RESULT_BACKEND = "django-db"

@@ -54,7 +54,11 @@ def test_celery_reliability_settings():
     assert conf.worker_prefetch_multiplier == 1
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.task_soft_time_limit < conf.task_time_limit
-    assert conf.worker_send_task_events and conf.task_send_sent_event
+    # workers send task events for Flower; publishers send no task-sent event (a second broker
+    # write per message, bench/)
+    assert conf.worker_send_task_events and not conf.task_send_sent_event
+    # workers keep their database connection between tasks (Celery's fix-up would reconnect)
+    assert conf.get("CELERY_DB_REUSE_MAX", 0) >= 1_000_000
     assert conf.result_backend == "django-db" and conf.result_extended
     # no countdown handed to the broker outlives its visibility timeout (longer ones wait in
     # the database), and the presets stay under that threshold
