@@ -43,7 +43,9 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str, str]]:
                     f"{p['samples']:,} events", "-", "p99 <= 50 ms", yes(p["met"])))
     if "worker_memory" in r:
         p = r["worker_memory"]
-        out.append((f"worker RSS after {p['tasks_large']:,} vs {p['tasks_small']:,} tasks",
+        per = p["jobs_per_message"]
+        out.append((f"worker RSS after {p['jobs_large']:,} vs {p['jobs_small']:,} jobs "
+                    f"({p['jobs_large'] // per:,} vs {p['jobs_small'] // per:,} tasks of {per})",
                     f"{p['rss_large_mib']} MiB", f"{p['rss_small_mib']} MiB",
                     f"{p['ratio']:.3f}x ({p['growth_pct']:+.1f}%)", "<= +10%", yes(p["met"])))
     return out

@@ -38,13 +38,13 @@ def outbox_enqueue_on_commit(jobs: Iterable[Job]) -> None:
         transaction.on_commit(lambda: outbox_send(jobs))
 
 
-def outbox_send(jobs: list[Job], *, micro_batch: bool = True) -> list[Job]:
+def outbox_send(jobs: list[Job], *, max_batch: int | None = None) -> list[Job]:
     """Publish every due job over one producer connection; record what was handed over.
 
     Jobs of a kind with `batch_size` > 1 travel together: one message carries up to that many
     job ids (micro-batching; the worker claims and records them set-wise, workers/base.py).
-    A message carrying one job keeps the job id as its task id. `micro_batch=False` sends one
-    message per job whatever the kind.
+    A message carrying one job keeps the job id as its task id. `max_batch` caps the jobs per
+    message below the kinds' own sizes (1: one message per job).
 
     Returns the jobs sent. A broker failure is logged, not raised: the rows are durable and
     the relay retries them.
@@ -56,7 +56,7 @@ def outbox_send(jobs: list[Job], *, micro_batch: bool = True) -> list[Job]:
         app = current_app
         try:
             with app.producer_or_acquire() as producer:
-                for task_name, chunk in _messages(due, micro_batch):
+                for task_name, chunk in _messages(due, max_batch):
                     if len(chunk) == 1:
                         job = chunk[0]
                         app.send_task(task_name, args=[str(job.id)], task_id=str(job.id),
@@ -77,12 +77,12 @@ def outbox_send(jobs: list[Job], *, micro_batch: bool = True) -> list[Job]:
     return sent
 
 
-def _messages(due: list[Job], micro_batch: bool) -> Iterator[tuple[str, list[Job]]]:
+def _messages(due: list[Job], max_batch: int | None) -> Iterator[tuple[str, list[Job]]]:
     """(task name, jobs) for each message to send, in the order the jobs came."""
     groups: dict[str, list[Job]] = {}
     for job in due:
         kind = get_job_kind(job.kind)
-        size = kind.batch_size if micro_batch else 1
+        size = kind.batch_size if max_batch is None else max(1, min(kind.batch_size, max_batch))
         if size == 1:
             yield kind.task_name, [job]
             continue
