@@ -253,16 +253,8 @@ def job_claim(*, job_id: str, worker: str = "") -> Job | None:
     This one conditional UPDATE is what makes every task idempotent on its job id: a second
     delivery of the same message, a cancelled job or a finished one finds nothing to claim.
     """
-    now = timezone.now()
-    claimed = (
-        Job.objects.filter(pk=job_id, status__in=RUNNABLE_JOB_STATUSES)
-        .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
-        .update(status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now,
-                next_retry_at=None, worker=worker[:255])
-    )
-    if not claimed:
-        return None
-    return Job.objects.get(pk=job_id)
+    claimed = jobs_claim(job_ids=[job_id], worker=worker)
+    return claimed[0] if claimed else None
 
 
 def jobs_claim(*, job_ids: list[str], worker: str = "") -> list[Job]:
@@ -278,17 +270,14 @@ def jobs_claim(*, job_ids: list[str], worker: str = "") -> list[Job]:
     worker = worker[:255]
     runnable = [str(s) for s in RUNNABLE_JOB_STATUSES]
     if connection.vendor == "postgresql":
-        # RETURNING says exactly which rows this statement claimed.
-        table = Job._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f'UPDATE "{table}" SET status = %s, attempts = attempts + 1, '  # noqa: S608 - the model's own table name
-                "started_at = %s, next_retry_at = NULL, worker = %s "
-                "WHERE id = ANY(%s::uuid[]) AND status = ANY(%s) "
-                "AND (run_at IS NULL OR run_at <= %s) RETURNING id",
-                [JobStatus.RUNNING, now, worker, [str(i) for i in job_ids], runnable, now])
-            claimed = [row[0] for row in cursor.fetchall()]
-        jobs = list(Job.objects.filter(pk__in=claimed)) if claimed else []
+        # One round trip: RETURNING gives exactly the rows this statement claimed, as they
+        # are after it.
+        jobs = list(Job.objects.raw(
+            f'UPDATE "{Job._meta.db_table}" SET status = %s, attempts = attempts + 1, '  # noqa: S608 - the model's own table name
+            "started_at = %s, next_retry_at = NULL, worker = %s "
+            "WHERE id = ANY(%s::uuid[]) AND status = ANY(%s) "
+            "AND (run_at IS NULL OR run_at <= %s) RETURNING *",
+            [JobStatus.RUNNING, now, worker, [str(i) for i in job_ids], runnable, now]))
     else:
         # SQLite (local only): the transaction holds the database's write lock from BEGIN, so
         # nobody else can claim between the UPDATE and the read of what it claimed.
