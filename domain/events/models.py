@@ -66,7 +66,8 @@ class Event(models.Model):
 
 class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
-                          help_text="Also the Celery task id, so Flower and results match.")
+                          help_text="Also the Celery task id when the job travels alone; a "
+                          "micro-batch message has its own id and lists the job ids.")
     event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.CASCADE,
                               related_name="jobs")
     kind = models.CharField(max_length=64, db_index=True)
