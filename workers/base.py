@@ -6,6 +6,7 @@ transitions, the retry decision — happens here, the same way for every kind of
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -58,7 +59,7 @@ class JobTask(ConveyorTask):
         logger.info("job started job_id=%s kind=%s attempt=%d/%d", job.pk, job.kind,
                     job.attempts, job.max_attempts)
         try:
-            result = self.job_body(job)
+            result = _storable(self.job_body(job))
         except SoftTimeLimitExceeded as exc:
             self._failed(job, policy, TimeoutError(f"soft time limit exceeded: {exc}"))
         except Exception as exc:  # noqa: BLE001 - classified, recorded and re-raised below
@@ -131,7 +132,7 @@ class JobTask(ConveyorTask):
             for index, job in enumerate(jobs):
                 token = set_correlation_id(job.correlation_id or str(job.pk))
                 try:
-                    outcomes.append((job, self.job_body(job)))
+                    outcomes.append((job, _storable(self.job_body(job))))
                 except SoftTimeLimitExceeded as exc:
                     decision = self._failed_in_batch(
                         job, policy, TimeoutError(f"soft time limit exceeded: {exc}"))
@@ -158,6 +159,14 @@ class JobTask(ConveyorTask):
             except Exception as publish_error:  # noqa: BLE001 - the relay takes it from here
                 self._retry_not_sent(job, publish_error)
         return decision
+
+
+def _storable(result: Any) -> Any:
+    """The result, if the job row can store it (JSON); TypeError or ValueError otherwise, which
+    fails this job (permanently: retrying returns the same value) instead of the bookkeeping
+    afterwards, where it would strand the job, or a whole micro-batch, in `running`."""
+    json.dumps(result)
+    return result
 
 
 def job_task(*, name: str) -> Callable[[Callable[[Job], Any]], JobTask]:

@@ -259,8 +259,9 @@ def job_claim(*, job_id: str, worker: str = "") -> Job | None:
 
 def jobs_claim(*, job_ids: list[str], worker: str = "") -> list[Job]:
     """Claim a micro-batch: move its runnable jobs to `running` with one conditional UPDATE and
-    return them in the order given. Jobs done, cancelled, not yet due or claimed by another
-    delivery are left out, as `job_claim` leaves out a single one.
+    return them in the order given. Jobs done, cancelled, not yet due (`run_at`, or a retry's
+    `next_retry_at`: an early duplicate of a message must not cut a backoff short) or claimed by
+    another delivery are left out.
 
     The UPDATE waits for row locks rather than skipping them: the publisher's own bookkeeping
     UPDATE (enqueued_at, after the send) can still hold a fresh job's row when the message
@@ -276,14 +277,16 @@ def jobs_claim(*, job_ids: list[str], worker: str = "") -> list[Job]:
             f'UPDATE "{Job._meta.db_table}" SET status = %s, attempts = attempts + 1, '  # noqa: S608 - the model's own table name
             "started_at = %s, next_retry_at = NULL, worker = %s "
             "WHERE id = ANY(%s::uuid[]) AND status = ANY(%s) "
-            "AND (run_at IS NULL OR run_at <= %s) RETURNING *",
-            [JobStatus.RUNNING, now, worker, [str(i) for i in job_ids], runnable, now]))
+            "AND (run_at IS NULL OR run_at <= %s) "
+            "AND (next_retry_at IS NULL OR next_retry_at <= %s) RETURNING *",
+            [JobStatus.RUNNING, now, worker, [str(i) for i in job_ids], runnable, now, now]))
     else:
         # SQLite (local only): the transaction holds the database's write lock from BEGIN, so
         # nobody else can claim between the UPDATE and the read of what it claimed.
         with transaction.atomic():
             Job.objects.filter(pk__in=job_ids, status__in=runnable).filter(
-                Q(run_at__isnull=True) | Q(run_at__lte=now)).update(
+                Q(run_at__isnull=True) | Q(run_at__lte=now)).filter(
+                Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now)).update(
                 status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now,
                 next_retry_at=None, worker=worker)
             jobs = list(Job.objects.filter(pk__in=job_ids, status=JobStatus.RUNNING,
