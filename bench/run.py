@@ -171,19 +171,27 @@ class Suite:
                        "baseline_rps": [r["ok_rps"] for r in bases]},
             "raw": {"publish": single, "baseline": base}}
         self.reset()
-        log("ingest: batch publish")
         n = c["batch_size"]
-        batch = loadgen(self.stack, {
-            "port": port, "connections": c["batch_connections"], "duration": c["ingest_seconds"],
-            "warmup": c["warmup_seconds"], "method": "POST", "path": "/api/v1/events/batch",
-            "body": self._batch_body("demo.ping", n), "headers": self.headers()})
-        self._check(batch, "batch publish")
+        batches = []
+        for round_no in range(1, c["ingest_rounds"] + 1):
+            log(f"ingest round {round_no}/{c['ingest_rounds']}: batch publish")
+            batch = loadgen(self.stack, {
+                "port": port, "connections": c["batch_connections"],
+                "duration": c["ingest_seconds"], "warmup": c["warmup_seconds"],
+                "method": "POST", "path": "/api/v1/events/batch",
+                "body": self._batch_body("demo.ping", n), "headers": self.headers()})
+            self._check(batch, "batch publish")
+            batches.append(batch)
+            self.reset()
+        batch = _median_run(batches)
         events_per_s = round(batch["ok_rps"] * n, 1)
         self.results["publish_batch"] = {
             "events_per_s": events_per_s, "batch_size": n, "p50_ms": batch["p50_ms"],
             "p99_ms": batch["p99_ms"], "baseline_events_per_s": 10_000,
             "ratio": _ratio(events_per_s, 10_000), "goal": ">= 10,000 events/s (absolute)",
-            "met": events_per_s >= 10_000, "raw": batch}
+            "met": events_per_s >= 10_000,
+            "rounds": {"events_per_s": [round(r["ok_rps"] * n, 1) for r in batches]},
+            "raw": batch}
         self.reset()
 
     def end_to_end(self, port: int) -> None:

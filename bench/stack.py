@@ -129,12 +129,13 @@ class Stack:
         return proc
 
     def start_web(self) -> tuple[subprocess.Popen, int]:
-        """gunicorn with compose/django/start's flags: 2 processes x 4 threads, gthread,
-        access log on (to a file here)."""
+        """gunicorn with compose/django/start's flags and defaults: GUNICORN_WORKERS (2)
+        processes x GUNICORN_THREADS (4) threads, gthread, access log on (to a file here)."""
         port = free_port()
         proc = self._spawn("web", [
             str(BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-            "--workers", "2", "--threads", "4", "--worker-class", "gthread",
+            "--workers", os.environ.get("GUNICORN_WORKERS", "2"),
+            "--threads", os.environ.get("GUNICORN_THREADS", "4"), "--worker-class", "gthread",
             "--worker-tmp-dir", str(self.dir),
             "--timeout", "30", "--access-logfile", "-", "--no-control-socket",
         ])
