@@ -86,8 +86,14 @@ def chart(report: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 1]})
     ax = axes[0]
     xs = range(len(bars))
-    ax.bar([x - 0.2 for x in xs], [b[2] for b in bars], width=0.4, color="#b0b0b0",
-           label="baseline (same run)")
+    is_goal = [b[3].startswith("goal") for b in bars]
+    ax.bar([x - 0.2 for x, goal in zip(xs, is_goal, strict=True) if not goal],
+           [b[2] for b, goal in zip(bars, is_goal, strict=True) if not goal], width=0.4,
+           color="#b0b0b0", label="baseline (same run)")
+    if any(is_goal):
+        ax.bar([x - 0.2 for x, goal in zip(xs, is_goal, strict=True) if goal],
+               [b[2] for b, goal in zip(bars, is_goal, strict=True) if goal], width=0.4,
+               color="white", edgecolor="#c53030", hatch="//", label="goal (no baseline)")
     ax.bar([x + 0.2 for x in xs], [b[1] for b in bars], width=0.4, color="#2b6cb0",
            label="Conveyor")
     for x, b in zip(xs, bars, strict=True):
