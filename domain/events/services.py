@@ -17,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
+from domain.common.bulk import bulk_insert
 from domain.common.errors import Conflict, ValidationFailed
 from domain.common.models import ApiKey
 from domain.common.parsers import json_depth
@@ -144,9 +145,9 @@ def _build(draft: EventDraft, *, api_key: ApiKey | None, correlation_id: str,
 
 def _write(pairs: list[tuple[Event, list[Job]]]) -> None:
     """Insert events and their jobs (the caller holds the transaction), send after commit."""
-    Event.objects.bulk_create([event for event, _ in pairs])
+    bulk_insert(Event, [event for event, _ in pairs])
     jobs = [job for _, event_jobs in pairs for job in event_jobs]
-    Job.objects.bulk_create(jobs)
+    bulk_insert(Job, jobs)
     outbox_enqueue_on_commit(jobs)
 
 
