@@ -309,15 +309,29 @@ def jobs_release(*, jobs: list[Job]) -> list[Job]:
 
 
 def jobs_succeed(*, outcomes: list[tuple[Job, Any]]) -> None:
-    """Record many successes at once: one UPDATE for the jobs, one INSERT for their attempts,
-    one roll-up for their events, in place of three statements per job."""
+    """Record successes, one job or a micro-batch: the jobs' rows, their attempts, then their
+    events' roll-up. Only jobs still `running` change and get an attempt row. On PostgreSQL the
+    first two are one statement (below); elsewhere a few, in one transaction."""
     if not outcomes:
         return
     now = timezone.now()
-    with transaction.atomic():
-        _store_results(outcomes, now)
-        JobAttempt.objects.bulk_create(
-            [_attempt(job, AttemptOutcome.SUCCEEDED, now) for job, _ in outcomes])
+    if connection.vendor == "postgresql":
+        _succeed_pg(outcomes, now)
+    else:
+        with transaction.atomic():  # SQLite: holds the write lock from BEGIN
+            running = set(Job.objects.filter(pk__in=[job.pk for job, _ in outcomes],
+                                             status=JobStatus.RUNNING)
+                          .values_list("pk", flat=True))
+            by_result: dict[str, list] = {}
+            for job, result in outcomes:
+                if job.pk in running:
+                    by_result.setdefault(json.dumps(result, sort_keys=True), []).append(job.pk)
+            for encoded, ids in by_result.items():
+                Job.objects.filter(pk__in=ids).update(
+                    status=JobStatus.SUCCEEDED, result=json.loads(encoded), finished_at=now,
+                    error=None)
+            JobAttempt.objects.bulk_create([_attempt(job, AttemptOutcome.SUCCEEDED, now)
+                                            for job, _ in outcomes if job.pk in running])
     for job, _ in outcomes:
         job.status, job.finished_at = JobStatus.SUCCEEDED, now
     event_ids = {job.event_id for job, _ in outcomes if job.event_id}
@@ -325,28 +339,28 @@ def jobs_succeed(*, outcomes: list[tuple[Job, Any]]) -> None:
         events_refresh_status(event_ids=event_ids)
 
 
-def _store_results(outcomes: list[tuple[Job, Any]], now: datetime) -> None:
-    """Each job its own result, in one statement on PostgreSQL (UPDATE … FROM unnest: Django's
-    bulk_update builds a CASE per row and is Python-bound, PERF-FACTS.md). Elsewhere (SQLite,
-    local only) one UPDATE per distinct result."""
-    if connection.vendor == "postgresql":
-        table = Job._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f'UPDATE "{table}" AS j SET status = %s, result = v.result, finished_at = %s, '  # noqa: S608 - the model's own table name
-                "error = NULL FROM (SELECT unnest(%s::uuid[]) AS id, "
-                "unnest(%s::jsonb[]) AS result) AS v "
-                "WHERE j.id = v.id AND j.status = %s",
-                [JobStatus.SUCCEEDED, now, [str(job.pk) for job, _ in outcomes],
-                 [None if result is None else json.dumps(result) for _, result in outcomes],
-                 JobStatus.RUNNING])
-        return
-    by_result: dict[str, list] = {}
-    for job, result in outcomes:
-        by_result.setdefault(json.dumps(result, sort_keys=True), []).append(job.pk)
-    for encoded, ids in by_result.items():
-        Job.objects.filter(pk__in=ids, status=JobStatus.RUNNING).update(
-            status=JobStatus.SUCCEEDED, result=json.loads(encoded), finished_at=now, error=None)
+def _succeed_pg(outcomes: list[tuple[Job, Any]], now: datetime) -> None:
+    """One statement, one commit: each job its own result (UPDATE … FROM unnest; Django's
+    bulk_update builds a CASE per row and is Python-bound, PERF-FACTS.md), and an attempt row
+    for exactly the jobs that statement moved from `running` (a job cancelled or rescued in
+    the meantime gets none)."""
+    job_table, attempt_table = Job._meta.db_table, JobAttempt._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'WITH v AS (SELECT unnest(%(ids)s::uuid[]) AS id, '  # noqa: S608 - the models' own table names
+            "unnest(%(results)s::jsonb[]) AS result), "
+            f'done AS (UPDATE "{job_table}" AS j SET status = %(succeeded)s, '
+            "result = v.result, finished_at = %(now)s, error = NULL FROM v "
+            "WHERE j.id = v.id AND j.status = %(running)s "
+            "RETURNING j.id, j.replays, j.attempts, j.started_at, j.worker) "
+            f'INSERT INTO "{attempt_table}" (job_id, run, number, started_at, finished_at, '
+            "outcome, error_type, error_message, traceback, worker) "
+            "SELECT id, replays, attempts, COALESCE(started_at, %(now)s), %(now)s, "
+            "%(outcome)s, '', '', '', worker FROM done",
+            {"ids": [str(job.pk) for job, _ in outcomes],
+             "results": [None if r is None else json.dumps(r) for _, r in outcomes],
+             "now": now, "succeeded": JobStatus.SUCCEEDED.value,
+             "outcome": AttemptOutcome.SUCCEEDED.value, "running": JobStatus.RUNNING.value})
 
 
 def _attempt(job: Job, outcome: str, now: datetime, exc: BaseException | None = None) -> JobAttempt:
@@ -375,13 +389,7 @@ def _error(exc: BaseException) -> dict:
 
 
 def job_succeed(*, job: Job, result: Any = None) -> None:
-    now = timezone.now()
-    with transaction.atomic():
-        Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-            status=JobStatus.SUCCEEDED, result=result, finished_at=now, error=None,
-        )
-        _attempt(job, AttemptOutcome.SUCCEEDED, now).save(force_insert=True)
-    _after_terminal(job)
+    jobs_succeed(outcomes=[(job, result)])
 
 
 def job_schedule_retry(*, job: Job, exc: BaseException, countdown: int,
