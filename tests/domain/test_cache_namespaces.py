@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+import redis
 from django.core.cache import cache
 
 from domain.common.cache import (
@@ -192,3 +194,40 @@ def test_cache_invalidate_twice_is_harmless():
     assert cache.get("k:1") is None
     assert namespace_version(NS) == v2
     assert cache.get(namespaced_key(NS, "page")) is None
+
+
+def test_cache_invalidate_starts_a_lost_version_above_the_clock_in_one_round_trip():
+    # given a namespace whose version was lost (evicted, or Redis restarted empty)
+    before = time.time_ns()
+    cache.delete(f"nsver:{NS}")
+
+    # when it is invalidated (the pipelined path: SET NX, then INCR)
+    result = cache_invalidate(namespaces=[NS])
+
+    # then its version restarts above the clock and readers see the same number
+    assert result["namespaces_bumped"][NS] > before
+    assert namespace_version(NS) == result["namespaces_bumped"][NS]
+
+
+def test_cache_invalidate_through_the_plain_cache_api_gives_the_same_result(monkeypatch):
+    # given a cache backend the pipeline cannot reach (any backend but RedisCache)
+    from domain.common import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "_redis_client", lambda: None)
+    cache.set("k:1", 1)
+    v0 = namespace_version(NS)
+
+    # when it is invalidated, then keys go and the namespace moves on, as with the pipeline
+    result = cache_invalidate(keys=["k:1"], namespaces=[NS])
+    assert cache.get("k:1") is None
+    assert result["namespaces_bumped"][NS] == namespace_version(NS) > v0
+
+
+def test_cache_invalidate_with_redis_down_raises_a_connection_error(settings):
+    # given a cache whose Redis does not answer
+    settings.CACHES = {"default": {**settings.CACHES["default"],
+                                   "LOCATION": "redis://127.0.0.1:1/0"}}
+    # when a job invalidates, then the error is a connection error (the retry policy's
+    # transient class), not a silent success
+    with pytest.raises(redis.exceptions.ConnectionError):
+        cache_invalidate(keys=["k:1"], namespaces=[NS])
