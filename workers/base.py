@@ -1,7 +1,8 @@
 """The base task for jobs: claim, run, record the outcome, retry per policy.
 
-A job task is "an API": it takes a job id, and everything else — loading, the status
-transitions, the retry decision — happens here, the same way for every kind of work.
+A job task is "an API": it takes a job id (or, for a micro-batch, a list of job ids), and
+everything else — loading, the status transitions, the retry decision — happens here, the same
+way for every kind of work.
 """
 
 from __future__ import annotations
