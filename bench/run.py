@@ -24,14 +24,14 @@ RESULTS = ROOT / "bench" / "results"
 
 FULL = {
     "ingest_seconds": 8, "ingest_rounds": 3, "warmup_seconds": 2,
-    "connections": 32, "batch_connections": 4,
+    "connections": 32, "batch_connections": 8,
     "batch_size": 500, "e2e_events": 20_000, "e2e_single_events": 5_000,
     "latency_seconds": 10, "memory_small": 10_000, "memory_large": 100_000,
     "memory_batch": 10,
 }
 QUICK = {
     "ingest_seconds": 4, "ingest_rounds": 2, "warmup_seconds": 1,
-    "connections": 32, "batch_connections": 4,
+    "connections": 32, "batch_connections": 8,
     "batch_size": 500, "e2e_events": 5_000, "e2e_single_events": 1_500,
     "latency_seconds": 4, "memory_small": 2_000, "memory_large": 20_000,
     "memory_batch": 10,
