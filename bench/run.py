@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -379,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     database_url = os.environ.get("BENCH_DATABASE_URL",
                                   "postgres://postgres@127.0.0.1:5432/conveyor_bench")
     t0 = time.monotonic()
+    # Every process the suite starts lives in its own session, out of reach of the terminal's
+    # signals; a SIGTERM or SIGHUP (a `timeout`, a closed terminal) must still run the
+    # `finally` below that stops them. Ctrl-C already does (KeyboardInterrupt).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     stack = Stack(database_url)
     try:
         log(f"work dir (logs) {stack.dir}")
