@@ -6,6 +6,8 @@ Redis in REDIS_URL (broker on db 14, cache on db 15; see config/settings/test.py
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import time
 from collections.abc import Callable
@@ -70,21 +72,29 @@ def broker_key(name: str) -> str:
 
 def queued_messages(broker: redis.Redis, queue: str) -> list[dict]:
     """The messages waiting in a queue, decoded (kombu's Redis transport keeps a list)."""
-    import json
-
     return [json.loads(raw) for raw in broker.lrange(broker_key(queue), 0, -1)]
+
+
+def message_args(message: dict) -> list:
+    """The positional arguments of a Celery message as kombu's Redis transport stores it."""
+    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    return args
+
+
+def queued_tasks(broker: redis.Redis, queue: str) -> list[dict]:
+    """The task messages waiting in a queue, oldest first: task name, task id, the one argument
+    (a job id, or a micro-batch's list of them) and the ETA."""
+    return [{"task": m["headers"]["task"], "id": m["headers"]["id"],
+             "arg": message_args(m)[0], "eta": m["headers"].get("eta")}
+            for m in reversed(queued_messages(broker, queue))]  # LPUSH: oldest last
 
 
 def queued_job_ids(broker: redis.Redis, queue: str) -> list[str]:
     """The job ids the messages in a queue carry: one per single-job message, all of a
     micro-batch's (domain/events/outbox.py), in queue order."""
-    import base64
-    import json
-
     ids: list[str] = []
-    for message in reversed(queued_messages(broker, queue)):  # LPUSH: oldest last
-        [[arg], _, _] = json.loads(base64.b64decode(message["body"]))
-        ids.extend(arg if isinstance(arg, list) else [arg])
+    for task in queued_tasks(broker, queue):
+        ids.extend(task["arg"] if isinstance(task["arg"], list) else [task["arg"]])
     return ids
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import threading
@@ -19,7 +18,7 @@ from domain.catalog.event_types import PRODUCT_UPDATED
 from domain.common.models import Scopes
 from domain.events.kinds import DEMO_PING
 from domain.events.models import Event, EventStatus, Job, JobStatus
-from tests.conftest import assert_error, queued_messages
+from tests.conftest import assert_error, message_args, queued_messages
 from tests.factories import EventFactory, JobFactory, ProductFactory
 
 PUBLISH = "event-publish"
@@ -36,11 +35,6 @@ def assert_nothing_written() -> None:
 
 def product_payload(product) -> dict:
     return {"product_id": str(product.pk), "sku": product.sku, "category": product.category}
-
-
-def message_args(message: dict) -> list:
-    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-    return args
 
 
 def publish(client: APIClient, body, **extra):
@@ -637,7 +631,7 @@ def test_batch_of_three_valid_events_is_202_and_stores_all(
     assert len(callbacks) == 1
     # the two noop jobs travel in one message (micro-batching), the cache job alone
     [noop_message] = queued_messages(broker, "events")
-    [[job_ids], _, _] = json.loads(base64.b64decode(noop_message["body"]))
+    [job_ids] = message_args(noop_message)
     assert job_ids == [body["events"][0]["jobs"][0]["id"], body["events"][2]["jobs"][0]["id"]]
     cache_messages = queued_messages(broker, "cache")
     assert [m["headers"]["id"] for m in cache_messages] == [body["events"][1]["jobs"][0]["id"]]

@@ -11,11 +11,8 @@ messages of later modules' tests): a message is delivered in this process with
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 import redis
@@ -33,7 +30,7 @@ from domain.events.services import jobs_claim, jobs_succeed, outbox_relay
 from tasks.cache import invalidate
 from tasks.demo import noop
 from tests.broker_utils import broker_at
-from tests.conftest import broker_key, queued_job_ids, queued_messages
+from tests.conftest import broker_key, queued_job_ids, queued_tasks
 from tests.factories import EventFactory
 from workers.base import job_task
 from workers.retry import RetryPolicy
@@ -94,18 +91,6 @@ def _ids(jobs: list[Job]) -> list[str]:
     return [str(job.pk) for job in jobs]
 
 
-def _sent(broker: redis.Redis, queue: str) -> list[dict[str, Any]]:
-    """The messages waiting in a queue, oldest first: task name, task id, the one argument
-    (a job id, or a list of them for a micro-batch) and the ETA."""
-    messages = []
-    for message in reversed(queued_messages(broker, queue)):  # LPUSH: oldest last
-        [[arg], _, _] = json.loads(base64.b64decode(message["body"]))
-        headers = message["headers"]
-        messages.append({"task": headers["task"], "id": headers["id"], "arg": arg,
-                         "eta": headers.get("eta")})
-    return messages
-
-
 def _shape(messages: list[dict]) -> list[int | str]:
     """Each message's job count; "single" for the single form (task id = its one job id)."""
     return ["single" if m["arg"] == m["id"] else len(m["arg"]) for m in messages]
@@ -122,7 +107,7 @@ def _deliver(broker: redis.Redis, queue: str) -> list[dict]:
     """Take every message waiting in a queue and run it in this process, as a worker would
     (a worker thread here would share the session: see the module docstring); their return
     values."""
-    messages = _sent(broker, queue)
+    messages = queued_tasks(broker, queue)
     broker.delete(broker_key(queue))
     tasks = {task.name: task for task in (noop, invalidate, batch_body)}
     return [_run_batch(tasks[m["task"]], m["arg"]) for m in messages]
@@ -175,7 +160,7 @@ def test_outbox_splits_a_kind_into_messages_of_its_batch_size(broker):
 
     # then three messages carry 500, 500 and 203 job ids, each a list, in the jobs' order
     assert len(sent) == 1203
-    messages = _sent(broker, "events")
+    messages = queued_tasks(broker, "events")
     assert _shape(messages) == [500, 500, 203]
     assert all(m["task"] == "conveyor.demo.noop" for m in messages)
     # and every job id travels exactly once, in order
@@ -195,7 +180,7 @@ def test_outbox_sends_a_lone_job_in_the_single_form(broker):
     outbox_send([job])
 
     # then one message carries its id as a plain string, under its own id as the task id
-    assert _sent(broker, "events") == [
+    assert queued_tasks(broker, "events") == [
         {"task": "conveyor.demo.noop", "id": str(job.pk), "arg": str(job.pk), "eta": None}]
 
 
@@ -213,7 +198,7 @@ def test_outbox_max_batch_caps_the_jobs_per_message(broker, kind, n, max_batch, 
     outbox_send(jobs, max_batch=max_batch)
 
     # then the messages have the capped sizes, and carry every job once, in order
-    messages = _sent(broker, "events")
+    messages = queued_tasks(broker, "events")
     assert _shape(messages) == shape
     assert queued_job_ids(broker, "events") == _ids(jobs)
 
@@ -231,10 +216,10 @@ def test_outbox_batches_each_kind_apart_and_in_its_own_queue(broker):
     outbox_send(noops + caches + tests)
 
     # then the cache queue holds one batch of the invalidations
-    assert [(m["task"], m["arg"]) for m in _sent(broker, "cache")] == [
+    assert [(m["task"], m["arg"]) for m in queued_tasks(broker, "cache")] == [
         ("conveyor.cache.invalidate", _ids(caches))]
     # and the events queue one batch per task: two kinds never share a message
-    assert [(m["task"], m["arg"]) for m in _sent(broker, "events")] == [
+    assert [(m["task"], m["arg"]) for m in queued_tasks(broker, "events")] == [
         ("conveyor.demo.noop", _ids(noops)), ("conveyor.demo.test_batch", _ids(tests))]
 
 
@@ -363,7 +348,7 @@ def test_failures_in_a_batch_are_per_job(broker):
     assert timedelta(seconds=RETRY_AFTER - 5) < wait <= timedelta(seconds=RETRY_AFTER)
     assert _outcomes(transient) == ["retry"]
     # and its retry is a message of its own: single form, task id = job id, with an ETA
-    [retry] = _sent(broker, "events")
+    [retry] = queued_tasks(broker, "events")
     assert (retry["task"], retry["id"], retry["arg"]) == (
         "conveyor.demo.test_batch", str(transient.pk), str(transient.pk))
     assert retry["eta"] is not None
@@ -421,7 +406,7 @@ def test_soft_time_limit_releases_the_rest_of_the_batch_to_the_relay(broker):
     # given four jobs sent as one batch message, the second of which hits the soft time limit
     jobs = _jobs(4, kind="test_batch", params=[{}, {"fail": "soft_time_limit"}, {}, {}])
     outbox_send(jobs)
-    assert [m["arg"] for m in _sent(broker, "events")] == [_ids(jobs)]
+    assert [m["arg"] for m in queued_tasks(broker, "events")] == [_ids(jobs)]
 
     # when the worker runs that message
     [counts] = _deliver(broker, "events")
@@ -434,7 +419,7 @@ def test_soft_time_limit_releases_the_rest_of_the_batch_to_the_relay(broker):
     assert second.error["type"] == "TimeoutError"
     assert "soft time limit" in second.error["message"]
     assert _outcomes(second) == ["retry"]
-    assert [(m["id"], m["arg"]) for m in _sent(broker, "events")] == [
+    assert [(m["id"], m["arg"]) for m in queued_tasks(broker, "events")] == [
         (str(second.pk), str(second.pk))]
     # and the jobs never started are queued again, as if never claimed nor sent
     for job in (third, fourth):
@@ -446,7 +431,7 @@ def test_soft_time_limit_releases_the_rest_of_the_batch_to_the_relay(broker):
     assert outbox_relay(grace_seconds=0) == 2
 
     # then it sends the two released jobs, together, and only them
-    assert [m["arg"] for m in _sent(broker, "events")] == [
+    assert [m["arg"] for m in queued_tasks(broker, "events")] == [
         str(second.pk), [str(third.pk), str(fourth.pk)]]
     # and delivered, they run as first attempts
     assert _run_batch(batch_body, [str(third.pk), str(fourth.pk)]) == _counts(
