@@ -318,20 +318,14 @@ def jobs_succeed(*, outcomes: list[tuple[Job, Any]]) -> None:
     if connection.vendor == "postgresql":
         _succeed_pg(outcomes, now)
     else:
-        with transaction.atomic():  # SQLite: holds the write lock from BEGIN
-            running = set(Job.objects.filter(pk__in=[job.pk for job, _ in outcomes],
-                                             status=JobStatus.RUNNING)
-                          .values_list("pk", flat=True))
-            by_result: dict[str, list] = {}
-            for job, result in outcomes:
-                if job.pk in running:
-                    by_result.setdefault(json.dumps(result, sort_keys=True), []).append(job.pk)
-            for encoded, ids in by_result.items():
-                Job.objects.filter(pk__in=ids).update(
-                    status=JobStatus.SUCCEEDED, result=json.loads(encoded), finished_at=now,
-                    error=None)
-            JobAttempt.objects.bulk_create([_attempt(job, AttemptOutcome.SUCCEEDED, now)
-                                            for job, _ in outcomes if job.pk in running])
+        # SQLite (local only): one conditional UPDATE per job tells which were still running.
+        with transaction.atomic():
+            moved = [job for job, result in outcomes
+                     if Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+                         status=JobStatus.SUCCEEDED, result=result, finished_at=now,
+                         error=None)]
+            JobAttempt.objects.bulk_create(
+                [_attempt(job, AttemptOutcome.SUCCEEDED, now) for job in moved])
     for job, _ in outcomes:
         job.status, job.finished_at = JobStatus.SUCCEEDED, now
     event_ids = {job.event_id for job, _ in outcomes if job.event_id}
@@ -429,11 +423,7 @@ def job_fail(*, job: Job, exc: BaseException) -> None:
 
 def _after_terminal(job: Job) -> None:
     if job.event_id:
-        event_refresh_status(event_id=job.event_id)
-
-
-def event_refresh_status(*, event_id) -> None:
-    events_refresh_status(event_ids=[event_id])
+        events_refresh_status(event_ids=[job.event_id])
 
 
 def events_refresh_status(*, event_ids) -> None:
