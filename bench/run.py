@@ -65,9 +65,9 @@ class Suite:
         import django
 
         django.setup()
+        from domain.access.models import Scopes
+        from domain.access.services import api_key_create
         from domain.catalog.models import Product
-        from domain.common.models import Scopes
-        from domain.common.services import api_key_create
 
         _, self.api_key = api_key_create(name="bench", scopes=[Scopes.ADMIN])
         Product.objects.bulk_create([
@@ -115,7 +115,7 @@ class Suite:
         from django.db import connection
         from django.db.models import Max
 
-        from domain.events.models import Job, JobStatus
+        from domain.jobs.models import Job, JobStatus
 
         def done() -> bool:
             n = Job.objects.filter(status__in=(JobStatus.SUCCEEDED, JobStatus.DEAD)).count()
@@ -270,7 +270,7 @@ class Suite:
         """Publish -> running at half the single-publish end-to-end rate, open loop."""
         from django.db import connection
 
-        from domain.events.models import Job
+        from domain.jobs.models import Job
 
         rate = max(10.0, round(self.results["e2e_single"]["events_per_s"] / 2))
         log(f"latency: single publishes at {rate:.0f}/s for {self.cfg['latency_seconds']}s")
@@ -302,9 +302,9 @@ class Suite:
         """
         from django.db import connection
 
-        from domain.events import outbox
-        from domain.events.kinds import NOOP
-        from domain.events.models import Job
+        from domain.jobs import outbox
+        from domain.jobs.kinds import NOOP
+        from domain.jobs.models import Job
 
         small, large = self.cfg["memory_small"], self.cfg["memory_large"]
         worker = self._project_worker()

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("domain.events.urls")),
+    path("api/v1/", include("domain.jobs.urls")),
     path("api/v1/", include("domain.catalog.urls")),
 ]
 

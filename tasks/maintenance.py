@@ -1,9 +1,10 @@
 from celery import shared_task
 
-from domain.events.services import jobs_rescue_orphans, outbox_relay
+from domain.jobs.outbox import outbox_relay
+from domain.jobs.rescue import jobs_rescue_orphans
+from domain.jobs.retry import NEVER
 from scheduler.locks import single_flight
 from workers.base import ConveyorTask
-from workers.retry import NEVER
 
 # Idempotent periodic work: the next beat tick is the retry, so the policy is NEVER.
 

@@ -18,8 +18,8 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 
-from domain.common.models import Scopes
-from domain.common.services import api_key_create
+from domain.access.models import Scopes
+from domain.access.services import api_key_create
 from workers.queues import Queues
 
 ALL_SCOPES = list(Scopes.values)

@@ -2,7 +2,8 @@ import factory
 from django.utils import timezone
 
 from domain.catalog.models import Product, ProductStatus
-from domain.events.models import Event, Job
+from domain.events.models import Event
+from domain.jobs.models import Job
 
 
 class ProductFactory(factory.django.DjangoModelFactory):

@@ -38,9 +38,14 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_beat",
     "django_celery_results",
+    # Domain apps, lowest first: each may import only those above it in this list
+    # (tests/test_layout.py walks the imports; README "Layout").
     "domain.common",
+    "domain.access",
+    "domain.jobs",
     "domain.events",
     "domain.catalog",
+    # The worker runtime and the schedules; task modules (tasks/) are not an app.
     "workers",
     "scheduler",
 ]
@@ -128,7 +133,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER",
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 # Redis redelivers an unacknowledged message after the visibility timeout. It must be longer
-# than the longest task plus the longest retry countdown (workers.retry caps countdowns at
+# than the longest task plus the longest retry countdown (domain/jobs/retry.py caps countdowns at
 # 15 minutes), or a message would be delivered twice while it is still being waited on.
 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -168,8 +173,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # py-spy (bench/). Workers age connections the way web requests do instead (CONN_MAX_AGE,
 # CONN_HEALTH_CHECKS; workers/signals.py), so the fix-up's own recycling is set out of reach.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1_000_000_000)
-# Task modules live in tasks/, outside the Django apps, so autodiscovery would not find them.
-CELERY_IMPORTS = ("tasks.cache", "tasks.maintenance", "tasks.demo")
+# Task modules live in tasks/, outside the Django apps, so Celery's autodiscovery would not
+# find them; importing the package imports every module in it (tasks/__init__.py).
+CELERY_IMPORTS = ("tasks",)
 
 # --- Conveyor -------------------------------------------------------------------------
 # Largest request body the API parses; larger bodies get 413 before any work is done.
@@ -202,9 +208,9 @@ API_THROTTLE_RATES = env.dict("API_THROTTLE_RATES", default={
 
 # --- REST framework and OpenAPI -------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["domain.common.auth.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["domain.common.auth.HasScope"],
-    "DEFAULT_THROTTLE_CLASSES": ["domain.common.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["domain.access.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["domain.access.auth.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["domain.access.throttling.ApiKeyRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["domain.common.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "domain.common.errors.api_exception_handler",
@@ -220,7 +226,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "ENUM_NAME_OVERRIDES": {
-        "JobStatusEnum": "domain.events.models.JobStatus",
+        "JobStatusEnum": "domain.jobs.models.JobStatus",
         "ProductStatusEnum": "domain.catalog.models.ProductStatus",
     },
 }

@@ -11,7 +11,10 @@ import tempfile
 from config.embedded import ensure_redis, redis_url_with_db
 
 from .base import *  # noqa: F403
-from .base import CACHES, CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES, env
+from .base import CACHES, CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES, INSTALLED_APPS, env
+
+# The developer tools are tested too (runstack --prepare-only, --help).
+INSTALLED_APPS = [*INSTALLED_APPS, "devtools"]
 
 # Each test run gets its own test database and its own Redis key prefix, so parallel runs
 # (and a developer's running stack on the same Redis) never see each other's rows or messages.

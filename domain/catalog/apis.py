@@ -10,10 +10,10 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from domain.access.models import Scopes
 from domain.catalog import selectors, services
 from domain.catalog.models import ProductStatus
 from domain.common.errors import ValidationFailed
-from domain.common.models import Scopes
 from domain.common.openapi import error_responses
 
 

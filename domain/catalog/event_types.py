@@ -1,6 +1,6 @@
 from domain.catalog.cache_keys import ALL_PRODUCTS_NAMESPACE, category_namespace, product_key
-from domain.events.kinds import CACHE_INVALIDATION
 from domain.events.registry import EventType, Handler, register_event_type
+from domain.jobs.kinds import CACHE_INVALIDATION
 
 
 def _invalidation_params(payload: dict) -> dict:

@@ -5,9 +5,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from domain.access.models import ApiKey
 from domain.catalog.models import Product, ProductStatus
 from domain.common.errors import NotFound
-from domain.common.models import ApiKey
 from domain.events.services import event_publish
 
 UPDATABLE_FIELDS = ("name", "price", "stock", "status", "category")

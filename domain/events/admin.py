@@ -1,8 +1,7 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from domain.common.errors import Conflict
-from domain.events.models import Event, Job, JobAttempt
-from domain.events.services import job_cancel, job_replay
+from domain.events.models import Event
+from domain.jobs.models import Job
 
 
 class JobInline(admin.TabularInline):
@@ -24,54 +23,3 @@ class EventAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Event._meta.fields]
     inlines = [JobInline]
     list_select_related = ("api_key",)
-
-
-class JobAttemptInline(admin.TabularInline):
-    model = JobAttempt
-    extra = 0
-    can_delete = False
-    fields = ("run", "number", "outcome", "started_at", "finished_at", "error_type",
-              "error_message", "worker")
-    readonly_fields = fields
-
-
-@admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "status", "attempts", "max_attempts", "created_at",
-                    "finished_at", "next_retry_at", "event")
-    list_filter = ("status", "kind", "created_at")
-    search_fields = ("=id", "=event__id", "kind", "handler", "=correlation_id")
-    date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in Job._meta.fields]
-    inlines = [JobAttemptInline]
-    list_select_related = ("event",)
-    actions = ("replay_jobs", "cancel_jobs")
-
-    def _each(self, request, queryset, service, verb: str) -> None:
-        done, refused = 0, []
-        for job in queryset:
-            try:
-                service(job=job)
-                done += 1
-            except Conflict as exc:
-                refused.append(f"{job.pk} ({exc.details.get('status')})")
-        self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
-        if refused:
-            self.message_user(request, f"Not {verb.lower()}: {', '.join(refused[:20])}",
-                              messages.WARNING)
-
-    @admin.action(description="Replay selected dead or cancelled jobs")
-    def replay_jobs(self, request, queryset):
-        self._each(request, queryset, job_replay, "Replayed")
-
-    @admin.action(description="Cancel selected queued or retrying jobs")
-    def cancel_jobs(self, request, queryset):
-        self._each(request, queryset, job_cancel, "Cancelled")
-
-
-@admin.register(JobAttempt)
-class JobAttemptAdmin(admin.ModelAdmin):
-    list_display = ("job", "run", "number", "outcome", "error_type", "worker", "finished_at")
-    list_filter = ("outcome",)
-    search_fields = ("=job__id", "error_type", "error_message")
-    readonly_fields = [f.name for f in JobAttempt._meta.fields]

@@ -1,12 +1,11 @@
-"""The thin HTTP layer: validate the shape, call one service or selector, render."""
+"""The thin HTTP layer for /api/v1/events and /api/v1/event-types: validate the shape, call
+one service or selector, render."""
 
 from __future__ import annotations
 
 from functools import cached_property
 
 from django.conf import settings
-from django.urls import reverse
-from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -18,71 +17,19 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from domain.access.models import Scopes
 from domain.common.errors import ValidationFailed
-from domain.common.models import Scopes
 from domain.common.openapi import error_responses
-from domain.common.pagination import CreatedAtCursorPagination
+from domain.common.rendering import absolute_url, iso
 from domain.events import selectors, services
-from domain.events.models import Event, Job, JobStatus
+from domain.events.models import Event
 from domain.events.registry import event_types
+from domain.jobs.apis import JobOutputSerializer
+from domain.jobs.models import Job
+from domain.jobs.selectors import event_jobs
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _errors = error_responses
-
-
-@extend_schema_serializer(component_name="Job")
-class JobOutputSerializer(serializers.Serializer):
-    id = serializers.UUIDField()
-    kind = serializers.CharField()
-    handler = serializers.CharField()
-    status = serializers.ChoiceField(choices=JobStatus.choices)
-    attempts = serializers.IntegerField()
-    max_attempts = serializers.IntegerField()
-    replays = serializers.IntegerField()
-    progress = serializers.SerializerMethodField()
-    params = serializers.JSONField()
-    result = serializers.JSONField()
-    error = serializers.JSONField()
-    event = serializers.UUIDField(source="event_id", allow_null=True)
-    created_at = serializers.DateTimeField()
-    run_at = serializers.DateTimeField(allow_null=True)
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
-    next_retry_at = serializers.DateTimeField(allow_null=True)
-    url = serializers.SerializerMethodField()
-
-    @extend_schema_field(inline_serializer("Progress", {
-        "done": serializers.IntegerField(), "total": serializers.IntegerField(allow_null=True)}))
-    def get_progress(self, job: Job) -> dict:
-        return {"done": job.progress_done, "total": job.progress_total}
-
-    def get_url(self, job: Job) -> str:
-        return _absolute(self.context["request"], "job-detail", job.pk)
-
-    def to_representation(self, job: Job) -> dict:
-        # The declared fields above are the contract (and the OpenAPI schema); this renders
-        # them without DRF's per-field machinery, which cost 60% of a 500-event batch publish
-        # (cProfile, bench/). tests/api/test_rendering.py holds it equal to the fields' output.
-        return {
-            "id": str(job.pk),
-            "kind": job.kind,
-            "handler": job.handler,
-            "status": str(job.status),
-            "attempts": job.attempts,
-            "max_attempts": job.max_attempts,
-            "replays": job.replays,
-            "progress": {"done": job.progress_done, "total": job.progress_total},
-            "params": job.params,
-            "result": job.result,
-            "error": job.error,
-            "event": str(job.event_id) if job.event_id else None,
-            "created_at": _iso(job.created_at),
-            "run_at": _iso(job.run_at),
-            "started_at": _iso(job.started_at),
-            "finished_at": _iso(job.finished_at),
-            "next_retry_at": _iso(job.next_retry_at),
-            "url": _absolute(self.context["request"], "job-detail", job.pk),
-        }
 
 
 @extend_schema_serializer(component_name="Event")
@@ -104,7 +51,7 @@ class EventOutputSerializer(serializers.Serializer):
         return JobOutputSerializer(self._jobs(event), many=True, context=self.context).data
 
     def get_url(self, event: Event) -> str:
-        return _absolute(self.context["request"], "event-detail", event.pk)
+        return absolute_url(self.context["request"], "event-detail", event.pk)
 
     def to_representation(self, event: Event) -> dict:
         # As JobOutputSerializer.to_representation: the declared fields, rendered directly.
@@ -113,13 +60,13 @@ class EventOutputSerializer(serializers.Serializer):
             "type": event.type,
             "status": str(event.status),
             "payload": event.payload,
-            "occurred_at": _iso(event.occurred_at),
-            "created_at": _iso(event.created_at),
-            "dispatched_at": _iso(event.dispatched_at),
-            "completed_at": _iso(event.completed_at),
+            "occurred_at": iso(event.occurred_at),
+            "created_at": iso(event.created_at),
+            "dispatched_at": iso(event.dispatched_at),
+            "completed_at": iso(event.completed_at),
             "correlation_id": event.correlation_id,
             "jobs": [self._job_serializer.to_representation(job) for job in self._jobs(event)],
-            "url": _absolute(self.context["request"], "event-detail", event.pk),
+            "url": absolute_url(self.context["request"], "event-detail", event.pk),
         }
 
     @cached_property
@@ -128,28 +75,8 @@ class EventOutputSerializer(serializers.Serializer):
 
     def _jobs(self, event: Event) -> list[Job]:
         jobs = self.context.get("jobs", {}).get(event.pk)
-        return selectors.event_jobs(event=event) if jobs is None else jobs
+        return event_jobs(event_id=event.pk) if jobs is None else jobs
 
-
-def _iso(value) -> str | None:
-    """DRF's DateTimeField output under USE_TZ with TIME_ZONE = "UTC": ISO 8601, "Z"."""
-    if value is None:
-        return None
-    text = timezone.localtime(value).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-def _absolute(request, name: str, pk) -> str:
-    """The object's absolute URL. reverse() runs once per request and name (one batch renders
-    a thousand URLs); the id is put into the reversed template."""
-    cache = request.__dict__.setdefault("_url_templates", {})
-    template = cache.get(name)
-    if template is None:
-        template = cache[name] = request.build_absolute_uri(reverse(name, args=[_URL_MARK]))
-    return template.replace(_URL_MARK, str(pk))
-
-
-_URL_MARK = "00000000-0000-4000-8000-00000000c0de"
 
 
 @extend_schema_serializer(component_name="EventInput")
@@ -265,151 +192,3 @@ class EventDetailApi(APIView):
         return Response(EventOutputSerializer(event, context={"request": request}).data)
 
 
-class JobListCreateApi(APIView):
-    required_scopes = {"GET": (Scopes.JOBS_READ,), "POST": (Scopes.JOBS_WRITE,)}
-    throttle_scope = {"GET": "read", "POST": "write"}
-
-    @extend_schema_serializer(component_name="JobFilter")
-    class FilterSerializer(serializers.Serializer):
-        status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
-        kind = serializers.CharField(required=False, max_length=64)
-        event = serializers.UUIDField(required=False)
-
-    @extend_schema_serializer(component_name="JobInput")
-    class InputSerializer(serializers.Serializer):
-        kind = serializers.CharField(max_length=64)
-        params = serializers.JSONField(default=dict)
-        run_at = serializers.DateTimeField(required=False)
-
-    @extend_schema(
-        operation_id="jobs_list",
-        parameters=[FilterSerializer, OpenApiParameter("cursor", str),
-                    OpenApiParameter("limit", int)],
-        responses={200: inline_serializer("JobPage", {
-            "next": serializers.URLField(allow_null=True),
-            "previous": serializers.URLField(allow_null=True),
-            "results": JobOutputSerializer(many=True)}), **_errors(401, 403, 422)},
-    )
-    def get(self, request):
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        jobs = selectors.job_list(
-            api_key=request.auth,
-            status=filters.validated_data.get("status"),
-            kind=filters.validated_data.get("kind"),
-            event_id=filters.validated_data.get("event"),
-        )
-        paginator = CreatedAtCursorPagination()
-        page = paginator.paginate_queryset(jobs, request, view=self)
-        data = JobOutputSerializer(page, many=True, context={"request": request}).data
-        return paginator.get_paginated_response(data)
-
-    @extend_schema(operation_id="jobs_create", request=InputSerializer,
-                   responses={202: JobOutputSerializer, **_errors(400, 401, 403, 413, 422)})
-    def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        job = services.job_create(
-            kind=serializer.validated_data["kind"],
-            params=serializer.validated_data["params"],
-            run_at=serializer.validated_data.get("run_at"),
-            api_key=request.auth,
-            correlation_id=request.correlation_id,
-        )
-        return Response(JobOutputSerializer(job, context={"request": request}).data,
-                        status=status.HTTP_202_ACCEPTED)
-
-
-class JobDetailApi(APIView):
-    required_scopes = {"GET": (Scopes.JOBS_READ,)}
-    throttle_scope = "read"
-
-    @extend_schema(operation_id="jobs_retrieve",
-                   responses={200: JobOutputSerializer, **_errors(401, 403, 404)})
-    def get(self, request, job_id):
-        job = selectors.job_get(job_id=job_id, api_key=request.auth)
-        return Response(JobOutputSerializer(job, context={"request": request}).data)
-
-
-class JobAttemptListApi(APIView):
-    required_scopes = {"GET": (Scopes.JOBS_READ,)}
-    throttle_scope = "read"
-
-    @extend_schema_serializer(component_name="JobAttempt")
-    class OutputSerializer(serializers.Serializer):
-        run = serializers.IntegerField()
-        number = serializers.IntegerField()
-        started_at = serializers.DateTimeField()
-        finished_at = serializers.DateTimeField()
-        outcome = serializers.CharField()
-        error_type = serializers.CharField()
-        error_message = serializers.CharField()
-        traceback = serializers.CharField()
-        worker = serializers.CharField()
-
-    @extend_schema(operation_id="jobs_attempts_list",
-                   responses={200: OutputSerializer(many=True), **_errors(401, 403, 404)})
-    def get(self, request, job_id):
-        job = selectors.job_get(job_id=job_id, api_key=request.auth)
-        attempts = selectors.job_attempts(job=job)
-        return Response(self.OutputSerializer(attempts, many=True).data)
-
-
-class JobRetryApi(APIView):
-    """Replay one dead or cancelled job: fresh attempts, history kept."""
-
-    required_scopes = {"POST": (Scopes.JOBS_WRITE,)}
-    throttle_scope = "write"
-
-    @extend_schema(operation_id="jobs_retry", request=None,
-                   responses={202: JobOutputSerializer, **_errors(401, 403, 404, 409)})
-    def post(self, request, job_id):
-        job = selectors.job_get(job_id=job_id, api_key=request.auth)
-        job = services.job_replay(job=job)
-        return Response(JobOutputSerializer(job, context={"request": request}).data,
-                        status=status.HTTP_202_ACCEPTED)
-
-
-class JobCancelApi(APIView):
-    required_scopes = {"POST": (Scopes.JOBS_WRITE,)}
-    throttle_scope = "write"
-
-    @extend_schema(operation_id="jobs_cancel", request=None,
-                   responses={200: JobOutputSerializer, **_errors(401, 403, 404, 409)})
-    def post(self, request, job_id):
-        job = selectors.job_get(job_id=job_id, api_key=request.auth)
-        job = services.job_cancel(job=job)
-        return Response(JobOutputSerializer(job, context={"request": request}).data)
-
-
-class JobBulkRetryApi(APIView):
-    """Replay every dead (or cancelled) job matching a filter; answers how many."""
-
-    required_scopes = {"POST": (Scopes.JOBS_WRITE,)}
-    throttle_scope = "write"
-
-    @extend_schema_serializer(component_name="JobBulkRetryInput")
-    class InputSerializer(serializers.Serializer):
-        status = serializers.ChoiceField(choices=[JobStatus.DEAD, JobStatus.CANCELLED],
-                                         default=JobStatus.DEAD)
-        kind = serializers.CharField(required=False, max_length=64)
-        event_type = serializers.CharField(required=False, max_length=100)
-        since = serializers.DateTimeField(required=False, help_text="finished at or after")
-        until = serializers.DateTimeField(required=False, help_text="finished before")
-        limit = serializers.IntegerField(required=False, min_value=1, max_value=10_000,
-                                         default=10_000)
-
-        def validate(self, attrs):
-            if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
-                raise serializers.ValidationError({"until": "must be after since"})
-            return attrs
-
-    @extend_schema(operation_id="jobs_bulk_retry", request=InputSerializer,
-                   responses={202: inline_serializer("JobBulkRetry", {
-                       "requeued": serializers.IntegerField()}),
-                       **_errors(400, 401, 403, 422)})
-    def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        count = services.jobs_replay(api_key=request.auth, **serializer.validated_data)
-        return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)

@@ -1,45 +1,30 @@
-"""Writes for events and jobs: publishing (the outbox), the job lifecycle, the relay."""
+"""Publishing: validate an event, store it (the outbox) with one job per handler in one
+transaction, and hand the jobs to the broker after commit (domain/jobs/outbox.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
-import traceback as tb
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from domain.common.bulk import bulk_insert
+from domain.access.models import ApiKey
 from domain.common.errors import Conflict, ValidationFailed
-from domain.common.models import ApiKey
+from domain.common.fastpaths import insert_rows
 from domain.common.parsers import json_depth
-from domain.events.models import (
-    REPLAYABLE_JOB_STATUSES,
-    RUNNABLE_JOB_STATUSES,
-    TERMINAL_JOB_STATUSES,
-    AttemptOutcome,
-    Event,
-    EventStatus,
-    Job,
-    JobAttempt,
-    JobStatus,
-)
-from domain.events.outbox import outbox_enqueue_on_commit, outbox_send
-from domain.events.registry import EventType, get_event_type, get_job_kind
-from domain.events.selectors import jobs_matching_replay
+from domain.events.models import Event, EventStatus
+from domain.events.registry import EventType, get_event_type
+from domain.events.selectors import event_idempotent
+from domain.jobs.models import Job
+from domain.jobs.selectors import event_jobs
+from domain.jobs.services import job_build, jobs_add
 
-logger = logging.getLogger(__name__)
-
-
-# --- Publishing -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class EventDraft:
@@ -128,16 +113,9 @@ def _build(draft: EventDraft, *, api_key: ApiKey | None, correlation_id: str,
         event.status = EventStatus.COMPLETED
         event.completed_at = now
     jobs = [
-        Job(
-            event=event,
-            kind=handler.kind,
-            handler=handler.name,
-            params=handler.params(draft.payload),
-            max_attempts=get_job_kind(handler.kind).retry.max_attempts,
-            created_at=now,
-            api_key=api_key,
-            correlation_id=correlation_id,
-        )
+        job_build(kind=handler.kind, params=handler.params(draft.payload), created_at=now,
+                  handler=handler.name, event=event, api_key=api_key,
+                  correlation_id=correlation_id)
         for handler in draft.event_type.handlers
     ]
     return event, jobs
@@ -145,10 +123,8 @@ def _build(draft: EventDraft, *, api_key: ApiKey | None, correlation_id: str,
 
 def _write(pairs: list[tuple[Event, list[Job]]]) -> None:
     """Insert events and their jobs (the caller holds the transaction), send after commit."""
-    bulk_insert(Event, [event for event, _ in pairs])
-    jobs = [job for _, event_jobs in pairs for job in event_jobs]
-    bulk_insert(Job, jobs)
-    outbox_enqueue_on_commit(jobs)
+    insert_rows(Event, [event for event, _ in pairs])
+    jobs_add(jobs=[job for _, jobs in pairs for job in jobs])
 
 
 def event_publish(
@@ -175,15 +151,12 @@ def event_publish(
         with transaction.atomic():
             _write([(event, jobs)])
     except IntegrityError:
-        existing = _find_idempotent(api_key, idempotency_key) if idempotency_key else None
+        existing = (event_idempotent(api_key=api_key, idempotency_key=idempotency_key)
+                    if idempotency_key else None)
         if existing is None:
             raise
         return _replay(existing, draft)
     return PublishResult(event=event, jobs=jobs, created=True)
-
-
-def _find_idempotent(api_key: ApiKey | None, key: str) -> Event | None:
-    return Event.objects.filter(api_key=api_key, idempotency_key=key).first()
 
 
 def _replay(existing: Event, draft: EventDraft) -> PublishResult:
@@ -193,8 +166,7 @@ def _replay(existing: Event, draft: EventDraft) -> PublishResult:
             code="idempotency_key_reused",
             details={"event": str(existing.pk)},
         )
-    return PublishResult(event=existing, jobs=list(existing.jobs.order_by("created_at", "handler")),
-                         created=False)
+    return PublishResult(event=existing, jobs=event_jobs(event_id=existing.pk), created=False)
 
 
 def event_publish_batch(
@@ -224,385 +196,3 @@ def event_publish_batch(
     with transaction.atomic():
         _write(pairs)
     return [PublishResult(event=event, jobs=jobs, created=True) for event, jobs in pairs]
-
-
-# --- Jobs triggered directly ----------------------------------------------------------
-
-def job_create(
-    *,
-    kind: str,
-    params: Any,
-    api_key: ApiKey | None = None,
-    run_at: datetime | None = None,
-    correlation_id: str = "",
-) -> Job:
-    job_kind = get_job_kind(kind)
-    job_kind.validate_params(params)
-    job = Job(kind=job_kind.name, params=params, max_attempts=job_kind.retry.max_attempts,
-              api_key=api_key, run_at=run_at, correlation_id=correlation_id)
-    with transaction.atomic():
-        job.save(force_insert=True)
-        outbox_enqueue_on_commit([job])
-    return job
-
-
-# --- The job lifecycle, driven by the worker ------------------------------------------
-
-def job_claim(*, job_id: str, worker: str = "") -> Job | None:
-    """Move a runnable job to `running`, atomically; None if it is not runnable.
-
-    This one conditional UPDATE is what makes every task idempotent on its job id: a second
-    delivery of the same message, a cancelled job or a finished one finds nothing to claim.
-    """
-    claimed = jobs_claim(job_ids=[job_id], worker=worker)
-    return claimed[0] if claimed else None
-
-
-def jobs_claim(*, job_ids: list[str], worker: str = "") -> list[Job]:
-    """Claim a micro-batch: move its runnable jobs to `running` with one conditional UPDATE and
-    return them in the order given. Jobs done, cancelled, not yet due (`run_at`, or a retry's
-    `next_retry_at`: an early duplicate of a message must not cut a backoff short) or claimed by
-    another delivery are left out.
-
-    The UPDATE waits for row locks rather than skipping them: the publisher's own bookkeeping
-    UPDATE (enqueued_at, after the send) can still hold a fresh job's row when the message
-    arrives, and skipping it would drop that job from the batch.
-    """
-    now = timezone.now()
-    worker = worker[:255]
-    runnable = [str(s) for s in RUNNABLE_JOB_STATUSES]
-    if connection.vendor == "postgresql":
-        # One round trip: RETURNING gives exactly the rows this statement claimed, as they
-        # are after it.
-        jobs = list(Job.objects.raw(
-            f'UPDATE "{Job._meta.db_table}" SET status = %s, attempts = attempts + 1, '  # noqa: S608 - the model's own table name
-            "started_at = %s, next_retry_at = NULL, worker = %s "
-            "WHERE id = ANY(%s::uuid[]) AND status = ANY(%s) "
-            "AND (run_at IS NULL OR run_at <= %s) "
-            "AND (next_retry_at IS NULL OR next_retry_at <= %s) RETURNING *",
-            [JobStatus.RUNNING, now, worker, [str(i) for i in job_ids], runnable, now, now]))
-    else:
-        # SQLite (local only): the transaction holds the database's write lock from BEGIN, so
-        # nobody else can claim between the UPDATE and the read of what it claimed.
-        with transaction.atomic():
-            Job.objects.filter(pk__in=job_ids, status__in=runnable).filter(
-                Q(run_at__isnull=True) | Q(run_at__lte=now)).filter(
-                Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now)).update(
-                status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now,
-                next_retry_at=None, worker=worker)
-            jobs = list(Job.objects.filter(pk__in=job_ids, status=JobStatus.RUNNING,
-                                           started_at=now, worker=worker))
-    order = {str(job_id): n for n, job_id in enumerate(job_ids)}
-    jobs.sort(key=lambda job: order.get(str(job.pk), 0))
-    return jobs
-
-
-def jobs_release(*, jobs: list[Job]) -> list[Job]:
-    """Give claimed jobs that never ran back to `queued`, as if they had not been claimed
-    (a micro-batch stopped early by its soft time limit). Returns the jobs released."""
-    released = [job for job in jobs if job.status == JobStatus.RUNNING]
-    if released:
-        Job.objects.filter(pk__in=[j.pk for j in released], status=JobStatus.RUNNING).update(
-            status=JobStatus.QUEUED, attempts=F("attempts") - 1, started_at=None, worker="",
-            enqueued_at=None)
-    return released
-
-
-def jobs_succeed(*, outcomes: list[tuple[Job, Any]]) -> None:
-    """Record successes, one job or a micro-batch: the jobs' rows, their attempts, then their
-    events' roll-up. Only jobs still `running` change and get an attempt row. On PostgreSQL the
-    first two are one statement (below); elsewhere a few, in one transaction."""
-    if not outcomes:
-        return
-    now = timezone.now()
-    if connection.vendor == "postgresql":
-        _succeed_pg(outcomes, now)
-    else:
-        # SQLite (local only): one conditional UPDATE per job tells which were still running.
-        with transaction.atomic():
-            moved = [job for job, result in outcomes
-                     if Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-                         status=JobStatus.SUCCEEDED, result=result, finished_at=now,
-                         error=None)]
-            JobAttempt.objects.bulk_create(
-                [_attempt(job, AttemptOutcome.SUCCEEDED, now) for job in moved])
-    for job, _ in outcomes:
-        job.status, job.finished_at = JobStatus.SUCCEEDED, now
-    event_ids = {job.event_id for job, _ in outcomes if job.event_id}
-    if event_ids:
-        events_refresh_status(event_ids=event_ids)
-
-
-def _succeed_pg(outcomes: list[tuple[Job, Any]], now: datetime) -> None:
-    """One statement, one commit: each job its own result (UPDATE … FROM unnest; Django's
-    bulk_update builds a CASE per row and is Python-bound, PERF-FACTS.md), and an attempt row
-    for exactly the jobs that statement moved from `running` (a job cancelled or rescued in
-    the meantime gets none)."""
-    job_table, attempt_table = Job._meta.db_table, JobAttempt._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'WITH v AS (SELECT unnest(%(ids)s::uuid[]) AS id, '  # noqa: S608 - the models' own table names
-            "unnest(%(results)s::jsonb[]) AS result), "
-            f'done AS (UPDATE "{job_table}" AS j SET status = %(succeeded)s, '
-            "result = v.result, finished_at = %(now)s, error = NULL FROM v "
-            "WHERE j.id = v.id AND j.status = %(running)s "
-            "RETURNING j.id, j.replays, j.attempts, j.started_at, j.worker) "
-            f'INSERT INTO "{attempt_table}" (job_id, run, number, started_at, finished_at, '
-            "outcome, error_type, error_message, traceback, worker) "
-            "SELECT id, replays, attempts, COALESCE(started_at, %(now)s), %(now)s, "
-            "%(outcome)s, '', '', '', worker FROM done",
-            {"ids": [str(job.pk) for job, _ in outcomes],
-             "results": [None if r is None else json.dumps(r) for _, r in outcomes],
-             "now": now, "succeeded": JobStatus.SUCCEEDED.value,
-             "outcome": AttemptOutcome.SUCCEEDED.value, "running": JobStatus.RUNNING.value})
-
-
-def _attempt(job: Job, outcome: str, now: datetime, exc: BaseException | None = None) -> JobAttempt:
-    return JobAttempt(
-        job=job,
-        run=job.replays,
-        number=job.attempts,
-        started_at=job.started_at or now,
-        finished_at=now,
-        outcome=outcome,
-        error_type=type(exc).__name__ if exc else "",
-        error_message=str(exc)[:2000] if exc else "",
-        traceback=_format_tb(exc),
-        worker=job.worker,
-    )
-
-
-def _format_tb(exc: BaseException | None) -> str:
-    if exc is None:
-        return ""
-    return "".join(tb.format_exception(type(exc), exc, exc.__traceback__))[-20000:]
-
-
-def _error(exc: BaseException) -> dict:
-    return {"type": type(exc).__name__, "message": str(exc)[:2000]}
-
-
-def job_succeed(*, job: Job, result: Any = None) -> None:
-    jobs_succeed(outcomes=[(job, result)])
-
-
-def job_schedule_retry(*, job: Job, exc: BaseException, countdown: int,
-                       via_broker: bool = True) -> datetime:
-    """Record a failed attempt and put the job in `retrying` until `next_retry_at`.
-
-    Written before the retry message is published, so the message can never arrive while
-    the row still says `running` (the claim would refuse it). With `via_broker=False` no
-    message is coming: the relay sends the job once `next_retry_at` has passed.
-    """
-    now = timezone.now()
-    next_retry_at = now + timedelta(seconds=countdown)
-    with transaction.atomic():
-        Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-            status=JobStatus.RETRYING, next_retry_at=next_retry_at, error=_error(exc),
-            traceback=_format_tb(exc), enqueued_at=now if via_broker else None,
-        )
-        _attempt(job, AttemptOutcome.RETRY, now, exc).save(force_insert=True)
-    return next_retry_at
-
-
-def job_retry_not_sent(*, job: Job) -> None:
-    """The retry message could not be published: leave the job to the relay."""
-    Job.objects.filter(pk=job.pk, status=JobStatus.RETRYING).update(enqueued_at=None)
-
-
-def job_fail(*, job: Job, exc: BaseException) -> None:
-    """Out of attempts, or a permanent error: the job is dead and keeps its error."""
-    now = timezone.now()
-    with transaction.atomic():
-        Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-            status=JobStatus.DEAD, error=_error(exc), traceback=_format_tb(exc), finished_at=now,
-        )
-        _attempt(job, AttemptOutcome.FAILED, now, exc).save(force_insert=True)
-    _after_terminal(job)
-
-
-def _after_terminal(job: Job) -> None:
-    if job.event_id:
-        events_refresh_status(event_ids=[job.event_id])
-
-
-def events_refresh_status(*, event_ids) -> None:
-    """Close events once every job is terminal: `failed` if any is dead, else `completed`.
-
-    One conditional UPDATE run after the jobs' own commit, so of two jobs finishing at once
-    the later statement sees both and closes the event.
-    """
-    open_jobs = Job.objects.filter(event_id=OuterRef("pk")).exclude(
-        status__in=TERMINAL_JOB_STATUSES)
-    dead_jobs = Job.objects.filter(event_id=OuterRef("pk"), status=JobStatus.DEAD)
-    Event.objects.filter(pk__in=event_ids).exclude(
-        status__in=(EventStatus.COMPLETED, EventStatus.FAILED)
-    ).exclude(Exists(open_jobs)).update(
-        status=Case(When(Exists(dead_jobs), then=Value(EventStatus.FAILED)),
-                    default=Value(EventStatus.COMPLETED)),
-        completed_at=timezone.now(),
-    )
-
-
-# --- The outbox relay -----------------------------------------------------------------
-
-def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = None,
-                 stale_seconds: int | None = None) -> int:
-    """Send jobs that were committed but never reached the broker, are due again, or whose
-    message was lost (queued, handed over long ago, never started: e.g. a Redis restart
-    without persistence). A re-sent duplicate is harmless: the claim lets one run through.
-
-    Rows are locked with SKIP LOCKED inside the transaction that sends them, so two relays
-    running at once never pick the same job.
-    """
-    batch_size = batch_size or settings.OUTBOX_RELAY_BATCH_SIZE
-    grace = timedelta(seconds=settings.OUTBOX_RELAY_GRACE_SECONDS
-                      if grace_seconds is None else grace_seconds)
-    stale = timedelta(seconds=settings.OUTBOX_STALE_SECONDS
-                      if stale_seconds is None else stale_seconds)
-    total = 0
-    while True:
-        now = timezone.now()
-        never_sent = Q(enqueued_at__isnull=True, created_at__lte=now - grace)
-        lost = Q(status=JobStatus.QUEUED, enqueued_at__lt=now - stale)
-        with transaction.atomic():
-            due = list(
-                Job.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("event")
-                .filter(status__in=RUNNABLE_JOB_STATUSES)
-                .filter(never_sent | lost)
-                .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
-                .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now))
-                .order_by("created_at")[:batch_size]
-            )
-            if not due:
-                break
-            sent = outbox_send(due)
-        total += len(sent)
-        if len(sent) < len(due) or len(due) < batch_size:
-            break
-    if total:
-        logger.info("outbox relay sent=%d", total)
-    return total
-
-
-# --- Operators: cancel, replay, rescue ------------------------------------------------
-
-def job_cancel(*, job: Job) -> Job:
-    """A queued or retrying job becomes `cancelled` and never runs.
-
-    The cancellation is a row update, so it outlives any message already on the broker and
-    any worker restart: the worker's claim refuses a cancelled job.
-    """
-    now = timezone.now()
-    cancelled = Job.objects.filter(pk=job.pk, status__in=RUNNABLE_JOB_STATUSES).update(
-        status=JobStatus.CANCELLED, finished_at=now, next_retry_at=None)
-    job.refresh_from_db()
-    if not cancelled:
-        raise Conflict(f"A {job.status} job cannot be cancelled; only queued or retrying ones.",
-                       code="job_not_cancellable", details={"status": job.status})
-    _after_terminal(job)
-    return job
-
-
-def _reopen_events(event_ids: set) -> None:
-    if event_ids:
-        Event.objects.filter(
-            pk__in=event_ids, status__in=(EventStatus.COMPLETED, EventStatus.FAILED)
-        ).update(status=EventStatus.DISPATCHED, completed_at=None)
-
-
-_REPLAY_FIELDS = {
-    "status": JobStatus.QUEUED,
-    "attempts": 0,
-    "replays": F("replays") + 1,
-    "result": None,
-    "error": None,
-    "traceback": "",
-    "started_at": None,
-    "finished_at": None,
-    "next_retry_at": None,
-    "enqueued_at": None,
-    "run_at": None,
-}
-
-
-def job_replay(*, job: Job) -> Job:
-    """Run a dead or cancelled job again with fresh attempts; its attempt history stays."""
-    with transaction.atomic():
-        replayed = Job.objects.filter(pk=job.pk, status__in=REPLAYABLE_JOB_STATUSES).update(
-            **_REPLAY_FIELDS)
-        job.refresh_from_db()
-        if not replayed:
-            raise Conflict(f"A {job.status} job cannot be replayed; only dead or cancelled ones.",
-                           code="job_not_replayable", details={"status": job.status})
-        _reopen_events({job.event_id} if job.event_id else set())
-        outbox_enqueue_on_commit([job])
-    logger.info("job replayed job_id=%s kind=%s replays=%d", job.pk, job.kind, job.replays)
-    return job
-
-
-def jobs_replay(*, api_key: ApiKey | None, status: str = JobStatus.DEAD, kind: str | None = None,
-                event_type: str | None = None, since: datetime | None = None,
-                until: datetime | None = None, limit: int = 10_000) -> int:
-    """Replay every dead (or cancelled) job matching the filter; answer how many."""
-    if status not in REPLAYABLE_JOB_STATUSES:
-        raise ValidationFailed("Only dead or cancelled jobs can be replayed.",
-                               code="invalid_status", details={"status": status})
-    jobs = jobs_matching_replay(api_key=api_key, status=status, kind=kind,
-                                event_type=event_type, since=since, until=until)
-    with transaction.atomic():
-        ids = list(jobs.select_for_update(skip_locked=True, of=("self",))
-                   .order_by("created_at").values_list("pk", flat=True)[:limit])
-        if not ids:
-            return 0
-        count = Job.objects.filter(pk__in=ids, status__in=REPLAYABLE_JOB_STATUSES).update(
-            **_REPLAY_FIELDS)
-        replayed = list(Job.objects.filter(pk__in=ids).select_related("event"))
-        _reopen_events({j.event_id for j in replayed if j.event_id})
-        outbox_enqueue_on_commit(replayed)
-    logger.info("jobs replayed count=%d status=%s kind=%s event_type=%s", count, status, kind,
-                event_type)
-    return count
-
-
-class WorkerLost(Exception):
-    """Recorded on a job whose worker vanished while running it."""
-
-
-def jobs_rescue_orphans(*, older_than: timedelta | None = None, batch_size: int = 500) -> dict:
-    """Requeue jobs stuck in `running` past their hard time limit plus a grace period.
-
-    Such a job's worker died without reporting (kill -9, OOM, lost machine). The lost attempt
-    is counted; a job out of attempts goes dead instead.
-    """
-    if older_than is None:
-        older_than = timedelta(
-            seconds=settings.CELERY_TASK_TIME_LIMIT + settings.ORPHAN_GRACE_SECONDS)
-    now = timezone.now()
-    with transaction.atomic():
-        orphans = list(
-            Job.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("event")
-            .filter(status=JobStatus.RUNNING, started_at__lt=now - older_than)
-            .order_by("started_at")[:batch_size]
-        )
-        if not orphans:
-            return {"requeued": 0, "dead": 0}
-        JobAttempt.objects.bulk_create([
-            _attempt(job, AttemptOutcome.LOST, now,
-                     WorkerLost(f"worker {job.worker or '?'} gave no result in {older_than}"))
-            for job in orphans
-        ])
-        requeue = [j for j in orphans if j.attempts < j.max_attempts]
-        dead = [j for j in orphans if j.attempts >= j.max_attempts]
-        error = {"type": "WorkerLost", "message": "the worker vanished while running the job"}
-        Job.objects.filter(pk__in=[j.pk for j in requeue], status=JobStatus.RUNNING).update(
-            status=JobStatus.QUEUED, enqueued_at=None, error=error)
-        Job.objects.filter(pk__in=[j.pk for j in dead], status=JobStatus.RUNNING).update(
-            status=JobStatus.DEAD, finished_at=now, error=error)
-        outbox_enqueue_on_commit(requeue)
-    for job in dead:
-        _after_terminal(job)
-    logger.warning("orphans rescued requeued=%d dead=%d", len(requeue), len(dead))
-    return {"requeued": len(requeue), "dead": len(dead)}

@@ -7,10 +7,4 @@ urlpatterns = [
     path("events", apis.EventPublishApi.as_view(), name="event-publish"),
     path("events/batch", apis.EventBatchPublishApi.as_view(), name="event-batch-publish"),
     path("events/<uuid:event_id>", apis.EventDetailApi.as_view(), name="event-detail"),
-    path("jobs", apis.JobListCreateApi.as_view(), name="job-list"),
-    path("jobs/<uuid:job_id>", apis.JobDetailApi.as_view(), name="job-detail"),
-    path("jobs/retry", apis.JobBulkRetryApi.as_view(), name="job-bulk-retry"),
-    path("jobs/<uuid:job_id>/attempts", apis.JobAttemptListApi.as_view(), name="job-attempts"),
-    path("jobs/<uuid:job_id>/retry", apis.JobRetryApi.as_view(), name="job-retry"),
-    path("jobs/<uuid:job_id>/cancel", apis.JobCancelApi.as_view(), name="job-cancel"),
 ]

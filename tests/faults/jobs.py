@@ -30,10 +30,10 @@ from django.conf import settings
 from django.db.models.signals import post_save
 
 from domain.common.errors import TransientError
-from domain.events.models import AttemptOutcome, Job, JobAttempt
-from domain.events.registry import JobKind, register_job_kind
+from domain.jobs.models import AttemptOutcome, Job, JobAttempt
+from domain.jobs.registry import JobKind, register_job_kind
+from domain.jobs.retry import RetryPolicy
 from workers.base import job_task
-from workers.retry import RetryPolicy
 
 EFFECT_KIND = "faults_effect"
 EFFECT_TASK = "conveyor.demo.faults_effect"  # conveyor.demo.* routes to the `events` queue
@@ -55,12 +55,14 @@ _PARAMS = {
     },
     "additionalProperties": False,
 }
-register_job_kind(JobKind(name=EFFECT_KIND, task_name=EFFECT_TASK,
-                          description="fault tests: an idempotent, countable effect",
-                          params_schema=_PARAMS, retry=EFFECT_POLICY))
-register_job_kind(JobKind(name=BACKOFF_KIND, task_name=BACKOFF_TASK,
-                          description="fault tests: the same effect, a small growing backoff",
-                          params_schema=_PARAMS, retry=BACKOFF_POLICY))
+EFFECT = register_job_kind(JobKind(
+    name=EFFECT_KIND, task_name=EFFECT_TASK,
+    description="fault tests: an idempotent, countable effect",
+    params_schema=_PARAMS, retry=EFFECT_POLICY))
+BACKOFF = register_job_kind(JobKind(
+    name=BACKOFF_KIND, task_name=BACKOFF_TASK,
+    description="fault tests: the same effect, a small growing backoff",
+    params_schema=_PARAMS, retry=BACKOFF_POLICY))
 
 
 # --- Redis keys -----------------------------------------------------------------------
@@ -117,13 +119,13 @@ def _body(job: Job) -> dict:
     return {"added": bool(added), "runs": runs}
 
 
-@job_task(name=EFFECT_TASK)
+@job_task(kind=EFFECT)
 def faults_effect(job: Job) -> dict:
     """Fault tests: sleep / fail as the params say, then add the job id to the effect set."""
     return _body(job)
 
 
-@job_task(name=BACKOFF_TASK)
+@job_task(kind=BACKOFF)
 def faults_backoff(job: Job) -> dict:
     """Fault tests: like faults_effect, with BACKOFF_POLICY."""
     return _body(job)

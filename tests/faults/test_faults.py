@@ -18,10 +18,12 @@ from django.conf import settings
 from django.db import connection
 from django.urls import reverse
 
-from domain.common.models import Scopes
-from domain.events.models import AttemptOutcome, Event, EventStatus, Job, JobAttempt, JobStatus
-from domain.events.outbox import outbox_send
-from domain.events.services import job_create, jobs_rescue_orphans, outbox_relay
+from domain.access.models import Scopes
+from domain.events.models import Event, EventStatus
+from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
+from domain.jobs.outbox import outbox_relay, outbox_send
+from domain.jobs.rescue import jobs_rescue_orphans
+from domain.jobs.services import job_create
 from tests.conftest import wait_for
 from tests.factories import EventFactory
 from tests.faults.jobs import (

@@ -4,7 +4,8 @@ import pytest
 from django.urls import reverse
 
 from domain.catalog.cache_keys import product_key
-from domain.events.models import Event, EventStatus, Job, JobStatus
+from domain.events.models import Event, EventStatus
+from domain.jobs.models import Job, JobStatus
 from tests.conftest import wait_for
 from tests.factories import ProductFactory
 

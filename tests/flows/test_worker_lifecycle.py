@@ -5,32 +5,33 @@ import redis
 from django.conf import settings
 
 from domain.common.errors import PermanentError, TransientError
-from domain.events.models import Job, JobStatus
-from domain.events.outbox import outbox_send
-from domain.events.registry import JobKind, register_job_kind
-from domain.events.services import job_create
+from domain.jobs.models import Job, JobStatus
+from domain.jobs.outbox import outbox_send
+from domain.jobs.registry import JobKind, register_job_kind
+from domain.jobs.retry import RetryPolicy
+from domain.jobs.services import job_create
 from tests.conftest import broker_key, wait_for
 from tests.factories import EventFactory
 from workers.base import job_task
-from workers.retry import RetryPolicy
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 # A test-only kind with a fast policy: backoff of at most a second keeps the suite quick
 # while still going through Celery's real retry (a new message with a countdown).
 FAST = RetryPolicy("test_fast", max_attempts=3, backoff_factor=1, backoff_max=1)
-register_job_kind(JobKind(name="test_flaky", task_name="conveyor.demo.test_flaky",
-                          description="fails on demand", params_schema={"type": "object"},
-                          retry=FAST))
+FLAKY = register_job_kind(JobKind(name="test_flaky", task_name="conveyor.demo.test_flaky",
+                                  description="fails on demand",
+                                  params_schema={"type": "object"}, retry=FAST))
 
 
 SLOW = RetryPolicy("test_slow", max_attempts=3, backoff_factor=1, backoff_max=6 * 3600)
-register_job_kind(JobKind(name="test_slow_retry", task_name="conveyor.demo.test_slow_retry",
-                          description="asks to be retried in two hours",
-                          params_schema={"type": "object"}, retry=SLOW))
+SLOW_RETRY = register_job_kind(JobKind(
+    name="test_slow_retry", task_name="conveyor.demo.test_slow_retry",
+    description="asks to be retried in two hours", params_schema={"type": "object"},
+    retry=SLOW))
 
 
-@job_task(name="conveyor.demo.test_slow_retry")
+@job_task(kind=SLOW_RETRY)
 def slow_retry(job: Job) -> dict:
     if job.attempts == 1:
         raise TransientError("come back later", retry_after=2 * 3600)
@@ -41,7 +42,7 @@ def _effects() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
-@job_task(name="conveyor.demo.test_flaky")
+@job_task(kind=FLAKY)
 def flaky(job: Job) -> dict:
     """Fails `fail_times` times with the given error, then counts one effect."""
     if job.attempts <= job.params.get("fail_times", 0):
@@ -124,7 +125,7 @@ def test_long_backoff_waits_in_the_database_not_on_the_broker(celery_worker_thre
 
     from django.utils import timezone
 
-    from domain.events.services import outbox_relay
+    from domain.jobs.outbox import outbox_relay
 
     # given a job whose first attempt is told to come back in two hours
     job = job_create(kind="test_slow_retry", params={})

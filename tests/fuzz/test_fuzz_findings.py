@@ -44,9 +44,11 @@ import pytest
 from django.test import Client
 
 from domain.common.errors import ValidationFailed
-from domain.events.models import Event, Job
-from domain.events.registry import get_event_type, get_job_kind
+from domain.events.models import Event
+from domain.events.registry import get_event_type
 from domain.events.services import EventDraft, event_validate
+from domain.jobs.models import Job
+from domain.jobs.registry import get_job_kind
 
 pytestmark = pytest.mark.django_db
 

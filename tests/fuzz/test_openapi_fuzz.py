@@ -46,11 +46,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from domain.common.models import Scopes
-from domain.common.services import api_key_create
+from domain.access.models import Scopes
+from domain.access.services import api_key_create
 from domain.events import services as event_services
-from domain.events.models import AttemptOutcome, Job, JobAttempt, JobStatus
-from domain.events.registry import event_types, job_kinds
+from domain.events.registry import event_types
+from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
+from domain.jobs.registry import job_kinds
 from tests.factories import ProductFactory
 from tests.fuzz.conftest import FUZZ_CASES
 from tests.fuzz.strategies import PAYLOADS

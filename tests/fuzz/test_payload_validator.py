@@ -22,9 +22,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from domain.common.errors import ValidationFailed
-from domain.events.models import Event, Job
-from domain.events.registry import event_types, get_job_kind
+from domain.events.models import Event
+from domain.events.registry import event_types
 from domain.events.services import EventDraft, event_validate, request_fingerprint
+from domain.jobs.models import Job
+from domain.jobs.registry import get_job_kind
 from tests.fuzz.strategies import (
     PAYLOADS,
     depth_of,

@@ -23,17 +23,18 @@ from django.utils import timezone
 
 from config.embedded import redis_url_with_db
 from domain.common.errors import PermanentError, TransientError
-from domain.events.models import Event, EventStatus, Job, JobAttempt, JobStatus
-from domain.events.outbox import outbox_send
-from domain.events.registry import JobKind, get_job_kind, register_job_kind
-from domain.events.services import jobs_claim, jobs_succeed, outbox_relay
+from domain.events.models import Event, EventStatus
+from domain.jobs.lifecycle import jobs_claim, jobs_succeed
+from domain.jobs.models import Job, JobAttempt, JobStatus
+from domain.jobs.outbox import outbox_relay, outbox_send
+from domain.jobs.registry import JobKind, get_job_kind, register_job_kind
+from domain.jobs.retry import RetryPolicy
 from tasks.cache import invalidate
 from tasks.demo import noop
 from tests.broker_utils import broker_at
 from tests.conftest import broker_key, queued_job_ids, queued_tasks
 from tests.factories import EventFactory
 from workers.base import job_task
-from workers.retry import RetryPolicy
 
 # A test-only kind that batches, with a body failing on demand per job (`params.fail`).
 # Its task name routes to the `events` queue, like every conveyor.demo.* task.
@@ -45,7 +46,7 @@ BATCH_KIND = register_job_kind(JobKind(
 RETRY_AFTER = 30  # seconds the transient failure asks for: a broker countdown, never zero
 
 
-@job_task(name="conveyor.demo.test_batch")
+@job_task(kind=BATCH_KIND)
 def batch_body(job: Job) -> dict:
     fail = job.params.get("fail")
     if fail == "transient":

@@ -1,0 +1,119 @@
+"""The job lifecycle's set-based statements: each PostgreSQL fast path beside the portable ORM
+version it replaces, chosen by domain/common/fastpaths.on_postgresql().
+
+The portable versions are for SQLite (local only). Tests hold each pair to the same result
+(tests/domain/jobs/test_fastpaths.py), and CI runs the PostgreSQL side.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+
+from domain.common.fastpaths import on_postgresql, table
+from domain.jobs.hooks import hooks
+from domain.jobs.models import RUNNABLE_JOB_STATUSES, AttemptOutcome, Job, JobAttempt, JobStatus
+from domain.jobs.records import attempt_row
+
+_RUNNABLE = [str(s) for s in RUNNABLE_JOB_STATUSES]
+
+
+# --- Claim: runnable -> running, returning what was claimed ---------------------------------
+
+def claim(job_ids: list[str], worker: str, now: datetime) -> list[Job]:
+    """Move the runnable, due jobs among `job_ids` to `running`; return them (any order)."""
+    if on_postgresql():
+        return _claim_pg(job_ids, worker, now)
+    return _claim_portable(job_ids, worker, now)
+
+
+def _claim_pg(job_ids: list[str], worker: str, now: datetime) -> list[Job]:
+    # One round trip: RETURNING gives exactly the rows this statement claimed, as they are
+    # after it.
+    return list(Job.objects.raw(
+        f"UPDATE {table(Job)} SET status = %s, attempts = attempts + 1, "  # noqa: S608 - the model's own table name
+        "started_at = %s, next_retry_at = NULL, worker = %s "
+        "WHERE id = ANY(%s::uuid[]) AND status = ANY(%s) "
+        "AND (run_at IS NULL OR run_at <= %s) "
+        "AND (next_retry_at IS NULL OR next_retry_at <= %s) RETURNING *",
+        [JobStatus.RUNNING, now, worker, [str(i) for i in job_ids], _RUNNABLE, now, now]))
+
+
+def _claim_portable(job_ids: list[str], worker: str, now: datetime) -> list[Job]:
+    # The transaction holds SQLite's write lock from BEGIN (IMMEDIATE), so nobody else can
+    # claim between the UPDATE and the read of what it claimed.
+    with transaction.atomic():
+        Job.objects.filter(pk__in=job_ids, status__in=_RUNNABLE).filter(
+            Q(run_at__isnull=True) | Q(run_at__lte=now)).filter(
+            Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now)).update(
+            status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now,
+            next_retry_at=None, worker=worker)
+        return list(Job.objects.filter(pk__in=job_ids, status=JobStatus.RUNNING,
+                                       started_at=now, worker=worker))
+
+
+# --- Success: running -> succeeded, with results and attempt rows ---------------------------
+
+def succeed(outcomes: list[tuple[Job, Any]], now: datetime) -> None:
+    """Store each job's result and an attempt row, for exactly the jobs still `running` (a job
+    cancelled or rescued in the meantime gets neither)."""
+    if on_postgresql():
+        _succeed_pg(outcomes, now)
+    else:
+        _succeed_portable(outcomes, now)
+
+
+def _succeed_pg(outcomes: list[tuple[Job, Any]], now: datetime) -> None:
+    # One statement, one commit: each job its own result (UPDATE … FROM unnest; Django's
+    # bulk_update builds a CASE per row and is Python-bound: 2,500-3,000 rows/s against
+    # 121,000 for unnest arrays, README "Performance"), and an attempt row for exactly the
+    # jobs that statement moved.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH v AS (SELECT unnest(%(ids)s::uuid[]) AS id, "  # noqa: S608 - the models' own table names
+            "unnest(%(results)s::jsonb[]) AS result), "
+            f"done AS (UPDATE {table(Job)} AS j SET status = %(succeeded)s, "
+            "result = v.result, finished_at = %(now)s, error = NULL FROM v "
+            "WHERE j.id = v.id AND j.status = %(running)s "
+            "RETURNING j.id, j.replays, j.attempts, j.started_at, j.worker) "
+            f"INSERT INTO {table(JobAttempt)} (job_id, run, number, started_at, finished_at, "
+            "outcome, error_type, error_message, traceback, worker) "
+            "SELECT id, replays, attempts, COALESCE(started_at, %(now)s), %(now)s, "
+            "%(outcome)s, '', '', '', worker FROM done",
+            {"ids": [str(job.pk) for job, _ in outcomes],
+             "results": [None if r is None else json.dumps(r) for _, r in outcomes],
+             "now": now, "succeeded": JobStatus.SUCCEEDED.value,
+             "outcome": AttemptOutcome.SUCCEEDED.value, "running": JobStatus.RUNNING.value})
+
+
+def _succeed_portable(outcomes: list[tuple[Job, Any]], now: datetime) -> None:
+    # One conditional UPDATE per job tells which were still running.
+    with transaction.atomic():
+        moved = [job for job, result in outcomes
+                 if Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+                     status=JobStatus.SUCCEEDED, result=result, finished_at=now, error=None)]
+        JobAttempt.objects.bulk_create(
+            [attempt_row(job, AttemptOutcome.SUCCEEDED, now) for job in moved])
+
+
+# --- Sent: stamp the hand-over to the broker (and let the events follow) ---------------------
+
+def stamp_sent(sent: list[Job], now: datetime) -> bool:
+    """Record `enqueued_at`. On PostgreSQL the installed hooks' `sent_sql` (the events'
+    roll-up to `dispatched`) runs in the same statement: one round trip and one commit on
+    every publish. Returns whether it did."""
+    job_ids = [str(j.pk) for j in sent]
+    follow = hooks().sent_sql
+    if on_postgresql() and follow and any(j.event_id for j in sent):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH stamped AS (UPDATE {table(Job)} SET enqueued_at = %(now)s "  # noqa: S608 - the model's own table name; sent_sql is code, not input
+                f"WHERE id = ANY(%(jobs)s::uuid[]) RETURNING event_id) {follow}",
+                {"now": now, "jobs": job_ids})
+        return True
+    Job.objects.filter(pk__in=job_ids).update(enqueued_at=now)
+    return False

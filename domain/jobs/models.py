@@ -1,0 +1,108 @@
+"""Work (Job) and every attempt at it (JobAttempt).
+
+The database is the source of truth and the dead-letter store: a job's status, attempts and
+last error live here, so nothing depends on what the broker happens to hold.
+
+A job made by an event points at it (`event`, a foreign key named by string): that link is the
+only thing this app knows of events. It never imports domain/events; what a job's change does
+to its event goes through domain/jobs/hooks.py.
+"""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_JOB_STATUSES = (JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED)
+RUNNABLE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.RETRYING)
+REPLAYABLE_JOB_STATUSES = (JobStatus.DEAD, JobStatus.CANCELLED)
+
+
+class Job(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+                          help_text="Also the Celery task id when the job travels alone; a "
+                          "micro-batch message has its own id and lists the job ids.")
+    event = models.ForeignKey("events.Event", null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="jobs")
+    kind = models.CharField(max_length=64, db_index=True)
+    handler = models.CharField(max_length=100, blank=True, default="")
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts in the current run.")
+    max_attempts = models.PositiveIntegerField()
+    replays = models.PositiveIntegerField(default=0, help_text="Times an operator replayed it.")
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True, help_text="Last error: type and message.")
+    traceback = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    run_at = models.DateTimeField(null=True, blank=True, help_text="Not before this time.")
+    enqueued_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="Last hand-over to the broker.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    api_key = models.ForeignKey("access.ApiKey", null=True, blank=True,
+                                on_delete=models.SET_NULL, related_name="jobs")
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        # The table keeps the name it had when jobs lived in domain/events, so existing
+        # databases move over with no copy (migrations: jobs.0001, events.0004).
+        db_table = "events_job"
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "handler"],
+                condition=Q(event__isnull=False),
+                name="job_one_per_event_handler",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="job_status_created"),
+            models.Index(fields=["kind", "created_at"], name="job_kind_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.status})"
+
+
+class AttemptOutcome(models.TextChoices):
+    SUCCEEDED = "succeeded"
+    RETRY = "retry", "Failed, will retry"
+    FAILED = "failed", "Failed, gave up"
+    LOST = "lost", "Worker vanished"
+
+
+class JobAttempt(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempt_log")
+    run = models.PositiveIntegerField(default=0, help_text="0, then n after n replays.")
+    number = models.PositiveIntegerField(help_text="Attempt number within its run.")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
+    error_type = models.CharField(max_length=255, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+    worker = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        db_table = "events_jobattempt"  # as Job's: the name from before the move
+        ordering = ["job", "run", "number"]
+        indexes = [models.Index(fields=["job", "run", "number"], name="attempt_job_run_number")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.job_id}: {self.outcome}"

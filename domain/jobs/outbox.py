@@ -1,0 +1,148 @@
+"""The outbox: the one place the domain talks to Celery, handing committed jobs to the broker,
+and the relay that sends what was not handed over.
+
+Jobs are written in the caller's transaction; the send happens after commit
+(`transaction.on_commit`), so a worker never sees a job id that is not in the database. If the
+broker is down the jobs stay `enqueued_at IS NULL` and the outbox relay sends them later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+
+import kombu.exceptions
+import redis.exceptions
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from domain.jobs import fastpaths
+from domain.jobs.hooks import hooks
+from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobStatus
+from domain.jobs.registry import get_job_kind
+
+logger = logging.getLogger(__name__)
+
+BROKER_ERRORS = (
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,  # includes ConnectionError and socket timeouts
+)
+
+
+def outbox_enqueue_on_commit(jobs: Iterable[Job]) -> None:
+    jobs = list(jobs)
+    if jobs:
+        transaction.on_commit(lambda: outbox_send(jobs))
+
+
+def outbox_send(jobs: list[Job], *, max_batch: int | None = None) -> list[Job]:
+    """Publish every due job over one producer connection; record what was handed over.
+
+    Jobs of a kind with `batch_size` > 1 travel together: one message carries up to that many
+    job ids (micro-batching: the worker claims and records them set-wise, see
+    domain/jobs/lifecycle.py).
+    A message carrying one job keeps the job id as its task id. `max_batch` caps the jobs per
+    message below the kinds' own sizes (1: one message per job).
+
+    Returns the jobs sent. A broker failure is logged, not raised: the rows are durable and
+    the relay retries them.
+    """
+    now = timezone.now()
+    due = [job for job in jobs if job.run_at is None or job.run_at <= now]
+    sent: list[Job] = []
+    if due:
+        app = current_app
+        try:
+            with app.producer_or_acquire() as producer:
+                for task_name, chunk in _messages(due, max_batch):
+                    if len(chunk) == 1:
+                        job = chunk[0]
+                        app.send_task(task_name, args=[str(job.id)], task_id=str(job.id),
+                                      producer=producer,
+                                      headers={"correlation_id": job.correlation_id})
+                    else:
+                        # Each job keeps its own correlation id on its row; the message
+                        # carries the first one for its log lines.
+                        app.send_task(task_name, args=[[str(job.id) for job in chunk]],
+                                      producer=producer,
+                                      headers={"correlation_id": chunk[0].correlation_id})
+                    sent.extend(chunk)
+        except BROKER_ERRORS as exc:
+            logger.warning("outbox send failed sent=%d unsent=%d error=%r; the relay will retry",
+                           len(sent), len(due) - len(sent), exc)
+    if sent:
+        _mark_sent(sent, jobs, now)
+    return sent
+
+
+def _messages(due: list[Job], max_batch: int | None) -> Iterator[tuple[str, list[Job]]]:
+    """(task name, jobs) for each message to send, in the order the jobs came."""
+    groups: dict[str, list[Job]] = {}
+    for job in due:
+        kind = get_job_kind(job.kind)
+        size = kind.batch_size if max_batch is None else max(1, min(kind.batch_size, max_batch))
+        if size == 1:
+            yield kind.task_name, [job]
+            continue
+        group = groups.setdefault(kind.task_name, [])
+        group.append(job)
+        if len(group) >= size:
+            yield kind.task_name, group
+            groups[kind.task_name] = []
+    for task_name, group in groups.items():
+        if group:
+            yield task_name, group
+
+
+def _mark_sent(sent: list[Job], given: list[Job], now: datetime) -> None:
+    """Stamp the jobs as handed over; their events follow through the installed hooks (in the
+    same statement on PostgreSQL, domain/jobs/fastpaths.py)."""
+    in_statement = fastpaths.stamp_sent(sent, now)
+    for job in sent:
+        job.enqueued_at = now
+    hooks().jobs_sent(sent=sent, given=given, now=now, in_statement=in_statement)
+
+
+def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = None,
+                 stale_seconds: int | None = None) -> int:
+    """Send jobs that were committed but never reached the broker, are due again, or whose
+    message was lost (queued, handed over long ago, never started: e.g. a Redis restart
+    without persistence). A re-sent duplicate is harmless: the claim lets one run through.
+
+    Rows are locked with SKIP LOCKED inside the transaction that sends them, so two relays
+    running at once never pick the same job.
+    """
+    batch_size = batch_size or settings.OUTBOX_RELAY_BATCH_SIZE
+    grace = timedelta(seconds=settings.OUTBOX_RELAY_GRACE_SECONDS
+                      if grace_seconds is None else grace_seconds)
+    stale = timedelta(seconds=settings.OUTBOX_STALE_SECONDS
+                      if stale_seconds is None else stale_seconds)
+    total = 0
+    while True:
+        now = timezone.now()
+        never_sent = Q(enqueued_at__isnull=True, created_at__lte=now - grace)
+        lost = Q(status=JobStatus.QUEUED, enqueued_at__lt=now - stale)
+        with transaction.atomic():
+            due = list(
+                Job.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(status__in=RUNNABLE_JOB_STATUSES)
+                .filter(never_sent | lost)
+                .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
+                .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now))
+                .order_by("created_at")[:batch_size]
+            )
+            if not due:
+                break
+            sent = outbox_send(due)
+        total += len(sent)
+        if len(sent) < len(due) or len(due) < batch_size:
+            break
+    if total:
+        logger.info("outbox relay sent=%d", total)
+    return total

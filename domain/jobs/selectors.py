@@ -1,0 +1,58 @@
+"""Reads for jobs. A key sees only what it created, unless it has the admin scope."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from domain.access.models import ApiKey
+from domain.access.selectors import visible_to
+from domain.common.errors import NotFound
+from domain.jobs.models import Job, JobAttempt
+
+
+def job_get(*, job_id, api_key: ApiKey | None) -> Job:
+    # Someone else's job is "not found", not "forbidden": ids must not leak.
+    job = visible_to(Job.objects.all(), api_key).filter(pk=job_id).first()
+    if job is None:
+        raise NotFound("Job not found.")
+    return job
+
+
+def job_list(*, api_key: ApiKey | None, status: str | None = None, kind: str | None = None,
+             event_id=None) -> QuerySet[Job]:
+    jobs = visible_to(Job.objects.all(), api_key)
+    if status:
+        jobs = jobs.filter(status=status)
+    if kind:
+        jobs = jobs.filter(kind=kind)
+    if event_id:
+        jobs = jobs.filter(event_id=event_id)
+    return jobs
+
+
+def event_jobs(*, event_id) -> list[Job]:
+    """An event's jobs in a stable order (creation, then handler name)."""
+    return list(Job.objects.filter(event_id=event_id).order_by("created_at", "handler"))
+
+
+def job_attempts(*, job: Job) -> list[JobAttempt]:
+    """Every attempt, run by run: a replayed job's first run comes before its second, each
+    run's attempts in order (attempt numbers restart at 1 with each replay)."""
+    return list(job.attempt_log.order_by("run", "number"))
+
+
+def jobs_matching_replay(*, api_key: ApiKey | None, status: str, kind: str | None = None,
+                         event_type: str | None = None, since: datetime | None = None,
+                         until: datetime | None = None) -> QuerySet[Job]:
+    """The jobs an operator's replay filter selects (time range on when they finished).
+    `event_type` reads through the job's `event` link (a lookup, not an import of events)."""
+    jobs = job_list(api_key=api_key, status=status, kind=kind)
+    if event_type:
+        jobs = jobs.filter(event__type=event_type)
+    if since:
+        jobs = jobs.filter(finished_at__gte=since)
+    if until:
+        jobs = jobs.filter(finished_at__lt=until)
+    return jobs

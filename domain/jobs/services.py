@@ -1,0 +1,143 @@
+"""Writes that start or steer jobs: create (directly, or for a publisher), cancel, replay.
+
+What the worker does to a job while it runs is in lifecycle.py; the hand-over to the broker in
+outbox.py; the rescue of jobs whose worker died in rescue.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from domain.access.models import ApiKey
+from domain.common.errors import Conflict, ValidationFailed
+from domain.common.fastpaths import insert_rows
+from domain.jobs.hooks import hooks
+from domain.jobs.models import REPLAYABLE_JOB_STATUSES, RUNNABLE_JOB_STATUSES, Job, JobStatus
+from domain.jobs.outbox import outbox_enqueue_on_commit
+from domain.jobs.registry import get_job_kind
+from domain.jobs.selectors import jobs_matching_replay
+
+logger = logging.getLogger(__name__)
+
+
+def job_create(
+    *,
+    kind: str,
+    params: Any,
+    api_key: ApiKey | None = None,
+    run_at: datetime | None = None,
+    correlation_id: str = "",
+) -> Job:
+    """A job triggered directly (no event): validated against its kind, stored, and handed
+    to the broker after commit (or by the relay once `run_at` is due)."""
+    job_kind = get_job_kind(kind)
+    job_kind.validate_params(params)
+    job = Job(kind=job_kind.name, params=params, max_attempts=job_kind.retry.max_attempts,
+              api_key=api_key, run_at=run_at, correlation_id=correlation_id)
+    with transaction.atomic():
+        job.save(force_insert=True)
+        outbox_enqueue_on_commit([job])
+    return job
+
+
+def job_build(*, kind: str, params: Any, created_at: datetime, handler: str = "",
+              event: Any = None, api_key: ApiKey | None = None,
+              correlation_id: str = "") -> Job:
+    """An unsaved job of a registered kind, for a publisher that writes many at once with
+    `jobs_add` (params are the publisher's, computed from a validated payload)."""
+    return Job(event=event, kind=kind, handler=handler, params=params,
+               max_attempts=get_job_kind(kind).retry.max_attempts, created_at=created_at,
+               api_key=api_key, correlation_id=correlation_id)
+
+
+def jobs_add(*, jobs: list[Job]) -> None:
+    """Insert jobs built by `job_build` in the caller's transaction (one statement on
+    PostgreSQL) and hand them to the broker after it commits."""
+    insert_rows(Job, jobs)
+    outbox_enqueue_on_commit(jobs)
+
+
+# --- Operators: cancel and replay -----------------------------------------------------------
+
+def job_cancel(*, job: Job) -> Job:
+    """A queued or retrying job becomes `cancelled` and never runs.
+
+    The cancellation is a row update, so it outlives any message already on the broker and
+    any worker restart: the worker's claim refuses a cancelled job.
+    """
+    now = timezone.now()
+    cancelled = Job.objects.filter(pk=job.pk, status__in=RUNNABLE_JOB_STATUSES).update(
+        status=JobStatus.CANCELLED, finished_at=now, next_retry_at=None)
+    job.refresh_from_db()
+    if not cancelled:
+        raise Conflict(f"A {job.status} job cannot be cancelled; only queued or retrying ones.",
+                       code="job_not_cancellable", details={"status": job.status})
+    if job.event_id:
+        hooks().jobs_finished(event_ids={job.event_id})
+    return job
+
+
+_REPLAY_FIELDS = {
+    "status": JobStatus.QUEUED,
+    "attempts": 0,
+    "replays": F("replays") + 1,
+    "result": None,
+    "error": None,
+    "traceback": "",
+    "started_at": None,
+    "finished_at": None,
+    "next_retry_at": None,
+    "enqueued_at": None,
+    "run_at": None,
+}
+
+
+def _reopened(jobs: list[Job]) -> None:
+    event_ids = {job.event_id for job in jobs if job.event_id}
+    if event_ids:
+        hooks().jobs_reopened(event_ids=event_ids)
+
+
+def job_replay(*, job: Job) -> Job:
+    """Run a dead or cancelled job again with fresh attempts; its attempt history stays."""
+    with transaction.atomic():
+        replayed = Job.objects.filter(pk=job.pk, status__in=REPLAYABLE_JOB_STATUSES).update(
+            **_REPLAY_FIELDS)
+        job.refresh_from_db()
+        if not replayed:
+            raise Conflict(f"A {job.status} job cannot be replayed; only dead or cancelled ones.",
+                           code="job_not_replayable", details={"status": job.status})
+        _reopened([job])
+        outbox_enqueue_on_commit([job])
+    logger.info("job replayed job_id=%s kind=%s replays=%d", job.pk, job.kind, job.replays)
+    return job
+
+
+def jobs_replay(*, api_key: ApiKey | None, status: str = JobStatus.DEAD, kind: str | None = None,
+                event_type: str | None = None, since: datetime | None = None,
+                until: datetime | None = None, limit: int = 10_000) -> int:
+    """Replay every dead (or cancelled) job matching the filter; answer how many."""
+    if status not in REPLAYABLE_JOB_STATUSES:
+        raise ValidationFailed("Only dead or cancelled jobs can be replayed.",
+                               code="invalid_status", details={"status": status})
+    jobs = jobs_matching_replay(api_key=api_key, status=status, kind=kind,
+                                event_type=event_type, since=since, until=until)
+    with transaction.atomic():
+        ids = list(jobs.select_for_update(skip_locked=True, of=("self",))
+                   .order_by("created_at").values_list("pk", flat=True)[:limit])
+        if not ids:
+            return 0
+        count = Job.objects.filter(pk__in=ids, status__in=REPLAYABLE_JOB_STATUSES).update(
+            **_REPLAY_FIELDS)
+        replayed = list(Job.objects.filter(pk__in=ids))
+        _reopened(replayed)
+        outbox_enqueue_on_commit(replayed)
+    logger.info("jobs replayed count=%d status=%s kind=%s event_type=%s", count, status, kind,
+                event_type)
+    return count

@@ -1,0 +1,79 @@
+"""Throttling, payload limits and secrets in logs."""
+
+
+import pytest
+from django.urls import reverse
+
+import domain.common.redis as project_redis
+from domain.events.models import Event
+
+pytestmark = pytest.mark.django_db
+
+PING = {"type": "demo.ping", "payload": {"message": "hi"}}
+
+
+@pytest.fixture
+def low_rates(settings):
+    settings.API_THROTTLE_RATES = {"publish": "3/m", "read": "5/m", "write": "2/m"}
+
+
+# --- throttling -----------------------------------------------------------------------
+
+def test_publish_over_the_rate_is_429_with_retry_after(client_all, low_rates):
+    url = reverse("event-publish")
+    codes = [client_all.post(url, PING, format="json").status_code for _ in range(3)]
+    assert codes == [202, 202, 202]
+    response = client_all.post(url, PING, format="json")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "throttled"
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert Event.objects.count() == 3  # the refused one wrote nothing
+
+
+def test_rates_are_per_key_and_per_scope(make_client, low_rates):
+    first, second = make_client(name="first"), make_client(name="second")
+    url = reverse("event-publish")
+    for _ in range(3):
+        first.post(url, PING, format="json")
+    assert first.post(url, PING, format="json").status_code == 429
+    # another key has its own budget
+    assert second.post(url, PING, format="json").status_code == 202
+    # and reads are counted apart from publishes
+    assert first.get(reverse("event-type-list")).status_code == 200
+
+
+def test_batch_counts_against_publish(client_all, low_rates):
+    batch = {"events": [PING, PING]}
+    for _ in range(3):
+        assert client_all.post(reverse("event-batch-publish"), batch,
+                               format="json").status_code == 202
+    assert client_all.post(reverse("event-publish"), PING, format="json").status_code == 429
+
+
+def test_writes_throttled_separately(client_all, low_rates):
+    url = reverse("job-list")
+    body = {"kind": "cache_invalidation", "params": {"keys": ["a"]}}
+    assert [client_all.post(url, body, format="json").status_code for _ in range(3)] == [
+        202, 202, 429]
+    # reading the same endpoint is another scope
+    assert client_all.get(url).status_code == 200
+
+
+def test_limiter_unavailable_lets_requests_through(client_all, low_rates, monkeypatch,
+                                                   settings):
+    # a Redis that does not answer (nothing listens on port 1), through the project's client
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    monkeypatch.setattr(project_redis, "_client", None)
+    url = reverse("event-publish")
+    codes = [client_all.post(url, PING, format="json").status_code for _ in range(5)]
+    assert codes == [202] * 5
+
+
+def test_unauthenticated_requests_are_401_not_counted(client, low_rates):
+    for _ in range(5):
+        assert client.post(reverse("event-publish"), PING,
+                           content_type="application/json").status_code == 401
+
+
+# --- payload limits -------------------------------------------------------------------
+

@@ -1,0 +1,89 @@
+"""bulk_insert (unnest arrays on PostgreSQL) stores exactly what bulk_create stores."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+
+from domain.access.models import ApiKey
+from domain.access.services import api_key_create
+from domain.common.fastpaths import insert_rows
+from domain.events.models import Event
+from domain.jobs.models import Job
+
+
+def _pair(api_key: ApiKey) -> tuple[Event, Job]:
+    when = datetime(2026, 11, 21, 8, 30, 15, 123456, tzinfo=UTC)
+    event = Event(type="demo.ping", occurred_at=when, created_at=when, api_key=api_key,
+                  payload={"message": "é \"quoted\" \\ back", "n": [1, 2.5, None, True],
+                           "deep": {"a": {"b": []}}},
+                  idempotency_key="key-1", request_hash="ab" * 32, correlation_id="corr")
+    job = Job(event=event, kind="noop", handler="demo.noop", params={"keys": ["a"]},
+              max_attempts=5, created_at=when, run_at=when, api_key=api_key,
+              result=None, error={"type": "X", "message": "y"}, correlation_id="corr")
+    return event, job
+
+
+def _row(model, pk) -> dict:
+    row = model.objects.filter(pk=pk).values().get()
+    for name in ("id", "event_id", "idempotency_key"):
+        row.pop(name, None)
+    return row
+
+
+def _copy(obj):
+    twin = copy.copy(obj)
+    twin._state = copy.copy(obj._state)
+    twin.pk = uuid.uuid4()
+    return twin
+
+
+@pytest.mark.django_db
+def test_bulk_insert_stores_what_bulk_create_stores():
+    # given an event and a job with every kind of field set (and a null JSON field)
+    api_key, _ = api_key_create(name="bulk", scopes=["events:publish"])
+    event, job = _pair(api_key)
+    twin_event, twin_job = _copy(event), _copy(job)
+    twin_event.idempotency_key = "key-2"
+    twin_job.event = twin_event
+
+    # when one pair goes through bulk_insert and its twin through bulk_create
+    insert_rows(Event, [event])
+    insert_rows(Job, [job])
+    Event.objects.bulk_create([twin_event])
+    Job.objects.bulk_create([twin_job])
+
+    # then the stored rows are equal, column for column
+    assert _row(Event, event.pk) == _row(Event, twin_event.pk)
+    assert _row(Job, job.pk) == _row(Job, twin_job.pk)
+    stored = Job.objects.get(pk=job.pk)
+    assert stored.result is None and stored.error == {"type": "X", "message": "y"}
+    assert Event.objects.get(pk=event.pk).payload == event.payload
+    # and the objects know they are saved, as after bulk_create
+    assert not event._state.adding and not job._state.adding
+
+
+@pytest.mark.django_db
+def test_bulk_insert_of_nothing_does_nothing():
+    insert_rows(Event, [])
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+def test_bulk_insert_is_one_statement_on_postgresql(django_assert_num_queries):
+    # given 300 events
+    events = [_pair(None)[0] for _ in range(300)]
+    for n, event in enumerate(events):
+        event.idempotency_key = f"k{n}"
+    # then they go in one statement on PostgreSQL (bulk_create's batching elsewhere)
+    expected = 1 if connection.vendor == "postgresql" else None
+    if expected is None:
+        insert_rows(Event, events)
+    else:
+        with django_assert_num_queries(expected):
+            insert_rows(Event, events)
+    assert Event.objects.count() == 300

@@ -1,0 +1,102 @@
+"""Accepted means durable: the outbox relay sends what the broker missed."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from domain.events.models import Event, EventStatus
+from domain.jobs.models import Job
+from domain.jobs.outbox import outbox_relay
+from tests.broker_utils import UNREACHABLE_BROKER, broker_at
+from tests.conftest import queued_job_ids, queued_messages
+from tests.factories import JobFactory
+
+
+@pytest.mark.django_db
+def test_publish_with_broker_down_is_accepted_and_relayed_later(
+        client_all, broker, django_capture_on_commit_callbacks):
+    # given the broker is unreachable
+    with broker_at(UNREACHABLE_BROKER), django_capture_on_commit_callbacks(execute=True):
+        # when a client publishes
+        response = client_all.post(reverse("event-publish"),
+                                   {"type": "demo.ping", "payload": {}}, format="json")
+    # then the event is accepted and durable, but not yet dispatched
+    assert response.status_code == 202
+    assert response.json()["status"] == "pending"
+    event = Event.objects.get(pk=response.json()["id"])
+    job = event.jobs.get()
+    assert event.status == EventStatus.PENDING and job.enqueued_at is None
+    assert queued_messages(broker, "events") == []
+
+    # when the relay runs with the broker back
+    assert outbox_relay(grace_seconds=0) == 1
+
+    # then the job is on the queue and the event dispatched
+    messages = queued_messages(broker, "events")
+    assert [m["headers"]["id"] for m in messages] == [str(job.pk)]
+    event.refresh_from_db()
+    job.refresh_from_db()
+    assert event.status == EventStatus.DISPATCHED and job.enqueued_at is not None
+    # and a second run has nothing left to send
+    assert outbox_relay(grace_seconds=0) == 0
+
+
+@pytest.mark.django_db
+def test_relay_leaves_recent_and_future_jobs_alone(broker):
+    now = timezone.now()
+    JobFactory(created_at=now)  # within the grace period: its on_commit send may be running
+    JobFactory(created_at=now - timedelta(minutes=5), run_at=now + timedelta(hours=1))
+    due = JobFactory(created_at=now - timedelta(minutes=5),
+                     run_at=now - timedelta(seconds=1))
+    assert outbox_relay(grace_seconds=60) == 1
+    assert [m["headers"]["id"] for m in queued_messages(broker, "events")] == [str(due.pk)]
+
+
+@pytest.mark.django_db
+def test_relay_skips_finished_and_already_enqueued_jobs(broker):
+    old = timezone.now() - timedelta(minutes=5)
+    JobFactory(created_at=old, status="succeeded")
+    JobFactory(created_at=old, status="cancelled")
+    JobFactory(created_at=old, enqueued_at=old)
+    assert outbox_relay(grace_seconds=0) == 0
+
+
+@pytest.mark.django_db
+def test_relay_with_broker_still_down_sends_nothing_and_keeps_rows(broker):
+    job = JobFactory(created_at=timezone.now() - timedelta(minutes=1))
+    with broker_at(UNREACHABLE_BROKER):
+        assert outbox_relay(grace_seconds=0) == 0
+    job.refresh_from_db()
+    assert job.enqueued_at is None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_relays_never_send_the_same_job(broker):
+    # given due jobs, and another relay holding row locks on some of them
+    old = timezone.now() - timedelta(minutes=1)
+    locked = [JobFactory(created_at=old) for _ in range(3)]
+    free = [JobFactory(created_at=old) for _ in range(2)]
+    holding, release = threading.Event(), threading.Event()
+
+    def other_relay():
+        with transaction.atomic():
+            list(Job.objects.select_for_update().filter(pk__in=[j.pk for j in locked]))
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    thread = threading.Thread(target=other_relay)
+    thread.start()
+    holding.wait(10)
+    try:
+        # when this relay runs, it skips the locked rows instead of waiting or double-sending
+        assert outbox_relay(grace_seconds=0) == 2
+    finally:
+        release.set()
+        thread.join()
+    assert sorted(queued_job_ids(broker, "events")) == sorted(str(j.pk) for j in free)

@@ -1,0 +1,45 @@
+"""Every task has an explicit name, a queue and a named retry policy."""
+
+import pytest
+
+from config.celery import app
+from domain.jobs.retry import (
+    EXTERNAL_HTTP,
+    NEVER,
+    TRANSIENT,
+)
+
+
+@pytest.fixture(scope="module")
+def conveyor_tasks():
+    app.loader.import_default_modules()
+    return {name: task for name, task in app.tasks.items() if name.startswith("conveyor.")}
+
+
+@pytest.mark.parametrize("policy", [TRANSIENT, EXTERNAL_HTTP])
+def test_backoff_is_capped_with_full_jitter(policy):
+    for attempt in range(1, 30):
+        delays = {policy.countdown(attempt) for _ in range(50)}
+        assert all(0 <= d <= policy.backoff_max for d in delays)
+    # full jitter: late attempts spread over the whole range, not one fixed value
+    assert len({policy.countdown(20) for _ in range(200)}) > 10
+
+
+def test_retry_after_is_honoured_and_capped():
+    from domain.common.errors import TransientError
+
+    assert TRANSIENT.countdown(1, TransientError("429", retry_after=7)) == 7
+    assert TRANSIENT.countdown(1, TransientError("429", retry_after=10**6)) == TRANSIENT.backoff_max
+
+
+def test_error_classification():
+    from django.db import OperationalError
+
+    from domain.common.errors import PermanentError, TransientError
+
+    assert TRANSIENT.is_transient(TransientError("x"))
+    assert TRANSIENT.is_transient(ConnectionError())
+    assert TRANSIENT.is_transient(OperationalError())
+    assert not TRANSIENT.is_transient(PermanentError("x"))
+    assert not TRANSIENT.is_transient(ValueError())
+    assert not NEVER.is_transient(ConnectionError())
