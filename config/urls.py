@@ -1,8 +1,10 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from domain.common import health
+from domain.common.errors import json_not_found
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -13,6 +15,11 @@ urlpatterns = [
     path("api/v1/", include("domain.events.urls")),
     path("api/v1/", include("domain.jobs.urls")),
     path("api/v1/", include("domain.catalog.urls")),
+    # Last: any other path under /api/ (and /api itself), for any method, is the JSON 404,
+    # with DEBUG on too (handler404 only answers with DEBUG off). Matching here also keeps
+    # CommonMiddleware's APPEND_SLASH from redirecting /api/... paths. CSRF-exempt so a POST
+    # gets the 404 and not a CSRF 403.
+    re_path(r"^api(?:/|$)", csrf_exempt(json_not_found), name="api-not-found"),
 ]
 
 handler404 = "domain.common.errors.json_not_found"

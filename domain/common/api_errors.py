@@ -1,0 +1,73 @@
+"""Every error answered under /api/ is the one JSON error shape, whoever produced it.
+
+DRF's exception handler covers the API views, and a catch-all route (config/urls.py) answers
+unknown /api/ paths. What is left are errors rendered by something else: Django's DEBUG pages
+(the technical 500), the HTML or YAML renderers of the schema and docs views (a 405 on
+`POST /api/docs`), Django's plain 400 for a bad Host header. This middleware rewrites those
+into the JSON shape. It only changes the body: the status, the headers (`Allow`,
+`Retry-After`, ...) and the logging (the traceback of a 500 is logged before the response
+gets here) stay as they were.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from domain.common.errors import error_body
+
+API_PATH = re.compile(r"^/api(?:/|$)")
+
+# Codes as DRF's errors name them (domain/common/errors.py), so a client sees one vocabulary.
+_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+    500: "internal_error",
+}
+
+
+def is_api_path(path_info: str) -> bool:
+    return API_PATH.match(path_info) is not None
+
+
+def _is_json(response: HttpResponse) -> bool:
+    return response.get("Content-Type", "").startswith("application/json")
+
+
+def _as_json_error(request: HttpRequest, response: HttpResponse) -> JsonResponse:
+    data = getattr(response, "data", None)  # a DRF Response rendered as HTML or YAML
+    if isinstance(data, dict) and set(data) == {"error"}:
+        body = data
+    elif response.status_code == 405:
+        body = error_body("method_not_allowed", f'Method "{request.method}" not allowed.')
+    else:
+        body = error_body(_CODES.get(response.status_code, "error"), f"{response.reason_phrase}.")
+    json_response = JsonResponse(body, status=response.status_code)
+    for header, value in response.items():
+        if header.lower() not in ("content-type", "content-length"):
+            json_response[header] = value
+    json_response.cookies = response.cookies
+    return json_response
+
+
+class ApiJsonErrorsMiddleware:
+    """Rewrites a non-JSON 4xx/5xx answer to a request under /api/ into the JSON error shape."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (response.status_code >= 400 and is_api_path(request.path_info)
+                and not response.streaming and not _is_json(response)):
+            return _as_json_error(request, response)
+        return response
