@@ -1,0 +1,272 @@
+"""A body over the limit gets its 413 on a real gunicorn, read by a real socket client.
+
+Why a real server: the failure lives in the HTTP server, not in Django. gunicorn reads only
+64 KiB of a body the application left unread, then closes the socket with the rest still
+arriving, and the kernel answers that with a TCP reset. A client still sending then fails
+with a broken pipe or a connection reset instead of reading the 413. Django's test client
+never touches a socket, and `runserver` / `live_server` read every unread body to its end
+whatever its size, so neither shows it. The client here writes its whole body first and only
+then reads, paced, as plain HTTP clients do; the server runs with the production flags
+(gthread) against this run's test database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from domain.common.models import Scopes
+from domain.common.parsers import DRAIN_FACTOR, discard_body
+from domain.common.services import api_key_create
+from tests.faults.procs import database_url, free_port, wait_until
+
+MiB = 1024 * 1024
+PUBLISH = "/api/v1/events"
+BATCH = "/api/v1/events/batch"
+# The batch limit is lowered for the server so that 1.5x of it stays a few MiB.
+BATCH_LIMIT = 2 * MiB
+
+
+@dataclass
+class Server:
+    port: int
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+
+@pytest.fixture
+def gunicorn(transactional_db, tmp_path) -> Server:
+    """gunicorn with compose/django/start's worker class on a spare port, sharing this run's
+    test database and key prefix. One worker process, so the request after a refused body is
+    served by the process that refused it. --keep-alive 10 (default 2) only keeps a loaded
+    machine from closing the idle connection the keep-alive check reuses."""
+    port = free_port()
+    env = {**os.environ}
+    for name in ("CELERY_BROKER_URL", "CACHE_URL"):  # the test settings derive these
+        env.pop(name, None)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url(),
+        "CONVEYOR_TEST_RUN_ID": str(settings.TEST_RUN_ID),
+        "CONVEYOR_REQUIRE_SERVICES": "1",
+        "CONVEYOR_EMBEDDED_REDIS_QUIET": "1",
+        "API_MAX_BATCH_BODY_BYTES": str(BATCH_LIMIT),
+        "PYTHONUNBUFFERED": "1",
+    })
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi:application",
+             "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
+             "--worker-class", "gthread", "--worker-tmp-dir", str(tmp_path),
+             "--timeout", "30", "--keep-alive", "10", "--access-logfile", "-",
+             "--no-control-socket"],
+            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+    server = Server(port, proc, log_path)
+
+    def healthy() -> bool:
+        assert proc.poll() is None, f"gunicorn exited:\n{server.log()}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        assert wait_until(healthy, 60), f"gunicorn did not answer:\n{server.log()}"
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        # Its worker process too, should it have outlived the master.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def api_key(transactional_db) -> str:
+    _key, raw = api_key_create(name="body-limit", scopes=[Scopes.EVENTS_PUBLISH])
+    return raw
+
+
+@dataclass
+class Answer:
+    status: int | None = None
+    headers: dict[str, str] | None = None
+    body: bytes = b""
+    error: str | None = None  # what the client saw instead of a complete answer
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def json_body(size: int, *, batch: bool = False) -> bytes:
+    """A well-formed publish (or batch) body of exactly `size` bytes."""
+    head = b'{"type": "demo.ping", "payload": {"message": "'
+    tail = b'"}}'
+    if batch:
+        head, tail = b'{"events": [' + head, tail + b"]}"
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+def read_answer(sock: socket.socket) -> Answer:
+    """One HTTP/1.1 response framed by Content-Length (what Django sends), from `sock`."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            return Answer(error=f"connection closed after {len(buf)} bytes of the answer")
+        buf += data
+    head, body = buf.split(b"\r\n\r\n", 1)
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines)}
+    length = int(headers["content-length"])
+    while len(body) < length:
+        data = sock.recv(65536)
+        if not data:
+            return Answer(error="connection closed mid-answer")
+        body += data
+    return Answer(int(status_line.split()[1]), headers, body)
+
+
+def send_request(sock: socket.socket, path: str, body: bytes, *, key: str,
+                 pace: float = 0.0) -> Answer | None:
+    """Write the request, the body in 64 KiB pieces (`pace` seconds apart: a client on a real
+    network, still sending when the server answers), the way plain clients do: everything
+    first, then read. None when the whole request went out; else what went wrong."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n")
+    try:
+        sock.sendall(head.encode())
+        view = memoryview(body)
+        for start in range(0, len(body), 65536):
+            sock.sendall(view[start:start + 65536])
+            if pace:
+                time.sleep(pace)
+    except OSError as exc:
+        return Answer(error=f"sending failed: {exc!r}")
+    return None
+
+
+def post(sock: socket.socket, path: str, body: bytes, *, key: str, pace: float = 0.0) -> Answer:
+    failed = send_request(sock, path, body, key=key, pace=pace)
+    if failed:
+        return failed
+    try:
+        return read_answer(sock)
+    except OSError as exc:
+        return Answer(error=f"reading failed: {exc!r}")
+
+
+def connect(server: Server) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=60)
+
+
+def assert_413(answer: Answer, limit: int, server: Server) -> None:
+    assert answer.error is None, f"{answer.error}\n{server.log()}"
+    assert answer.status == 413, answer
+    assert answer.headers["content-type"].startswith("application/json")
+    error = answer.json()["error"]
+    assert set(error) == {"code", "message", "details"}
+    assert error["code"] == "request_too_large"
+    assert str(limit) in error["message"]
+
+
+@pytest.mark.parametrize(("path", "limit"), [
+    pytest.param(PUBLISH, 1 * MiB, id="publish-default-limit"),
+    pytest.param(BATCH, BATCH_LIMIT, id="batch-own-limit"),
+])
+def test_body_half_over_the_limit_gets_a_complete_413(gunicorn, api_key, path, limit):
+    # given the real server's limit for the endpoint (1 MiB by default; the batch view's own)
+    # and a body half as large again, inside the drain bound
+    body = json_body(limit * 3 // 2, batch=path == BATCH)
+    assert limit < len(body) <= DRAIN_FACTOR * limit
+
+    # when a plain socket client sends all of it, paced, and only then reads
+    with connect(gunicorn) as sock:
+        answer = post(sock, path, body, key=api_key, pace=0.005)
+
+        # then it read a complete 413 in the JSON error shape (no broken pipe, no reset)
+        assert_413(answer, limit, gunicorn)
+
+        # then the same connection is still in step: the next request on it is served
+        follow_up = post(sock, PUBLISH, json_body(200), key=api_key)
+    assert follow_up.status == 202, (follow_up, gunicorn.log())
+
+
+def test_body_far_past_the_bound_is_cut_off_and_the_server_stays_healthy(gunicorn, api_key):
+    # given a body eight times the limit, which its Content-Length announces
+    limit = 1 * MiB
+    body = json_body(8 * limit)
+
+    # when a plain socket client sends it, paced
+    with connect(gunicorn) as sock:
+        answer = post(sock, PUBLISH, body, key=api_key, pace=0.005)
+
+    # then it read the 413, or the server closed the connection on it (it is not drained)
+    if answer.error is None:
+        assert_413(answer, limit, gunicorn)
+
+    # then the server is healthy: a new connection is served
+    with connect(gunicorn) as sock:
+        follow_up = post(sock, PUBLISH, json_body(200), key=api_key)
+    assert follow_up.status == 202, (follow_up, gunicorn.log())
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Known, not fixed here: a 401 (and likewise 403, 415, 429) is answered before any parser "
+    "reads the body, so gunicorn drains only 64 KiB of it and resets the connection. The fix "
+    "belongs where those answers are made (domain/common/errors.py), with discard_body."))
+def test_unauthenticated_large_body_gets_its_401(gunicorn):
+    # given a body inside the limit, sent with a key that does not exist
+    body = json_body(1 * MiB)
+
+    # when a plain socket client sends all of it, paced, and only then reads
+    with connect(gunicorn) as sock:
+        answer = post(sock, PUBLISH, body, key="cvk_no_such_key", pace=0.005)
+
+    # then it read the 401
+    assert answer.error is None, answer.error
+    assert answer.status == 401
+
+
+@pytest.mark.parametrize(("size", "declared", "read"), [
+    pytest.param(3 * MiB // 2, 3 * MiB // 2, 3 * MiB // 2, id="ends-inside-the-bound"),
+    pytest.param(5 * MiB, None, 2 * MiB, id="no-length-stops-at-the-bound"),
+    pytest.param(5 * MiB, 5 * MiB, MiB + 1, id="declared-past-the-bound-not-drained"),
+])
+def test_discard_body_reads_no_further_than_the_bound(size, declared, read):
+    """The bound holds in the drain itself, whatever the stream holds."""
+    # given a refused body of which limit+1 bytes were read
+    limit = MiB
+    stream = io.BytesIO(b"x" * size)
+    stream.read(limit + 1)
+
+    # when the rest is discarded with the parser's bound
+    ended = discard_body(stream, read=limit + 1, bound=DRAIN_FACTOR * limit, declared=declared)
+
+    # then it read up to the end or the bound, no further, and says whether the body ended
+    assert stream.tell() == read
+    assert ended is (read == size)
