@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from domain.common.models import Scopes
+from domain.access.models import Scopes
+from domain.access.services import api_key_create
 from domain.common.parsers import DRAIN_FACTOR, discard_body
-from domain.common.services import api_key_create
 from tests.faults.procs import database_url, free_port, wait_until
 
 MiB = 1024 * 1024
@@ -152,11 +152,11 @@ def read_answer(sock: socket.socket) -> Answer:
 
 
 def send_request(sock: socket.socket, path: str, body: bytes, *, key: str,
-                 pace: float = 0.0) -> Answer | None:
+                 pace: float = 0.0, content_type: str = "application/json") -> Answer | None:
     """Write the request, the body in 64 KiB pieces (`pace` seconds apart: a client on a real
     network, still sending when the server answers), the way plain clients do: everything
     first, then read. None when the whole request went out; else what went wrong."""
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
             f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n")
     try:
         sock.sendall(head.encode())
@@ -170,8 +170,9 @@ def send_request(sock: socket.socket, path: str, body: bytes, *, key: str,
     return None
 
 
-def post(sock: socket.socket, path: str, body: bytes, *, key: str, pace: float = 0.0) -> Answer:
-    failed = send_request(sock, path, body, key=key, pace=pace)
+def post(sock: socket.socket, path: str, body: bytes, *, key: str, pace: float = 0.0,
+         content_type: str = "application/json") -> Answer:
+    failed = send_request(sock, path, body, key=key, pace=pace, content_type=content_type)
     if failed:
         return failed
     try:
@@ -235,21 +236,35 @@ def test_body_far_past_the_bound_is_cut_off_and_the_server_stays_healthy(gunicor
     assert follow_up.status == 202, (follow_up, gunicorn.log())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Known, not fixed here: a 401 (and likewise 403, 415, 429) is answered before any parser "
-    "reads the body, so gunicorn drains only 64 KiB of it and resets the connection. The fix "
-    "belongs where those answers are made (domain/common/errors.py), with discard_body."))
-def test_unauthenticated_large_body_gets_its_401(gunicorn):
-    # given a body inside the limit, sent with a key that does not exist
+@pytest.fixture
+def read_only_key(transactional_db) -> str:
+    _key, raw = api_key_create(name="body-limit-read", scopes=[Scopes.EVENTS_READ])
+    return raw
+
+
+@pytest.mark.parametrize(("key", "content_type", "status"), [
+    pytest.param("cvk_no_such_key", "application/json", 401, id="401-unknown-key"),
+    pytest.param("read_only_key", "application/json", 403, id="403-missing-scope"),
+    pytest.param("api_key", "text/plain", 415, id="415-unsupported-media-type"),
+])
+def test_a_large_body_answered_before_any_parser_gets_its_error(
+        gunicorn, request, key, content_type, status):
+    # given a body inside the limit (but far over gunicorn's own 64 KiB drain) that is refused
+    # before any parser reads it: an unknown key, a key without the scope, a media type
+    if key in ("read_only_key", "api_key"):
+        key = request.getfixturevalue(key)
     body = json_body(1 * MiB)
 
     # when a plain socket client sends all of it, paced, and only then reads
     with connect(gunicorn) as sock:
-        answer = post(sock, PUBLISH, body, key="cvk_no_such_key", pace=0.005)
+        answer = post(sock, PUBLISH, body, key=key, pace=0.005, content_type=content_type)
 
-    # then it read the 401
-    assert answer.error is None, answer.error
-    assert answer.status == 401
+        # then it read its error, in the JSON shape, on a connection still in step
+        assert answer.error is None, f"{answer.error}\n{gunicorn.log()}"
+        assert answer.status == status, answer
+        assert set(answer.json()["error"]) == {"code", "message", "details"}
+        follow_up = post(sock, "/api/v1/no-such-endpoint", b"{}", key=key)
+    assert follow_up.status in (401, 404), (follow_up, gunicorn.log())
 
 
 @pytest.mark.parametrize(("size", "declared", "read"), [
