@@ -1,9 +1,17 @@
 """Worker profiles: which queues a worker consumes and how, by role.
 
 `all` is the one-machine default. In production run one worker per profile so slow bulk work
-never delays cache invalidation (see compose/). Figures behind the defaults: PERF-FACTS.md.
+never delays cache invalidation (see compose/). The concurrency defaults follow the queue
+figures in the README's "Performance" section: on 2 cores a prefork worker's drain rate grows
+with its consuming processes, not with prefetch or pool options.
+
+The container start script reads its queues from here (`python -m workers.profiles <profile>
+queues`), so a queue list is written down once.
 """
 
+from __future__ import annotations
+
+import argparse
 from dataclasses import dataclass
 
 from workers.queues import ALL_QUEUES, Queues
@@ -34,3 +42,17 @@ PROFILES = {
         WorkerProfile("bulk", Queues.BULK.value, concurrency=1),
     )
 }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print one field of a profile, for shell scripts (compose/celery/worker/start)."""
+    parser = argparse.ArgumentParser(prog="python -m workers.profiles",
+                                     description="Print a worker profile's field.")
+    parser.add_argument("profile", choices=sorted(PROFILES))
+    parser.add_argument("field", choices=("queues", "concurrency", "pool"))
+    args = parser.parse_args(argv)
+    print(getattr(PROFILES[args.profile], args.field))
+
+
+if __name__ == "__main__":
+    main()
