@@ -109,11 +109,19 @@ def stamp_sent(sent: list[Job], now: datetime) -> bool:
     job_ids = [str(j.pk) for j in sent]
     follow = hooks().sent_sql
     if on_postgresql() and follow and any(j.event_id for j in sent):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"WITH stamped AS (UPDATE {table(Job)} SET enqueued_at = %(now)s "  # noqa: S608 - the model's own table name; sent_sql is code, not input
-                f"WHERE id = ANY(%(jobs)s::uuid[]) RETURNING event_id) {follow}",
-                {"now": now, "jobs": job_ids})
+        _stamp_pg(job_ids, now, follow)
         return True
-    Job.objects.filter(pk__in=job_ids).update(enqueued_at=now)
+    _stamp_portable(job_ids, now)
     return False
+
+
+def _stamp_pg(job_ids: list[str], now: datetime, follow: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH stamped AS (UPDATE {table(Job)} SET enqueued_at = %(now)s "  # noqa: S608 - the model's own table name; `follow` is code, not input
+            f"WHERE id = ANY(%(jobs)s::uuid[]) RETURNING event_id) {follow}",
+            {"now": now, "jobs": job_ids})
+
+
+def _stamp_portable(job_ids: list[str], now: datetime) -> None:
+    Job.objects.filter(pk__in=job_ids).update(enqueued_at=now)

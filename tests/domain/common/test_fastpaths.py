@@ -1,4 +1,5 @@
-"""bulk_insert (unnest arrays on PostgreSQL) stores exactly what bulk_create stores."""
+"""insert_rows (unnest arrays on PostgreSQL) stores exactly what bulk_create stores, and falls
+back to bulk_create where a plain INSERT would store something else."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.db import connection
 
 from domain.access.models import ApiKey
 from domain.access.services import api_key_create
-from domain.common.fastpaths import insert_rows
+from domain.common.fastpaths import insert_rows, needs_pre_save
 from domain.events.models import Event
 from domain.jobs.models import Job
 
@@ -43,7 +44,7 @@ def _copy(obj):
 
 
 @pytest.mark.django_db
-def test_bulk_insert_stores_what_bulk_create_stores():
+def test_insert_rows_stores_what_bulk_create_stores():
     # given an event and a job with every kind of field set (and a null JSON field)
     api_key, _ = api_key_create(name="bulk", scopes=["events:publish"])
     event, job = _pair(api_key)
@@ -68,13 +69,13 @@ def test_bulk_insert_stores_what_bulk_create_stores():
 
 
 @pytest.mark.django_db
-def test_bulk_insert_of_nothing_does_nothing():
+def test_insert_rows_of_nothing_does_nothing():
     insert_rows(Event, [])
     assert not Event.objects.exists()
 
 
 @pytest.mark.django_db
-def test_bulk_insert_is_one_statement_on_postgresql(django_assert_num_queries):
+def test_insert_rows_is_one_statement_on_postgresql(django_assert_num_queries):
     # given 300 events
     events = [_pair(None)[0] for _ in range(300)]
     for n, event in enumerate(events):
@@ -87,3 +88,28 @@ def test_bulk_insert_is_one_statement_on_postgresql(django_assert_num_queries):
         with django_assert_num_queries(expected):
             insert_rows(Event, events)
     assert Event.objects.count() == 300
+
+
+@pytest.mark.django_db
+def test_insert_rows_falls_back_for_fields_computed_when_saved():
+    # given a model whose fields compute their value at save time (auto_now_add, auto_now):
+    # a plain INSERT would skip them and store NULL
+    from django_celery_results.models import TaskResult
+
+    assert [f.name for f in TaskResult._meta.concrete_fields if needs_pre_save(f)] == [
+        "date_created", "date_done"]
+    results = [TaskResult(task_id=f"task-{n}", status="SUCCESS") for n in range(3)]
+
+    # when they are inserted
+    insert_rows(TaskResult, results)
+
+    # then the computed values were set, as bulk_create sets them
+    stored = TaskResult.objects.filter(task_id__startswith="task-")
+    assert stored.count() == 3
+    assert all(r.date_created is not None and r.date_done is not None for r in stored)
+
+
+def test_fields_that_need_no_pre_save_take_the_fast_path():
+    # the models the fast path exists for convert every field
+    assert not [f for f in Event._meta.concrete_fields if needs_pre_save(f)]
+    assert not [f for f in Job._meta.concrete_fields if needs_pre_save(f)]
