@@ -51,7 +51,8 @@ def _delete_prefixed(client: redis.Redis, prefix: str, keep: bytes | None = None
 def _clean_redis():
     """Every test starts with empty queues, no locks and an empty cache — this run's only:
     every key of this run carries settings.TEST_KEY_PREFIX (see config/settings/test.py)."""
-    # Queue bindings (_kombu.binding.*) stay: they route messages to queues.
+    # Binding keys (_kombu.binding.*) stay: Celery's own pidbox and event exchanges use them
+    # (task queues have none: they are declared on the default exchange, workers/queues.py).
     _delete_prefixed(redis.Redis.from_url(settings.CELERY_BROKER_URL),
                      settings.TEST_KEY_PREFIX, keep=b"_kombu.")
     _delete_prefixed(redis.Redis.from_url(settings.REDIS_URL), settings.TEST_KEY_PREFIX)

@@ -318,9 +318,9 @@ def test_redis_restart_under_a_running_worker_it_reconnects_and_consumes(
     time.sleep(down_for)  # bounded: the outage lasts a second more
     spare_redis.start()
     restarted = time.monotonic()
-    # (a job published at once, before the worker is back: the empty Redis has no queue
-    # bindings yet; outbox_send declares its destination queue on every send, so the
-    # message is kept for the worker instead of being dropped.)
+    # (a job published at once, before the worker is back: it goes through the default
+    # exchange straight onto its queue's list, which needs no binding key in the empty Redis,
+    # so the message is kept for the worker instead of being dropped.)
     early = job_create(kind=EFFECT_KIND, params={})
     # (ping answers once the worker has reconnected and declared its queues again)
     wait_for(lambda: workers.ping(worker), timeout=45, interval=0.5,

@@ -372,6 +372,25 @@ def test_attempts_are_listed_in_number_order(client_all):
     assert JobAttempt.objects.filter(job=job).count() == 3
 
 
+def test_attempts_after_a_replay_are_listed_run_by_run(client_all):
+    # given a job that failed twice, was replayed, and failed twice again: attempt numbers
+    # restart with each run, and the rows were stored in no particular order
+    job = JobFactory(api_key=client_all.api_key, status=JobStatus.DEAD, attempts=2, replays=1)
+    start = timezone.now() - timedelta(minutes=5)
+    for run, number in ((1, 2), (0, 1), (1, 1), (0, 2)):
+        at = start + timedelta(minutes=run, seconds=number)
+        JobAttempt.objects.create(job=job, run=run, number=number, outcome=AttemptOutcome.RETRY,
+                                  started_at=at, finished_at=at, error_message=f"{run}.{number}")
+
+    # when the attempts are read
+    response = client_all.get(reverse("job-attempts", args=[job.pk]))
+
+    # then the first run's attempts come first, each run in attempt order (not 1, 1, 2, 2)
+    assert response.status_code == 200, response.content
+    assert [(a["run"], a["number"]) for a in response.json()] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert [a["error_message"] for a in response.json()] == ["0.1", "0.2", "1.1", "1.2"]
+
+
 def test_attempts_of_a_job_without_attempts_is_empty(client_all):
     # given a job that never ran
     job = JobFactory(api_key=client_all.api_key)
