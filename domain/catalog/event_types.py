@@ -28,5 +28,7 @@ PRODUCT_UPDATED = register_event_type(
         },
         handlers=(Handler(name="catalog.invalidate_product_cache", kind=CACHE_INVALIDATION.name,
                           params=_invalidation_params),),
+        example={"product_id": "0b5d3c8e-2f1a-4c2e-9d8b-6a1f0e4c7b21", "sku": "SKU-1001",
+                 "category": "coffee", "previous_category": None, "changed": ["price"]},
     )
 )

@@ -94,7 +94,8 @@ class EventTypeListApi(APIView):
     class OutputSerializer(serializers.Serializer):
         name = serializers.CharField()
         description = serializers.CharField()
-        schema = serializers.JSONField()
+        schema = serializers.JSONField(help_text="The payload's JSON Schema (draft 2020-12).")
+        example = serializers.JSONField(allow_null=True, help_text="A payload that passes it.")
         handlers = serializers.ListField(child=serializers.DictField())
 
     @extend_schema(operation_id="event_types_list",
@@ -102,6 +103,7 @@ class EventTypeListApi(APIView):
     def get(self, request):
         data = [
             {"name": t.name, "description": t.description, "schema": t.schema,
+             "example": t.example,
              "handlers": [{"name": h.name, "kind": h.kind} for h in t.handlers]}
             for t in event_types()
         ]

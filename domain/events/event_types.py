@@ -13,5 +13,6 @@ DEMO_PING = register_event_type(
             "additionalProperties": True,
         },
         handlers=(Handler(name="demo.noop", kind=NOOP.name, params=lambda payload: {}),),
+        example={"message": "hello"},
     )
 )

@@ -31,10 +31,16 @@ class EventType:
     description: str
     schema: dict
     handlers: tuple[Handler, ...] = ()
+    # A payload that passes the schema: shown in the README and GET /api/v1/event-types, and
+    # checked against the schema when the type is registered, so the example cannot rot.
+    example: dict | None = field(default=None, compare=False)
     validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "validator", compile_schema(self.schema))
+        if self.example is not None and self.validate_payload(self.example):
+            raise ValueError(f"event type {self.name!r}: its example does not match its schema: "
+                             f"{self.validate_payload(self.example)}")
 
     def validate_payload(self, payload: Any) -> list[dict[str, str]]:
         return schema_errors(self.validator, payload)
