@@ -116,7 +116,7 @@ def test_schema_documents_the_product_list_and_attempt_responses():
         "results", "next_after"}
     assert {"number", "outcome", "started_at", "finished_at"} <= _response_properties(
         document, "/api/v1/jobs/{job_id}/attempts", "get")
-    assert {"name", "description", "schema", "handlers"} == _response_properties(
+    assert {"name", "description", "schema", "example", "handlers"} == _response_properties(
         document, "/api/v1/event-types", "get")
 
 
