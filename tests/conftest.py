@@ -7,6 +7,7 @@ Redis in REDIS_URL (broker on db 14, cache on db 15; see config/settings/test.py
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import time
@@ -15,8 +16,11 @@ from collections.abc import Callable
 import pytest
 import redis
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connection
-from rest_framework.test import APIClient
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.test import APIClient, APIRequestFactory
 
 from domain.access.models import Scopes
 from domain.access.services import api_key_create
@@ -166,3 +170,35 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: f
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {message}")
+
+
+def run_command(command: str, *args, **options) -> tuple[str, str]:
+    """A management command's stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    call_command(command, *args, stdout=out, stderr=err, **options)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def operator(client, django_user_model):
+    """A test client logged in to the admin as a superuser."""
+    django_user_model.objects.create_superuser("ops", "ops@example.com", "pw")
+    client.login(username="ops", password="pw")
+    return client
+
+
+def drf_request() -> Request:
+    """A DRF request, for serializers that build absolute URLs."""
+    return Request(APIRequestFactory().get("/api/v1/jobs", HTTP_HOST="testserver"))
+
+
+def drf_fields_output(serializer: serializers.Serializer, instance) -> dict:
+    """DRF's own field-by-field rendering, bypassing a serializer's to_representation."""
+    return serializers.Serializer.to_representation(serializer, instance)
+
+
+def bearer(raw: str) -> APIClient:
+    """A client that sends `raw` as its API key."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client

@@ -1,4 +1,5 @@
-"""Probes, the OpenAPI document and its UI, and the JSON shape of framework-level errors."""
+"""The URLs config/urls.py serves besides the API views: the OpenAPI document and its UI,
+and the JSON shape of framework-level errors (unknown URL, wrong method)."""
 
 from __future__ import annotations
 

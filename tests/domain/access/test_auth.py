@@ -15,19 +15,12 @@ from domain.access.services import api_key_create, api_key_revoke
 from domain.catalog.models import Product
 from domain.events.models import Event
 from domain.jobs.models import Job
-from tests.conftest import assert_error
+from tests.conftest import assert_error, bearer
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
 
 PING = {"type": "demo.ping", "payload": {"message": "hi"}}
-
-
-
-def bearer(raw: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
 
 
 # --- 401: who are you? -----------------------------------------------------------------

@@ -1,36 +1,23 @@
-"""Management commands: create_api_key, revoke_api_key, load_demo_catalog."""
+"""Management commands: create_api_key, revoke_api_key."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 from datetime import UTC, datetime
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.db import connection
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from domain.access.models import ApiKey
 from domain.access.services import api_key_create
 from domain.events.models import Event
+from tests.conftest import bearer, run_command
 
 pytestmark = pytest.mark.django_db
 
 PING = {"type": "demo.ping", "payload": {"message": "hi"}}
-
-
-def run(command: str, *args, **options) -> tuple[str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    call_command(command, *args, stdout=out, stderr=err, **options)
-    return out.getvalue(), err.getvalue()
-
-
-def bearer(raw: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
 
 
 def every_stored_value() -> list[str]:
@@ -48,7 +35,7 @@ def test_create_api_key_prints_the_raw_key_once_and_stores_only_its_hash():
     assert ApiKey.objects.count() == 0
 
     # when an operator creates one
-    out, err = run("create_api_key", "ci-publisher", scopes="events:publish,jobs:read")
+    out, err = run_command("create_api_key", "ci-publisher", scopes="events:publish,jobs:read")
 
     # then stdout holds exactly the raw key, once; stderr holds the notes and not the key
     raw = out.strip()
@@ -70,7 +57,7 @@ def test_create_api_key_prints_the_raw_key_once_and_stores_only_its_hash():
 
 def test_created_key_authenticates_with_exactly_its_scopes():
     # given a key created by the command
-    out, _ = run("create_api_key", "ci", scopes="events:publish, jobs:read")
+    out, _ = run_command("create_api_key", "ci", scopes="events:publish, jobs:read")
     client = bearer(out.strip())
 
     # when it calls endpoints it has and lacks scopes for
@@ -89,7 +76,7 @@ def test_created_key_authenticates_with_exactly_its_scopes():
 def test_create_api_key_with_a_future_expiry():
     # given an ISO 8601 expiry in the future
     # when a key is created with it
-    out, _ = run("create_api_key", "temp", scopes="jobs:read",
+    out, _ = run_command("create_api_key", "temp", scopes="jobs:read",
                  expires_at="2099-01-01T00:00:00Z")
 
     # then it is stored and the key works
@@ -100,7 +87,8 @@ def test_create_api_key_with_a_future_expiry():
 def test_create_api_key_with_a_past_expiry_makes_a_key_that_fails():
     # given an expiry in the past
     # when a key is created with it
-    out, _ = run("create_api_key", "old", scopes="jobs:read", expires_at="2000-01-01T00:00:00Z")
+    out, _ = run_command("create_api_key", "old", scopes="jobs:read",
+                         expires_at="2000-01-01T00:00:00Z")
 
     # then the key exists but is refused
     response = bearer(out.strip()).get(reverse("job-list"))
@@ -114,7 +102,7 @@ def test_create_api_key_with_an_unknown_scope_fails(scopes):
     # given a scope list with a scope that does not exist
     # when a key is created with it
     with pytest.raises(CommandError, match="Unknown scope") as excinfo:
-        run("create_api_key", "bad", scopes=scopes)
+        run_command("create_api_key", "bad", scopes=scopes)
 
     # then the error names the unknown scope, and no key is created
     unknown = [s for s in scopes.split(",") if s not in ("events:publish",)]
@@ -127,7 +115,7 @@ def test_create_api_key_with_a_bad_expiry_fails(expires_at):
     # given an expiry that is not an ISO 8601 date-time
     # when a key is created with it
     with pytest.raises(CommandError, match="ISO 8601"):
-        run("create_api_key", "bad", scopes="jobs:read", expires_at=expires_at)
+        run_command("create_api_key", "bad", scopes="jobs:read", expires_at=expires_at)
 
     # then no key is created
     assert ApiKey.objects.count() == 0
@@ -137,7 +125,7 @@ def test_create_api_key_with_an_impossible_date_fails_cleanly():
     # given an expiry that looks like ISO 8601 but is not a real date
     # when a key is created with it, then it is a CommandError and no key is created
     with pytest.raises(CommandError, match="ISO 8601"):
-        run("create_api_key", "bad", scopes="jobs:read", expires_at="2025-13-45T00:00:00")
+        run_command("create_api_key", "bad", scopes="jobs:read", expires_at="2025-13-45T00:00:00")
     assert ApiKey.objects.count() == 0
 
 
@@ -145,14 +133,14 @@ def test_create_api_key_requires_scopes():
     # given no --scopes
     # when the command runs, then argparse refuses it
     with pytest.raises(CommandError, match="--scopes"):
-        run("create_api_key", "no-scopes")
+        run_command("create_api_key", "no-scopes")
     assert ApiKey.objects.count() == 0
 
 
 def test_create_api_key_via_argv_style_options():
     # given options spelled as on the command line
     # when the command runs
-    out, _ = run("create_api_key", "argv", "--scopes=products:read",
+    out, _ = run_command("create_api_key", "argv", "--scopes=products:read",
                  "--expires-at=2099-06-01T12:00:00+00:00")
 
     # then they are parsed the same way
@@ -171,7 +159,7 @@ def test_revoke_api_key_by_name_makes_the_key_401():
     assert client.get(reverse("job-list")).status_code == 200
 
     # when it is revoked by name
-    out, _ = run("revoke_api_key", "to-revoke")
+    out, _ = run_command("revoke_api_key", "to-revoke")
 
     # then it is marked revoked and refused from then on
     assert "Revoked" in out and "to-revoke" in out
@@ -188,7 +176,7 @@ def test_revoke_api_key_by_prefix_or_id(by):
     other, other_raw = api_key_create(name="bystander", scopes=["jobs:read"])
 
     # when it is revoked by its prefix or its id
-    run("revoke_api_key", key.prefix if by == "prefix" else str(key.pk))
+    run_command("revoke_api_key", key.prefix if by == "prefix" else str(key.pk))
 
     # then only it is revoked
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
@@ -200,11 +188,11 @@ def test_revoke_api_key_by_prefix_or_id(by):
 def test_revoking_twice_keeps_the_first_revocation_time():
     # given a revoked key
     key, _ = api_key_create(name="twice", scopes=["jobs:read"])
-    run("revoke_api_key", "twice")
+    run_command("revoke_api_key", "twice")
     first = ApiKey.objects.get(pk=key.pk).revoked_at
 
     # when it is revoked again
-    run("revoke_api_key", "twice")
+    run_command("revoke_api_key", "twice")
 
     # then the original time stands
     assert ApiKey.objects.get(pk=key.pk).revoked_at == first
@@ -217,7 +205,7 @@ def test_revoke_api_key_with_an_ambiguous_name_fails_and_revokes_nothing():
 
     # when one is revoked by that name
     with pytest.raises(CommandError, match="2 keys match"):
-        run("revoke_api_key", "shared")
+        run_command("revoke_api_key", "shared")
 
     # then neither is revoked
     assert ApiKey.objects.filter(revoked_at__isnull=False).count() == 0
@@ -230,7 +218,7 @@ def test_revoke_api_key_with_an_unknown_name_fails(name):
 
     # when an unknown name, id or prefix is revoked
     with pytest.raises(CommandError, match="0 keys match"):
-        run("revoke_api_key", name)
+        run_command("revoke_api_key", name)
 
     # then nothing is revoked
     assert ApiKey.objects.filter(revoked_at__isnull=False).count() == 0

@@ -1,4 +1,4 @@
-"""Throttling, payload limits and secrets in logs."""
+"""Scopes: each job operation needs `jobs:write`."""
 
 import uuid
 
@@ -8,9 +8,6 @@ from django.urls import reverse
 from domain.access.models import Scopes
 
 pytestmark = pytest.mark.django_db
-
-PING = {"type": "demo.ping", "payload": {"message": "hi"}}
-
 
 @pytest.mark.parametrize(("method", "name", "needs_id"), [
     ("post", "job-retry", True),

@@ -1,4 +1,4 @@
-"""Throttling, payload limits and secrets in logs."""
+"""Per-key rate limits by scope family, counted in Redis; the limiter fails open."""
 
 
 import pytest

@@ -1,4 +1,4 @@
-"""The admin pages load for an operator, and a product edit there invalidates like the API."""
+"""A product edit in the admin invalidates like the API: it publishes product.updated."""
 
 import pytest
 from django.urls import reverse
@@ -8,13 +8,6 @@ from domain.jobs.models import Job
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator(client, django_user_model):
-    django_user_model.objects.create_superuser("ops", "ops@example.com", "pw")
-    client.login(username="ops", password="pw")
-    return client
 
 
 def test_product_edit_in_admin_publishes_product_updated(operator):

@@ -1,35 +1,24 @@
-"""Management commands: create_api_key, revoke_api_key, load_demo_catalog."""
+"""Management command: load_demo_catalog."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from django.core.management import call_command
 
 from domain.catalog.models import Product
 from domain.catalog.services import DEMO_CATALOG
+from tests.conftest import run_command
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
-
-PING = {"type": "demo.ping", "payload": {"message": "hi"}}
-
-
-def run(command: str, *args, **options) -> tuple[str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    call_command(command, *args, stdout=out, stderr=err, **options)
-    return out.getvalue(), err.getvalue()
-
 
 def test_load_demo_catalog_is_idempotent():
     # given an empty catalog
     assert Product.objects.count() == 0
 
     # when the demo catalog is loaded twice
-    first, _ = run("load_demo_catalog")
+    first, _ = run_command("load_demo_catalog")
     skus_after_first = dict(Product.objects.values_list("sku", "pk"))
-    second, _ = run("load_demo_catalog")
+    second, _ = run_command("load_demo_catalog")
 
     # then the products are created once, and each run says how many it made
     total = len(DEMO_CATALOG)
@@ -46,7 +35,7 @@ def test_load_demo_catalog_leaves_existing_products_alone():
     ProductFactory(sku="OTHER-1")
 
     # when the demo catalog is loaded
-    out, _ = run("load_demo_catalog")
+    out, _ = run_command("load_demo_catalog")
 
     # then only the missing demo products are created, and the existing row keeps its values
     total = len(DEMO_CATALOG)

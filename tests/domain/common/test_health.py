@@ -1,4 +1,4 @@
-"""Probes, the OpenAPI document and its UI, and the JSON shape of framework-level errors."""
+"""Liveness and readiness probes."""
 
 from __future__ import annotations
 

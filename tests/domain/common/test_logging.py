@@ -1,4 +1,4 @@
-"""Throttling, payload limits and secrets in logs."""
+"""Secrets never reach a log line: request logs, the redaction filter, the handlers."""
 
 import logging
 

@@ -1,4 +1,4 @@
-"""Throttling, payload limits and secrets in logs."""
+"""Payload limits: size and depth, for single events and inside a batch."""
 
 
 import pytest

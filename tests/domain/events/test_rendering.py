@@ -1,28 +1,16 @@
-"""The output serializers render directly (for speed); their output must stay exactly what
-DRF's declared fields produce, for every state a job or an event can be in."""
+"""The event output serializer renders directly (for speed); its output must stay exactly what
+DRF's declared fields produce, for every status an event can be in."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from rest_framework import serializers
-from rest_framework.test import APIRequestFactory
 
 from domain.events.apis import EventOutputSerializer
 from domain.events.models import EventStatus
+from tests.conftest import drf_fields_output, drf_request
 from tests.factories import EventFactory, JobFactory
-
-
-def _request():
-    from rest_framework.request import Request
-
-    return Request(APIRequestFactory().get("/api/v1/jobs", HTTP_HOST="testserver"))
-
-
-def _drf_fields_output(serializer: serializers.Serializer, instance) -> dict:
-    # DRF's own field-by-field rendering, bypassing the override under test
-    return serializers.Serializer.to_representation(serializer, instance)
 
 
 @pytest.mark.django_db
@@ -36,11 +24,11 @@ def test_event_rendering_equals_the_declared_fields(status):
     JobFactory(event=event, handler="first")
     JobFactory(event=event, handler="second")
     event.refresh_from_db()
-    serializer = EventOutputSerializer(context={"request": _request()})
+    serializer = EventOutputSerializer(context={"request": drf_request()})
 
     # then the direct rendering equals DRF's (jobs included), and the jobs passed in the
     # context are the ones rendered
-    assert serializer.to_representation(event) == _drf_fields_output(serializer, event)
+    assert serializer.to_representation(event) == drf_fields_output(serializer, event)
     many = EventOutputSerializer([event], many=True, context={
-        "request": _request(), "jobs": {event.pk: []}}).data
+        "request": drf_request(), "jobs": {event.pk: []}}).data
     assert many[0]["jobs"] == []

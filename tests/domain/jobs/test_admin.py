@@ -1,4 +1,4 @@
-"""The admin pages load for an operator, and a product edit there invalidates like the API."""
+"""The admin pages load for an operator: jobs, attempts, API keys, events, products, schedules."""
 
 import pytest
 from django.urls import reverse
@@ -6,13 +6,6 @@ from django.urls import reverse
 from tests.factories import EventFactory, JobFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator(client, django_user_model):
-    django_user_model.objects.create_superuser("ops", "ops@example.com", "pw")
-    client.login(username="ops", password="pw")
-    return client
 
 
 @pytest.mark.parametrize("model", ["events/event", "jobs/job", "jobs/jobattempt",

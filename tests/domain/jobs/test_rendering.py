@@ -1,28 +1,16 @@
-"""The output serializers render directly (for speed); their output must stay exactly what
-DRF's declared fields produce, for every state a job or an event can be in."""
+"""The job output serializer renders directly (for speed); its output must stay exactly what
+DRF's declared fields produce, for every state a job can be in."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from rest_framework import serializers
-from rest_framework.test import APIRequestFactory
 
 from domain.jobs.apis import JobOutputSerializer
 from domain.jobs.models import JobStatus
+from tests.conftest import drf_fields_output, drf_request
 from tests.factories import EventFactory, JobFactory
-
-
-def _request():
-    from rest_framework.request import Request
-
-    return Request(APIRequestFactory().get("/api/v1/jobs", HTTP_HOST="testserver"))
-
-
-def _drf_fields_output(serializer: serializers.Serializer, instance) -> dict:
-    # DRF's own field-by-field rendering, bypassing the override under test
-    return serializers.Serializer.to_representation(serializer, instance)
 
 
 @pytest.mark.django_db
@@ -44,12 +32,12 @@ def test_job_rendering_equals_the_declared_fields(state):
     job = JobFactory(status=JobStatus(state), params={"keys": ["a"]}, event=EventFactory(),
                      handler="demo.noop", **extra)
     standalone = JobFactory(event=None)
-    serializer = JobOutputSerializer(context={"request": _request()})
+    serializer = JobOutputSerializer(context={"request": drf_request()})
 
     # then the direct rendering equals DRF's, field for field
     for j in (job, standalone):
         j.refresh_from_db()
-        assert serializer.to_representation(j) == _drf_fields_output(serializer, j)
+        assert serializer.to_representation(j) == drf_fields_output(serializer, j)
     assert serializer.to_representation(job)["url"] == (
         f"http://testserver/api/v1/jobs/{job.pk}")
 

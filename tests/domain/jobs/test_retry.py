@@ -1,19 +1,13 @@
-"""Every task has an explicit name, a queue and a named retry policy."""
+"""Retry presets: capped exponential backoff with full jitter, Retry-After, and which errors
+retry."""
 
 import pytest
 
-from config.celery import app
 from domain.jobs.retry import (
     EXTERNAL_HTTP,
     NEVER,
     TRANSIENT,
 )
-
-
-@pytest.fixture(scope="module")
-def conveyor_tasks():
-    app.loader.import_default_modules()
-    return {name: task for name, task in app.tasks.items() if name.startswith("conveyor.")}
 
 
 @pytest.mark.parametrize("policy", [TRANSIENT, EXTERNAL_HTTP])
