@@ -13,8 +13,7 @@ from tests.conftest import assert_error
 pytestmark = pytest.mark.django_db
 
 
-
-# --- Probes -------------------------------------------------------------------------------
+# --- The OpenAPI document and its UI -----------------------------------------------------
 
 @pytest.mark.parametrize("request_kwargs", [
     pytest.param({"path": "/api/schema?format=json"}, id="format-query"),

@@ -222,7 +222,3 @@ def test_revoke_api_key_with_an_unknown_name_fails(name):
 
     # then nothing is revoked
     assert ApiKey.objects.filter(revoked_at__isnull=False).count() == 0
-
-
-# --- load_demo_catalog -------------------------------------------------------------------
-

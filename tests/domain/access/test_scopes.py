@@ -20,7 +20,3 @@ def test_job_operations_need_jobs_write(make_client, method, name, needs_id):
     response = getattr(reader, method)(url, {}, format="json")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "permission_denied"
-
-
-# --- secrets never logged -------------------------------------------------------------
-

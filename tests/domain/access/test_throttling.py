@@ -1,6 +1,5 @@
 """Per-key rate limits by scope family, counted in Redis; the limiter fails open."""
 
-
 import pytest
 from django.urls import reverse
 
@@ -73,7 +72,3 @@ def test_unauthenticated_requests_are_401_not_counted(client, low_rates):
     for _ in range(5):
         assert client.post(reverse("event-publish"), PING,
                            content_type="application/json").status_code == 401
-
-
-# --- payload limits -------------------------------------------------------------------
-

@@ -22,7 +22,6 @@ from tests.factories import ProductFactory
 pytestmark = pytest.mark.django_db
 
 
-
 def detail_url(product_id) -> str:
     return reverse("product-detail", args=[product_id])
 

@@ -11,7 +11,6 @@ from tests.conftest import assert_error
 pytestmark = pytest.mark.django_db
 
 
-
 # --- Probes -------------------------------------------------------------------------------
 
 def test_healthz_is_ok_without_a_key():
@@ -60,7 +59,3 @@ def test_probes_only_answer_get():
 
     # then the method is refused
     assert response.status_code == 405
-
-
-# --- OpenAPI ------------------------------------------------------------------------------
-

@@ -28,7 +28,6 @@ PING = {"type": "demo.ping", "payload": {"message": "hi"}}
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-
 def assert_nothing_written() -> None:
     assert Event.objects.count() == 0
     assert Job.objects.count() == 0

@@ -1,6 +1,5 @@
 """Payload limits: size and depth, for single events and inside a batch."""
 
-
 import pytest
 from django.urls import reverse
 
@@ -49,7 +48,3 @@ def test_payload_limits_apply_inside_a_batch(client_all, settings):
     assert response.status_code == 422
     assert response.json()["error"]["details"]["events"]["1"]["code"] == "payload_too_deep"
     assert not Event.objects.exists()
-
-
-# --- scopes on the job operations -----------------------------------------------------
-

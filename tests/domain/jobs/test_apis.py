@@ -21,7 +21,6 @@ JOB_FIELDS = {
 }
 
 
-
 def cache_task_ids(broker) -> list[str]:
     return [m["headers"]["id"] for m in queued_messages(broker, "cache")]
 
