@@ -8,10 +8,11 @@ into the JSON shape. It only changes the body: the status, the headers (`Allow`,
 `Retry-After`, ...) and the logging (the traceback of a 500 is logged before the response
 gets here) stay as they were.
 
-It also reads and drops a request body nothing read before an error was answered (a 401,
-403, 415 or 429 comes before any parser), up to twice API_MAX_BODY_BYTES, for the reason
-domain/common/parsers.discard_body gives: otherwise a client still sending sees a connection
-reset instead of the answer.
+It also reads and drops a request body nothing read before an error was answered, up to
+twice API_MAX_BODY_BYTES, for the reason domain/common/parsers.discard_body gives: otherwise a
+client still sending sees a connection reset instead of the answer. An error raised in an API
+view was drained already, against that view's own limit, by api_exception_handler
+(domain/common/errors.py); this covers the rest (an unknown path, the docs views).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from domain.common.bodies import discard_unread_body
 from domain.common.errors import error_body
-from domain.common.parsers import DRAIN_FACTOR, declared_length, discard_body
 
 API_PATH = re.compile(r"^/api(?:/|$)")
 
@@ -76,18 +77,7 @@ class ApiJsonErrorsMiddleware:
         response = self.get_response(request)
         if response.status_code < 400 or not is_api_path(request.path_info):
             return response
-        _discard_unread_body(request)
+        discard_unread_body(request, limit=settings.API_MAX_BODY_BYTES)
         if not response.streaming and not _is_json(response):
             return _as_json_error(request, response)
         return response
-
-
-def _discard_unread_body(request: HttpRequest) -> None:
-    """Drop a body no one read (`_read_started` is Django's own flag, set by the first read:
-    a parser that refused the body with a 413 has drained it already)."""
-    if getattr(request, "_read_started", False):
-        return
-    declared = declared_length(request.META)
-    if declared:
-        discard_body(request, read=0, bound=DRAIN_FACTOR * settings.API_MAX_BODY_BYTES,
-                     declared=declared)

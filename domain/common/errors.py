@@ -8,10 +8,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+from domain.common.bodies import discard_unread_body
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ _DRF_CODES: dict[type, str] = {
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    _drain(context)
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
     if isinstance(exc, Http404):
@@ -108,6 +112,17 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             headers["Retry-After"] = str(int(exc.wait))
         return Response(error_body(code, str(message)), status=exc.status_code, headers=headers)
     return None  # a real bug: Django's handler500 renders it (and logs the traceback)
+
+
+def _drain(context: dict) -> None:
+    """Read and drop what the client is still sending before it is answered (a 401, 403, 415
+    or 429 comes before any parser): against the view's own limit, so a refused batch is
+    drained like an accepted one would be read. See domain/common/parsers.discard_body."""
+    request, view = context.get("request"), context.get("view")
+    django_request = getattr(request, "_request", None)
+    if django_request is not None:
+        limit = getattr(view, "max_body_bytes", None) or settings.API_MAX_BODY_BYTES
+        discard_unread_body(django_request, limit=limit)
 
 
 def _as_details(detail: Any) -> dict:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +31,15 @@ from django.conf import settings
 
 from domain.access.models import Scopes
 from domain.access.services import api_key_create
-from domain.common.parsers import DRAIN_FACTOR, discard_body
+from domain.common.bodies import DRAIN_FACTOR, discard_body
 from tests.faults.procs import database_url, free_port, wait_until
 
 MiB = 1024 * 1024
 PUBLISH = "/api/v1/events"
 BATCH = "/api/v1/events/batch"
-# The batch limit is lowered for the server so that 1.5x of it stays a few MiB.
-BATCH_LIMIT = 2 * MiB
+# The batch limit is lowered for the server so that 1.5x of it stays a few MiB, and kept above
+# twice the default limit, so that a batch body can be larger than the default's drain bound.
+BATCH_LIMIT = 4 * MiB
 
 
 @dataclass
@@ -50,8 +52,8 @@ class Server:
         return self.log_path.read_text(errors="replace")[-5000:]
 
 
-@pytest.fixture
-def gunicorn(transactional_db, tmp_path) -> Server:
+@contextlib.contextmanager
+def running_gunicorn(tmp_path: Path, **extra_env: str) -> Iterator[Server]:
     """gunicorn with compose/django/start's worker class on a spare port, sharing this run's
     test database and key prefix. One worker process, so the request after a refused body is
     served by the process that refused it. --keep-alive 10 (default 2) only keeps a loaded
@@ -68,6 +70,7 @@ def gunicorn(transactional_db, tmp_path) -> Server:
         "CONVEYOR_EMBEDDED_REDIS_QUIET": "1",
         "API_MAX_BATCH_BODY_BYTES": str(BATCH_LIMIT),
         "PYTHONUNBUFFERED": "1",
+        **extra_env,
     })
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "wb") as log:
@@ -103,6 +106,20 @@ def gunicorn(transactional_db, tmp_path) -> Server:
         # Its worker process too, should it have outlived the master.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def gunicorn(transactional_db, tmp_path) -> Iterator[Server]:
+    with running_gunicorn(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def throttled_gunicorn(transactional_db, tmp_path) -> Iterator[Server]:
+    """The same server with a publish budget of one request a minute per key."""
+    with running_gunicorn(tmp_path,
+                          API_THROTTLE_RATES="publish=1/m,read=120000/m,write=6000/m") as server:
+        yield server
 
 
 @pytest.fixture
@@ -242,22 +259,30 @@ def read_only_key(transactional_db) -> str:
     return raw
 
 
-@pytest.mark.parametrize(("key", "content_type", "status"), [
-    pytest.param("cvk_no_such_key", "application/json", 401, id="401-unknown-key"),
-    pytest.param("read_only_key", "application/json", 403, id="403-missing-scope"),
-    pytest.param("api_key", "text/plain", 415, id="415-unsupported-media-type"),
+@pytest.mark.parametrize(("path", "key", "content_type", "status"), [
+    pytest.param(PUBLISH, "cvk_no_such_key", "application/json", 401, id="401-unknown-key"),
+    pytest.param(PUBLISH, "read_only_key", "application/json", 403, id="403-missing-scope"),
+    pytest.param(PUBLISH, "api_key", "text/plain", 415, id="415-unsupported-media-type"),
+    # a batch larger than the default limit, refused before parsing: drained against the
+    # batch view's own limit
+    pytest.param(BATCH, "cvk_no_such_key", "application/json", 401, id="batch-401"),
+    pytest.param(BATCH, "api_key", "text/plain", 415, id="batch-415"),
 ])
 def test_a_large_body_answered_before_any_parser_gets_its_error(
-        gunicorn, request, key, content_type, status):
-    # given a body inside the limit (but far over gunicorn's own 64 KiB drain) that is refused
-    # before any parser reads it: an unknown key, a key without the scope, a media type
+        gunicorn, request, path, key, content_type, status):
+    # given a body inside the endpoint's limit (but far over gunicorn's own 64 KiB drain) that
+    # is refused before any parser reads it: an unknown key, a key without the scope, a media
+    # type
     if key in ("read_only_key", "api_key"):
         key = request.getfixturevalue(key)
-    body = json_body(1 * MiB)
+    size = BATCH_LIMIT * 3 // 4 if path == BATCH else 1 * MiB
+    # (a batch past twice the default limit: only the batch view's own limit drains it)
+    assert path == PUBLISH or size > DRAIN_FACTOR * MiB
+    body = json_body(size, batch=path == BATCH)
 
     # when a plain socket client sends all of it, paced, and only then reads
     with connect(gunicorn) as sock:
-        answer = post(sock, PUBLISH, body, key=key, pace=0.005, content_type=content_type)
+        answer = post(sock, path, body, key=key, pace=0.005, content_type=content_type)
 
         # then it read its error, in the JSON shape, on a connection still in step
         assert answer.error is None, f"{answer.error}\n{gunicorn.log()}"
@@ -265,6 +290,22 @@ def test_a_large_body_answered_before_any_parser_gets_its_error(
         assert set(answer.json()["error"]) == {"code", "message", "details"}
         follow_up = post(sock, "/api/v1/no-such-endpoint", b"{}", key=key)
     assert follow_up.status in (401, 404), (follow_up, gunicorn.log())
+
+
+def test_a_throttled_batch_gets_its_429_and_retry_after(throttled_gunicorn, api_key):
+    # given a key that used its one publish of the minute
+    with connect(throttled_gunicorn) as sock:
+        assert post(sock, PUBLISH, json_body(200), key=api_key).status == 202
+
+        # when it sends a batch over the default body limit, paced, and only then reads
+        body = json_body(BATCH_LIMIT * 3 // 4, batch=True)
+        answer = post(sock, BATCH, body, key=api_key, pace=0.005)
+
+    # then it read the whole 429, with when to come back
+    assert answer.error is None, f"{answer.error}\n{throttled_gunicorn.log()}"
+    assert answer.status == 429, answer
+    assert answer.json()["error"]["code"] == "throttled"
+    assert 1 <= int(answer.headers["retry-after"]) <= 60
 
 
 @pytest.mark.parametrize(("size", "declared", "read"), [
