@@ -8,7 +8,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
@@ -120,3 +122,35 @@ def test_new_rows_go_to_the_kept_tables():
         assert cursor.fetchone() == ("new",)
         cursor.execute("SELECT kind FROM events_job WHERE id = %s", [job.pk])
         assert cursor.fetchone() == ("noop",)
+
+
+def test_content_types_on_both_sides_are_merged_with_their_grants_and_history(
+        django_user_model):
+    """A rollback and a second upgrade (or new code that created its content types before
+    `migrate` ran) leave a content type under both apps: the upgrade merges them, and a group's
+    grant and the admin history end on the new one instead of on a stale type."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(OLD_LAYOUT)
+    # given the old layout's content type for jobs, granted to a group and in the admin history
+    old_type = ContentType.objects.get(app_label="events", model="job")
+    old_perm = Permission.objects.get(content_type=old_type, codename="change_job")
+    group = Group.objects.create(name="operators")
+    group.permissions.add(old_perm)
+    user = django_user_model.objects.create_user("op", password="pw")
+    entry = LogEntry.objects.create(user=user, content_type=old_type, object_id="1",
+                                    object_repr="a job", action_flag=CHANGE)
+    # and the same content type already under the new app, with its own permission
+    new_type = ContentType.objects.create(app_label="jobs", model="job")
+    new_perm = Permission.objects.create(content_type=new_type, codename="change_job",
+                                         name="Can change job")
+
+    # when the database migrates to the new layout
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    # then one content type is left, under the new app, holding the grant and the history
+    assert not ContentType.objects.filter(app_label="events", model="job").exists()
+    assert list(group.permissions.all()) == [new_perm]
+    entry.refresh_from_db()
+    assert entry.content_type_id == new_type.pk
+    assert not Permission.objects.filter(pk=old_perm.pk).exists()

@@ -7,7 +7,7 @@ import uuid
 import django.utils.timezone
 from django.db import migrations, models
 
-from domain.common.migration_ops import move_content_types
+from domain.common.migration_ops import CONTENT_TYPE_DEPENDENCIES, move_content_types
 
 
 class Migration(migrations.Migration):
@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("common", "0001_initial"),
-        ("contenttypes", "0002_remove_content_type_name"),
+        *CONTENT_TYPE_DEPENDENCIES,
     ]
 
     operations = [

@@ -9,7 +9,7 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
-from domain.common.migration_ops import move_content_types
+from domain.common.migration_ops import CONTENT_TYPE_DEPENDENCIES, move_content_types
 
 
 class Migration(migrations.Migration):
@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("access", "0001_initial"),
         ("events", "0003_job_id_help_text"),
-        ("contenttypes", "0002_remove_content_type_name"),
+        *CONTENT_TYPE_DEPENDENCIES,
     ]
 
     operations = [
