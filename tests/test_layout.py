@@ -121,3 +121,29 @@ def test_the_tests_tree_mirrors_the_source_tree():
             if not list(mirror.glob("test_*.py")):
                 missing.append(str(mirror.relative_to(ROOT)))
     assert not missing, f"no tests for: {missing}"
+
+
+def test_jobs_know_events_only_by_the_foreign_key():
+    # domain/jobs reads `event_id` and asks domain/jobs/hooks.py the rest; it never queries
+    # through Job.event (a lookup like event__type would be an import in disguise)
+    offenders = []
+    for path in sorted((ROOT / "domain" / "jobs").rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if (re.search(r"event__(?!isnull\b)", code) or re.search(r"\.event\.", code)
+                    or re.search(r"""related\w*\(\s*["']event""", code)):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_a_second_set_of_job_hooks_is_refused():
+    from domain.jobs.hooks import JobHooks, hooks, install_hooks
+
+    class Other(JobHooks):
+        pass
+
+    with pytest.raises(RuntimeError, match="installed already"):
+        install_hooks(Other())
+    assert type(hooks()).__name__ == "EventRollup"

@@ -2,7 +2,8 @@
 `failed` once every job is finished, open again when a finished job is replayed.
 
 The jobs app calls these through the hooks it exposes (domain/jobs/hooks.py); EventsConfig.ready
-installs them. That is the only way a change to jobs reaches events.
+installs them. That is the only way a change to jobs reaches events, and the only place that
+answers the jobs' one question about events (which jobs came from events of a type).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Collection
 from datetime import datetime
 from functools import cached_property
 
-from django.db.models import Case, Exists, OuterRef, Value, When
+from django.db.models import Case, Exists, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
 from domain.events import fastpaths
@@ -76,3 +77,6 @@ class EventRollup(JobHooks):
 
     def jobs_reopened(self, *, event_ids: Collection) -> None:
         events_reopen(event_ids=event_ids)
+
+    def jobs_of_event_type(self, jobs: QuerySet[Job], event_type: str) -> QuerySet[Job]:
+        return jobs.filter(event__type=event_type)

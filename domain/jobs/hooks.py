@@ -2,8 +2,13 @@
 
 Jobs know their event only as `event_id`. The events app (above this one) installs its
 `JobHooks` at start-up (EventsConfig.ready); the jobs app calls these methods at the three
-moments an event must follow its jobs, and never imports domain/events. The default does
-nothing, so jobs work, and are tested, on their own (a job triggered directly has no event).
+moments an event must follow its jobs, and asks them the one question about events it needs
+answered (which jobs came from events of a type), and never imports domain/events nor queries
+through `Job.event`. The default does nothing, so jobs work, and are tested, on their own (a
+job triggered directly has no event).
+
+One set of hooks is installed: the events app's. Installing a second one by mistake would
+silently switch the roll-up off, so `install_hooks` refuses unless told to replace (tests).
 
 Plain method calls, not Django signals: the order and the transaction they run in are part of
 the contract, and a reader can follow them (STYLE.md: no signals for business logic).
@@ -16,6 +21,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from domain.jobs.models import Job
 
 
@@ -37,12 +44,20 @@ class JobHooks:
     def jobs_reopened(self, *, event_ids: Collection) -> None:
         """Finished jobs of these events were replayed (inside the replay's transaction)."""
 
+    def jobs_of_event_type(self, jobs: QuerySet[Job], event_type: str) -> QuerySet[Job]:
+        """`jobs` narrowed to those made by an event of this type (an operator's replay
+        filter). Only events know types: with no events app, no job has one."""
+        return jobs.none()
+
 
 _installed = JobHooks()
 
 
-def install_hooks(hooks: JobHooks) -> None:
+def install_hooks(hooks: JobHooks, *, replace: bool = False) -> None:
     global _installed
+    if type(_installed) not in (JobHooks, type(hooks)) and not replace:
+        raise RuntimeError(f"job hooks are installed already ({type(_installed).__name__}); "
+                           "only the app that owns Job.event installs them")
     _installed = hooks
 
 

@@ -3,9 +3,11 @@
 The database is the source of truth and the dead-letter store: a job's status, attempts and
 last error live here, so nothing depends on what the broker happens to hold.
 
-A job made by an event points at it (`event`, a foreign key named by string): that link is the
-only thing this app knows of events. It never imports domain/events; what a job's change does
-to its event goes through domain/jobs/hooks.py.
+A job made by an event points at it: `event` is a foreign key named by string, so the table
+keeps its constraint and deleting an event deletes its jobs. That declaration is the one place
+this app names events: its code reads only `event_id`, never imports domain/events and never
+queries through the link (tests/test_layout.py checks both); what a job's change does to its
+event, and which jobs came from events of a type, go through domain/jobs/hooks.py.
 """
 
 import uuid

@@ -32,3 +32,17 @@ def test_admin_requires_login(client):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
+
+
+def test_jobs_are_found_by_their_event_id(operator):
+    # given two events' jobs
+    event = EventFactory()
+    mine, other = JobFactory(event=event, handler="a"), JobFactory(event=EventFactory())
+
+    # when an operator searches the jobs by the event's id
+    response = operator.get(reverse("admin:jobs_job_changelist") + f"?q={event.pk}")
+
+    # then the event's job is listed, and the other is not
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert str(mine.pk) in page and str(other.pk) not in page

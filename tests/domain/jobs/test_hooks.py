@@ -16,6 +16,7 @@ from domain.jobs.lifecycle import job_claim, job_fail, job_succeed
 from domain.jobs.outbox import outbox_send
 from domain.jobs.rescue import jobs_rescue_orphans
 from domain.jobs.services import job_cancel, job_replay
+from domain.jobs.models import Job
 from tests.factories import EventFactory, JobFactory
 
 pytestmark = pytest.mark.django_db
@@ -43,11 +44,11 @@ def installed():
     before = job_hooks.hooks()
 
     def install(hooks: JobHooks) -> JobHooks:
-        job_hooks.install_hooks(hooks)
+        job_hooks.install_hooks(hooks, replace=True)
         return hooks
 
     yield install
-    job_hooks.install_hooks(before)
+    job_hooks.install_hooks(before, replace=True)
 
 
 def test_the_events_app_installs_its_roll_up_at_start_up():
@@ -93,6 +94,8 @@ def test_jobs_run_alone_with_the_default_hooks(installed):
     assert job.status == "succeeded" and job.enqueued_at is not None
     event.refresh_from_db()
     assert event.status == EventStatus.PENDING
+    # and with no events app to ask, no job comes from an event of any type
+    assert not job_hooks.hooks().jobs_of_event_type(Job.objects.all(), "demo.ping").exists()
 
 
 def test_with_the_events_roll_up_the_event_follows(installed):
@@ -107,3 +110,7 @@ def test_with_the_events_roll_up_the_event_follows(installed):
     job_succeed(job=job_claim(job_id=str(job.pk)), result=None)
     event.refresh_from_db()
     assert event.status == EventStatus.COMPLETED
+    # and the events app answers which jobs came from events of a type
+    other = JobFactory(event=EventFactory(type="product.updated"), handler="a")
+    picked = job_hooks.hooks().jobs_of_event_type(Job.objects.all(), "demo.ping")
+    assert list(picked) == [job] and other not in picked
