@@ -13,10 +13,10 @@ from domain.events.rollup import EventRollup
 from domain.jobs import hooks as job_hooks
 from domain.jobs.hooks import JobHooks
 from domain.jobs.lifecycle import job_claim, job_fail, job_succeed
+from domain.jobs.models import Job
 from domain.jobs.outbox import outbox_send
 from domain.jobs.rescue import jobs_rescue_orphans
 from domain.jobs.services import job_cancel, job_replay
-from domain.jobs.models import Job
 from tests.factories import EventFactory, JobFactory
 
 pytestmark = pytest.mark.django_db
