@@ -11,7 +11,8 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -22,8 +23,10 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.test import APIClient, APIRequestFactory
 
+from config.celery import app
 from domain.access.models import Scopes
 from domain.access.services import api_key_create
+from tests.broker_utils import _reset_pools
 from workers.queues import Queues
 
 ALL_SCOPES = list(Scopes.values)
@@ -202,3 +205,46 @@ def bearer(raw: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     return client
+
+
+class PrivateKeys:
+    """The broker keys of one test, under this run's prefix: `private-<hex>:<name>`."""
+
+    def __init__(self, broker: redis.Redis) -> None:
+        self.broker = broker
+        self.sub = f"private-{uuid.uuid4().hex[:8]}:"
+
+    def messages(self, queue: str) -> list[dict]:
+        return queued_messages(self.broker, self.sub + queue)
+
+    def job_ids(self, queue: str) -> list[str]:
+        return queued_job_ids(self.broker, self.sub + queue)
+
+    def binding_keys(self) -> list[bytes]:
+        return list(self.broker.scan_iter(broker_key(f"{self.sub}_kombu.binding*"), count=1000))
+
+    def bound_queues(self) -> set[str]:
+        """Queues named in a binding table (a member is routing key, pattern, queue)."""
+        return {member.decode().rsplit("\x06\x16", 1)[-1]
+                for key in self.binding_keys() if self.broker.type(key) == b"set"
+                for member in self.broker.smembers(key)}
+
+
+@pytest.fixture
+def private_broker(broker: redis.Redis) -> Iterator[PrivateKeys]:
+    """Publish under a key prefix of this test's own. The session's worker thread
+    (tests/conftest.py), once started, consumes every queue under the run's prefix and would
+    take the messages these tests look at; it never sees these keys."""
+    keys = PrivateKeys(broker)
+    options = app.conf.broker_transport_options
+    app.conf.broker_transport_options = {
+        **options, "global_keyprefix": options["global_keyprefix"] + keys.sub}
+    _reset_pools()
+    try:
+        yield keys
+    finally:
+        app.conf.broker_transport_options = options
+        _reset_pools()
+        stale = list(broker.scan_iter(broker_key(keys.sub + "*"), count=1000))
+        if stale:
+            broker.delete(*stale)

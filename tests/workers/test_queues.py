@@ -2,14 +2,11 @@
 exchange straight to the Redis list named by the routing key, with no binding keys to lose."""
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
-import redis
 
 from config.celery import app
-from tests.broker_utils import _reset_pools
-from tests.conftest import broker_key, queued_messages
+from tests.conftest import PrivateKeys, broker_key
 from workers.queues import Queues, queue_for_task
 
 TASK_QUEUES = {q.value for q in Queues}
@@ -22,44 +19,9 @@ CELERY_TASKS = {"celery.backend_cleanup": Queues.MAINTENANCE.value,
                 "celery.chord_unlock": Queues.MAINTENANCE.value}
 
 
-class PrivateKeys:
-    """The broker keys of one test, under this run's prefix: `queues-<hex>:<name>`."""
-
-    def __init__(self, broker: redis.Redis) -> None:
-        self.broker = broker
-        self.sub = f"queues-{uuid.uuid4().hex[:8]}:"
-
-    def messages(self, queue: str) -> list[dict]:
-        return queued_messages(self.broker, self.sub + queue)
-
-    def binding_keys(self) -> list[bytes]:
-        return list(self.broker.scan_iter(broker_key(f"{self.sub}_kombu.binding*"), count=1000))
-
-    def bound_queues(self) -> set[str]:
-        """Queues named in a binding table (a member is routing key, pattern, queue)."""
-        return {member.decode().rsplit("\x06\x16", 1)[-1]
-                for key in self.binding_keys() if self.broker.type(key) == b"set"
-                for member in self.broker.smembers(key)}
-
-
 @pytest.fixture
-def keys(broker: redis.Redis) -> Iterator[PrivateKeys]:
-    """Publish under a key prefix of this test's own. The session's worker thread
-    (tests/conftest.py), once started, consumes every queue under the run's prefix and would
-    take the messages these tests look at; it never sees these keys."""
-    keys = PrivateKeys(broker)
-    options = app.conf.broker_transport_options
-    app.conf.broker_transport_options = {
-        **options, "global_keyprefix": options["global_keyprefix"] + keys.sub}
-    _reset_pools()
-    try:
-        yield keys
-    finally:
-        app.conf.broker_transport_options = options
-        _reset_pools()
-        stale = list(broker.scan_iter(broker_key(keys.sub + "*"), count=1000))
-        if stale:
-            broker.delete(*stale)
+def keys(private_broker: PrivateKeys) -> PrivateKeys:
+    return private_broker
 
 
 @pytest.fixture(scope="module")
