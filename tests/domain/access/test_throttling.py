@@ -1,11 +1,13 @@
 """Per-key rate limits by scope family, counted in Redis; the limiter fails open."""
 
 import time
+from types import SimpleNamespace
 
 import pytest
 from django.urls import reverse
 
 import domain.common.redis as project_redis
+from domain.access import throttling
 from domain.events.models import Event
 
 pytestmark = pytest.mark.django_db
@@ -14,14 +16,13 @@ PING = {"type": "demo.ping", "payload": {"message": "hi"}}
 
 
 @pytest.fixture
-def low_rates(settings):
+def low_rates(settings, monkeypatch):
     settings.API_THROTTLE_RATES = {"publish": "3/m", "read": "5/m", "write": "2/m"}
     # The counters are fixed one-minute windows: a test that straddled a window's end would
-    # find its budget reset halfway. When the current window ends within 5 s, start the test
-    # in the next one.
-    left = 60 - time.time() % 60
-    if left < 5:
-        time.sleep(left + 0.05)
+    # find its budget reset halfway. The limiter's clock stands still one second into a
+    # window for the test (its own module's `time` only; nothing else is touched).
+    now = time.time() // 60 * 60 + 1
+    monkeypatch.setattr(throttling, "time", SimpleNamespace(time=lambda: now))
 
 
 # --- throttling -----------------------------------------------------------------------
@@ -33,7 +34,7 @@ def test_publish_over_the_rate_is_429_with_retry_after(client_all, low_rates):
     response = client_all.post(url, PING, format="json")
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "throttled"
-    assert 1 <= int(response["Retry-After"]) <= 60
+    assert int(response["Retry-After"]) == 59  # the window's end, from the clock's second 1
     assert Event.objects.count() == 3  # the refused one wrote nothing
 
 
