@@ -248,3 +248,19 @@ def private_broker(broker: redis.Redis) -> Iterator[PrivateKeys]:
         stale = list(broker.scan_iter(broker_key(keys.sub + "*"), count=1000))
         if stale:
             broker.delete(*stale)
+
+
+@pytest.fixture
+def install_job_hooks():
+    """Install job hooks (domain/jobs/hooks.py) for one test; the events' roll-up comes back
+    after it."""
+    from domain.jobs import hooks as job_hooks
+
+    before = job_hooks.hooks()
+
+    def install(hooks):
+        job_hooks.install_hooks(hooks, replace=True)
+        return hooks
+
+    yield install
+    job_hooks.install_hooks(before, replace=True)

@@ -6,10 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from domain.events.models import EventStatus
-from domain.events.rollup import EventRollup
 from domain.jobs import hooks as job_hooks
 from domain.jobs.hooks import JobHooks
 from domain.jobs.lifecycle import job_claim, job_fail, job_succeed
@@ -38,26 +36,8 @@ class Recording(JobHooks):
         self.calls.append(("reopened", set(event_ids)))
 
 
-@pytest.fixture
-def installed():
-    """Install hooks for one test; put the events' roll-up back after."""
-    before = job_hooks.hooks()
-
-    def install(hooks: JobHooks) -> JobHooks:
-        job_hooks.install_hooks(hooks, replace=True)
-        return hooks
-
-    yield install
-    job_hooks.install_hooks(before, replace=True)
-
-
-def test_the_events_app_installs_its_roll_up_at_start_up():
-    assert isinstance(job_hooks.hooks(), EventRollup)
-    assert "stamped" in job_hooks.hooks().sent_sql
-
-
-def test_each_moment_of_a_job_calls_its_hook(installed):
-    recorder = installed(Recording())
+def test_each_moment_of_a_job_calls_its_hook(install_job_hooks):
+    recorder = install_job_hooks(Recording())
     event = EventFactory()
 
     # sent: the hand-over to the broker
@@ -79,9 +59,9 @@ def test_each_moment_of_a_job_calls_its_hook(installed):
     assert all(ids == {event.pk} for _, ids in recorder.calls)
 
 
-def test_jobs_run_alone_with_the_default_hooks(installed):
+def test_jobs_run_alone_with_the_default_hooks(install_job_hooks):
     # given no events app listening (the default hooks do nothing)
-    installed(JobHooks())
+    install_job_hooks(JobHooks())
     event = EventFactory()
     job = JobFactory(event=event, handler="a")
 
@@ -96,21 +76,3 @@ def test_jobs_run_alone_with_the_default_hooks(installed):
     assert event.status == EventStatus.PENDING
     # and with no events app to ask, no job comes from an event of any type
     assert not job_hooks.hooks().jobs_of_event_type(Job.objects.all(), "demo.ping").exists()
-
-
-def test_with_the_events_roll_up_the_event_follows(installed):
-    # the same, with the roll-up the events app installs
-    installed(EventRollup())
-    event = EventFactory()
-    job = JobFactory(event=event, handler="a", created_at=timezone.now())
-
-    outbox_send([job])
-    event.refresh_from_db()
-    assert event.status == EventStatus.DISPATCHED
-    job_succeed(job=job_claim(job_id=str(job.pk)), result=None)
-    event.refresh_from_db()
-    assert event.status == EventStatus.COMPLETED
-    # and the events app answers which jobs came from events of a type
-    other = JobFactory(event=EventFactory(type="product.updated"), handler="a")
-    picked = job_hooks.hooks().jobs_of_event_type(Job.objects.all(), "demo.ping")
-    assert list(picked) == [job] and other not in picked
