@@ -99,7 +99,7 @@ def queued_tasks(broker: redis.Redis, queue: str) -> list[dict]:
 
 def queued_job_ids(broker: redis.Redis, queue: str) -> list[str]:
     """The job ids the messages in a queue carry: one per single-job message, all of a
-    micro-batch's (domain/events/outbox.py), in queue order."""
+    micro-batch's (domain/jobs/outbox.py), in queue order."""
     ids: list[str] = []
     for task in queued_tasks(broker, queue):
         ids.extend(task["arg"] if isinstance(task["arg"], list) else [task["arg"]])
@@ -264,3 +264,13 @@ def install_job_hooks():
 
     yield install
     job_hooks.install_hooks(before, replace=True)
+
+
+def assert_changelist_loads(operator, model: str) -> None:
+    """The admin's list of `app_label/model` loads for an operator, also with a search."""
+    from django.urls import reverse
+
+    app_label, model_name = model.split("/")
+    url = reverse(f"admin:{app_label}_{model_name}_changelist")
+    assert operator.get(url).status_code == 200
+    assert operator.get(url + "?q=x").status_code == 200

@@ -1,6 +1,6 @@
 """Hypothesis strategies for event payloads, hand-written from the registered JSON schemas.
 
-(hypothesis-jsonschema is not installed; these follow domain/events/kinds.py and
+(hypothesis-jsonschema is not installed; these follow domain/events/event_types.py and
 domain/catalog/event_types.py. `PAYLOADS` must name every registered event type:
 test_payload_validator.py fails when a new type has no strategy here.)
 """

@@ -29,7 +29,7 @@ F1-F8 below were found by tests/fuzz and have since been fixed (markers removed)
 - F8 (low) product.updated declares product_id `format: uuid`, but the Draft 2020-12
   validator ran without a format checker: any string passed, and a product_id over 234
   characters made a cache_invalidation job whose key broke the kind's own maxLength 250. Formats
-  are now enforced (domain/events/registry.py).
+  are now enforced (domain/common/schemas.py, for event payloads and job params alike).
 
 "Documented" below means: listed among the operation's responses in /api/schema.
 """

@@ -1,4 +1,4 @@
-"""Micro-batching: one broker message carries many jobs of a kind (domain/events/outbox.py), and
+"""Micro-batching: one broker message carries many jobs of a kind (domain/jobs/outbox.py), and
 the worker claims, runs and records them set-wise while each job keeps the single-job contract
 (workers/base.py: JobTask.run_jobs).
 

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 START = ROOT / "compose" / "celery" / "worker" / "start"
 
 
-def _start_script_argv(tmp_path: Path, **env: str) -> list[str]:
-    """The celery command line compose/celery/worker/start ends in. `celery` on the PATH is a
+def _env(tmp_path: Path, **env: str) -> dict[str, str]:
+    """The environment to run compose/celery/worker/start in. `celery` on the PATH is a
     stand-in that prints its arguments (starting a worker is not what is under test); `python`
     is this interpreter, as in the image."""
     bin_dir = tmp_path / "bin"
@@ -31,9 +31,13 @@ def _start_script_argv(tmp_path: Path, **env: str) -> list[str]:
     python.chmod(0o755)
     clean = {k: v for k, v in os.environ.items()
              if k not in ("CELERY_QUEUES", "CELERY_CONCURRENCY", "CELERY_WORKER_PROFILE")}
+    return {**clean, "PATH": f"{bin_dir}:{os.environ['PATH']}", **env}
+
+
+def _start_script_argv(tmp_path: Path, **env: str) -> list[str]:
+    """The celery command line the start script ends in."""
     out = subprocess.run(["bash", str(START)], cwd=ROOT, capture_output=True, text=True,
-                         env={**clean, "PATH": f"{bin_dir}:{os.environ['PATH']}", **env},
-                         check=True, timeout=60)
+                         env=_env(tmp_path, **env), check=True, timeout=60)
     return out.stdout.splitlines()
 
 
@@ -72,3 +76,13 @@ def test_the_profile_cli_refuses_an_unknown_profile(capsys):
         main(["nope", "queues"])
     assert exited.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_an_override_of_a_named_profile_is_said_out_loud(tmp_path):
+    # an override meant for one service but set for all reaches a `bulk` worker too: the
+    # start script still honours it, and says so first
+    out = subprocess.run(["bash", str(START)], cwd=ROOT, capture_output=True, text=True,
+                         env=_env(tmp_path, CELERY_WORKER_PROFILE="bulk", CELERY_QUEUES="events"),
+                         check=True, timeout=60)
+    assert "profile bulk overridden by CELERY_QUEUES='events'" in out.stderr
+    assert _option(out.stdout.splitlines(), "-Q") == "events"

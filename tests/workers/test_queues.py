@@ -33,7 +33,7 @@ def task_destinations() -> dict[str, str]:
 
 
 def send(name: str) -> str:
-    """Publish as domain/events/outbox.py does: by name, over the app's producer pool."""
+    """Publish as domain/jobs/outbox.py does: by name, over the app's producer pool."""
     task_id = str(uuid.uuid4())
     with app.producer_or_acquire() as producer:
         app.send_task(name, args=[task_id], task_id=task_id, producer=producer)

@@ -51,7 +51,10 @@ class Command(BaseCommand):
                             help="Port of Flower (default: %(default)s).")
         parser.add_argument("--profile", default="all", choices=sorted(PROFILES),
                             help="Worker profile from workers/profiles.py: which queues the one "
-                            "worker consumes (default: %(default)s, every queue).")
+                            "worker consumes (default: %(default)s, every queue). Any other "
+                            "profile leaves queues with no consumer: e.g. `bulk` runs no "
+                            "events, cache or maintenance work, so published events never "
+                            "complete and the relay never runs.")
         parser.add_argument("--prepare-only", action="store_true",
                             help="Do the set-up steps, say what they did, and start nothing "
                             "(no Redis either).")

@@ -1,13 +1,20 @@
-"""A product edit in the admin invalidates like the API: it publishes product.updated."""
+"""The catalog admin: products listed and searched; an edit there invalidates like the API (it
+publishes product.updated)."""
 
 import pytest
 from django.urls import reverse
 
 from domain.events.models import Event
 from domain.jobs.models import Job
+from tests.conftest import assert_changelist_loads
 from tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
+
+
+def test_the_product_list_loads_with_a_search(operator):
+    ProductFactory()
+    assert_changelist_loads(operator, "catalog/product")
 
 
 def test_product_edit_in_admin_publishes_product_updated(operator):

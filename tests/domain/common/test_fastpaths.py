@@ -43,6 +43,7 @@ def _copy(obj):
     return twin
 
 
+@pytest.mark.postgres  # elsewhere insert_rows is bulk_create: it would compare it with itself
 @pytest.mark.django_db
 def test_insert_rows_stores_what_bulk_create_stores():
     # given an event and a job with every kind of field set (and a null JSON field)
@@ -52,7 +53,7 @@ def test_insert_rows_stores_what_bulk_create_stores():
     twin_event.idempotency_key = "key-2"
     twin_job.event = twin_event
 
-    # when one pair goes through bulk_insert and its twin through bulk_create
+    # when one pair goes through insert_rows and its twin through bulk_create
     insert_rows(Event, [event])
     insert_rows(Job, [job])
     Event.objects.bulk_create([twin_event])

@@ -1,23 +1,18 @@
-"""The admin pages load for an operator: jobs, attempts, API keys, events, products, schedules."""
+"""The jobs admin: lists and searches jobs and attempts, shows a job's attempts, needs a login."""
 
 import pytest
 from django.urls import reverse
 
+from tests.conftest import assert_changelist_loads
 from tests.factories import EventFactory, JobFactory
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("model", ["events/event", "jobs/job", "jobs/jobattempt",
-                                   "access/apikey", "catalog/product",
-                                   "django_celery_beat/periodictask"])
+@pytest.mark.parametrize("model", ["jobs/job", "jobs/jobattempt"])
 def test_changelists_load_with_filters(operator, model):
-    EventFactory()
-    JobFactory(status="dead")
-    app_label, model_name = model.split("/")
-    url = reverse(f"admin:{app_label}_{model_name}_changelist")
-    assert operator.get(url).status_code == 200
-    assert operator.get(url + "?q=x").status_code == 200
+    JobFactory(event=EventFactory(), status="dead")
+    assert_changelist_loads(operator, model)
 
 
 def test_job_change_page_shows_its_attempts(operator):
@@ -30,8 +25,6 @@ def test_job_change_page_shows_its_attempts(operator):
 def test_admin_requires_login(client):
     response = client.get(reverse("admin:jobs_job_changelist"))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
-
-
 
 
 def test_jobs_are_found_by_their_event_id(operator):
