@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from celery import Task, shared_task
-from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from domain.common.correlation import reset_correlation_id, set_correlation_id
 from domain.jobs import lifecycle
@@ -25,6 +28,11 @@ from domain.jobs.registry import JobKind
 from domain.jobs.retry import NEVER, RetryPolicy
 
 logger = logging.getLogger(__name__)
+
+# The database did not answer (down, restarting, unreachable): nothing was claimed.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+# Seconds a process waits before giving a message back while the database is down.
+REQUEUE_PAUSE = (0.5, 1.5)
 
 
 class ConveyorTask(Task):
@@ -45,7 +53,7 @@ class JobTask(ConveyorTask):
         return self.job_kind.retry
 
     def run_job(self, job_id: str) -> Any:
-        job = lifecycle.job_claim(job_id=job_id, worker=self.request.hostname or "")
+        job = self._claim(lifecycle.job_claim, job_id=job_id)
         if job is None:
             # Already done, cancelled, running elsewhere, or not due: this delivery is a
             # duplicate and must have no effect (reliability contract #2).
@@ -56,6 +64,22 @@ class JobTask(ConveyorTask):
             return self._run_claimed(job)
         finally:
             reset_correlation_id(token)
+
+    def _claim(self, claim: Callable[..., Any], **ids: Any) -> Any:
+        """Claim through the lifecycle service; when the database does not answer, nothing
+        was claimed, and the message goes back to its queue instead of being acknowledged
+        with its job left `queued` and no message anywhere (which only the relay's stale
+        re-send, 30 minutes later, would find). A short, jittered pause first keeps an outage
+        from becoming a hot loop: each process re-reads about one message a second until the
+        database is back, and the first claim after it runs the job."""
+        try:
+            return claim(worker=self.request.hostname or "", **ids)
+        except DATABASE_UNAVAILABLE as exc:
+            close_old_connections()
+            logger.warning("database unavailable, message requeued task=%s ids=%s error=%r",
+                           self.name, ids, exc)
+            time.sleep(random.uniform(*REQUEUE_PAUSE))  # noqa: S311 - jitter, not secrecy
+            raise Reject(exc, requeue=True) from exc
 
     def _run_claimed(self, job: Job) -> Any:
         logger.info("job started job_id=%s kind=%s attempt=%d/%d", job.pk, job.kind,
@@ -100,7 +124,7 @@ class JobTask(ConveyorTask):
         `queued` for the outbox relay. If the process dies, the claimed jobs are `running`
         and the orphan rescue requeues them; the bodies are idempotent (reliability #2).
         """
-        jobs = lifecycle.jobs_claim(job_ids=job_ids, worker=self.request.hostname or "")
+        jobs = self._claim(lifecycle.jobs_claim, job_ids=job_ids)
         counts = {"jobs": len(job_ids), "claimed": len(jobs), "succeeded": 0, "retrying": 0,
                   "parked": 0, "dead": 0, "released": 0}
         outcomes: list[tuple[Job, Any]] = []

@@ -13,7 +13,13 @@ import redis
 import tests.faults.jobs  # noqa: F401 - registers the test-only job kinds in this process too
 from config.celery import app
 from tests.broker_utils import broker_at
-from tests.faults.procs import RedisServer, WorkerFactory, free_port
+from tests.faults.procs import (
+    PostgresServer,
+    RedisServer,
+    WorkerFactory,
+    free_port,
+    postgres_bindir,
+)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -59,3 +65,37 @@ def workers(request, spare_redis, transactional_db, tmp_path) -> WorkerFactory:
     finally:
         factory.cleanup()
 
+
+
+@pytest.fixture
+def private_postgres(transactional_db) -> PostgresServer:
+    """A PostgreSQL cluster of our own, migrated, that this test may stop and start. For the
+    test's duration the test process's own database connection points at it too, so
+    everything it writes and reads (and the workers it starts, whose DATABASE_URL comes from
+    that connection) is on the cluster the test breaks."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: the test stops a PostgreSQL server of its own")
+    try:
+        postgres_bindir()
+    except FileNotFoundError as exc:
+        pytest.skip(f"needs the PostgreSQL server binaries to start a cluster: {exc}")
+    server = PostgresServer(free_port())
+    saved = dict(connection.settings_dict)
+    try:
+        server.init()
+        server.start()
+        server.createdb("conveyor_faults")
+        connection.close()
+        connection.settings_dict.update(
+            {"HOST": "127.0.0.1", "PORT": str(server.port), "NAME": "conveyor_faults",
+             "USER": "postgres", "PASSWORD": ""})
+        call_command("migrate", verbosity=0, interactive=False)
+        yield server
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+        server.remove()

