@@ -38,8 +38,9 @@ SCHEDULES: tuple[Schedule, ...] = (
     Schedule(
         name="orphan-rescue",
         task="conveyor.maintenance.rescue_orphans",
-        every_seconds=60,
-        expires_seconds=60,
-        reason="Requeue jobs left running by a worker that died (kill -9, OOM, lost machine).",
+        every_seconds=5,
+        expires_seconds=5,
+        reason="Run again the jobs whose worker died (kill -9, OOM, a lost machine): their "
+        "lease lapsed. One indexed query on running jobs.",
     ),
 )

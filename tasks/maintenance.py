@@ -17,7 +17,7 @@ def relay_outbox() -> dict:
 
 
 @shared_task(name="conveyor.maintenance.rescue_orphans", base=ConveyorTask, retry_policy=NEVER)
-@single_flight("rescue_orphans", ttl=300)
+@single_flight("rescue_orphans", ttl=30)
 def rescue_orphans() -> dict:
     """Requeue (or bury) jobs left `running` by a worker that vanished."""
     return jobs_rescue_orphans()

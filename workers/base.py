@@ -26,6 +26,7 @@ from domain.jobs.lifecycle import FailureAction
 from domain.jobs.models import Job
 from domain.jobs.registry import JobKind
 from domain.jobs.retry import NEVER, RetryPolicy
+from workers.leases import keeper
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ class JobTask(ConveyorTask):
             return {"skipped": True}
         token = set_correlation_id(job.correlation_id or job_id)
         try:
-            return self._run_claimed(job)
+            with keeper.hold([job.pk], job.worker):
+                return self._run_claimed(job)
         finally:
             reset_correlation_id(token)
 
@@ -128,6 +130,14 @@ class JobTask(ConveyorTask):
         counts = {"jobs": len(job_ids), "claimed": len(jobs), "succeeded": 0, "retrying": 0,
                   "parked": 0, "dead": 0, "released": 0}
         outcomes: list[tuple[Job, Any]] = []
+        with keeper.hold([job.pk for job in jobs], jobs[0].worker if jobs else ""):
+            self._run_batch(jobs, counts, outcomes)
+        counts["succeeded"] = len(outcomes)
+        logger.info("job batch done task=%s %s", self.name,
+                    " ".join(f"{k}={v}" for k, v in counts.items()))
+        return counts
+
+    def _run_batch(self, jobs: list[Job], counts: dict, outcomes: list[tuple[Job, Any]]) -> None:
         try:
             for index, job in enumerate(jobs):
                 token = set_correlation_id(job.correlation_id or str(job.pk))
@@ -145,10 +155,6 @@ class JobTask(ConveyorTask):
                     reset_correlation_id(token)
         finally:
             lifecycle.jobs_succeed(outcomes=outcomes)
-        counts["succeeded"] = len(outcomes)
-        logger.info("job batch done task=%s %s", self.name,
-                    " ".join(f"{k}={v}" for k, v in counts.items()))
-        return counts
 
     def _failed_in_batch(self, job: Job, exc: Exception) -> str:
         decision = lifecycle.job_failed(job=job, exc=exc)

@@ -195,8 +195,11 @@ OUTBOX_RELAY_BATCH_SIZE = env.int("OUTBOX_RELAY_BATCH_SIZE", default=500)
 # A queued job handed to the broker this long ago and never started is sent again (its message
 # was lost, e.g. in a Redis restart without persistence). Duplicates are refused by the claim.
 OUTBOX_STALE_SECONDS = env.int("OUTBOX_STALE_SECONDS", default=1800)
-# A job `running` longer than the hard time limit plus this is an orphan: its worker vanished.
-ORPHAN_GRACE_SECONDS = env.int("ORPHAN_GRACE_SECONDS", default=60)
+# A running job holds a lease that its worker renews every third of this (workers/leases.py);
+# a lease expired for longer than ORPHAN_GRACE_SECONDS means the worker died (kill -9, OOM, a
+# lost machine), and the orphan rescue (Beat, every 5 s) runs the job again.
+JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=10)
+ORPHAN_GRACE_SECONDS = env.int("ORPHAN_GRACE_SECONDS", default=5)
 CATALOG_CACHE_TIMEOUT = env.int("CATALOG_CACHE_TIMEOUT", default=300)
 # The project's own Redis keys (overlap locks, rate-limit counters) in REDIS_URL.
 REDIS_KEY_PREFIX = env("REDIS_KEY_PREFIX", default="conveyor:")

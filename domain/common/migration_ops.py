@@ -67,3 +67,29 @@ def move_content_types(old_app: str, new_app: str, models: list[str]) -> migrati
         move(apps, new_app, old_app)
 
     return migrations.RunPython(forward, backward)
+
+
+class AddIndexConcurrently(migrations.AddIndex):
+    """`CREATE INDEX CONCURRENTLY` on PostgreSQL, a plain index elsewhere.
+
+    A plain CREATE INDEX blocks writes to its table while it builds, and the jobs table is
+    written on every publish: on a large table that is an outage. Django's own
+    AddIndexConcurrently (django.contrib.postgres) runs only on PostgreSQL, and the local
+    SQLite fallback migrates the same files. The migration using it must say `atomic = False`.
+    """
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            options = {"concurrently": True} if _on_postgresql(schema_editor) else {}
+            schema_editor.add_index(model, self.index, **options)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            options = {"concurrently": True} if _on_postgresql(schema_editor) else {}
+            schema_editor.remove_index(model, self.index, **options)
+
+
+def _on_postgresql(schema_editor) -> bool:
+    return schema_editor.connection.vendor == "postgresql"

@@ -24,26 +24,30 @@ _RUNNABLE = [str(s) for s in RUNNABLE_JOB_STATUSES]
 
 # --- Claim: runnable -> running, returning what was claimed ---------------------------------
 
-def claim(job_ids: list[str], worker: str, now: datetime) -> list[Job]:
-    """Move the runnable, due jobs among `job_ids` to `running`; return them (any order)."""
+def claim(job_ids: list[str], worker: str, now: datetime, lease_until: datetime) -> list[Job]:
+    """Move the runnable, due jobs among `job_ids` to `running` under a lease held until
+    `lease_until`; return them (any order)."""
     if on_postgresql():
-        return _claim_pg(job_ids, worker, now)
-    return _claim_portable(job_ids, worker, now)
+        return _claim_pg(job_ids, worker, now, lease_until)
+    return _claim_portable(job_ids, worker, now, lease_until)
 
 
-def _claim_pg(job_ids: list[str], worker: str, now: datetime) -> list[Job]:
+def _claim_pg(job_ids: list[str], worker: str, now: datetime,
+              lease_until: datetime) -> list[Job]:
     # One round trip: RETURNING gives exactly the rows this statement claimed, as they are
     # after it.
     return list(Job.objects.raw(
         f"UPDATE {table(Job)} SET status = %s, attempts = attempts + 1, "  # noqa: S608 - the model's own table name
-        "started_at = %s, next_retry_at = NULL, worker = %s "
+        "started_at = %s, next_retry_at = NULL, worker = %s, lease_expires_at = %s "
         "WHERE id = ANY(%s::uuid[]) AND status = ANY(%s) "
         "AND (run_at IS NULL OR run_at <= %s) "
         "AND (next_retry_at IS NULL OR next_retry_at <= %s) RETURNING *",
-        [JobStatus.RUNNING, now, worker, [str(i) for i in job_ids], _RUNNABLE, now, now]))
+        [JobStatus.RUNNING, now, worker, lease_until, [str(i) for i in job_ids], _RUNNABLE,
+         now, now]))
 
 
-def _claim_portable(job_ids: list[str], worker: str, now: datetime) -> list[Job]:
+def _claim_portable(job_ids: list[str], worker: str, now: datetime,
+                    lease_until: datetime) -> list[Job]:
     # The transaction holds SQLite's write lock from BEGIN (IMMEDIATE), so nobody else can
     # claim between the UPDATE and the read of what it claimed.
     with transaction.atomic():
@@ -51,7 +55,7 @@ def _claim_portable(job_ids: list[str], worker: str, now: datetime) -> list[Job]
             Q(run_at__isnull=True) | Q(run_at__lte=now)).filter(
             Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now)).update(
             status=JobStatus.RUNNING, attempts=F("attempts") + 1, started_at=now,
-            next_retry_at=None, worker=worker)
+            next_retry_at=None, worker=worker, lease_expires_at=lease_until)
         return list(Job.objects.filter(pk__in=job_ids, status=JobStatus.RUNNING,
                                        started_at=now, worker=worker))
 

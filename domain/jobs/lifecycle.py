@@ -13,6 +13,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -47,10 +48,27 @@ def jobs_claim(*, job_ids: list[str], worker: str = "") -> list[Job]:
     UPDATE (enqueued_at, after the send) can still hold a fresh job's row when the message
     arrives, and skipping it would drop that job from the batch.
     """
-    jobs = fastpaths.claim(job_ids, worker[:255], timezone.now())
+    now = timezone.now()
+    jobs = fastpaths.claim(job_ids, worker[:255], now, now + lease_duration())
     order = {str(job_id): n for n, job_id in enumerate(job_ids)}
     jobs.sort(key=lambda job: order.get(str(job.pk), 0))
     return jobs
+
+
+def lease_duration() -> timedelta:
+    return timedelta(seconds=settings.JOB_LEASE_SECONDS)
+
+
+def jobs_renew_leases(*, job_ids: Collection[str], worker: str) -> int:
+    """Extend the leases of the jobs this worker is still running (its heartbeat,
+    workers/leases.py); returns how many it still holds. A job the rescue took back (its lease
+    had lapsed: the worker was taken for dead) is no longer `running` under this worker, and
+    is not renewed."""
+    if not job_ids:
+        return 0
+    return Job.objects.filter(pk__in=list(job_ids), status=JobStatus.RUNNING,
+                              worker=worker[:255]).update(
+        lease_expires_at=timezone.now() + lease_duration())
 
 
 def jobs_release(*, jobs: list[Job]) -> list[Job]:

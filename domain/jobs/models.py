@@ -57,6 +57,10 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     next_retry_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True, default="")
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="While running: the worker renews this; once it has lapsed, the worker is "
+        "taken for dead and the job runs again.")
     api_key = models.ForeignKey("access.ApiKey", null=True, blank=True,
                                 on_delete=models.SET_NULL, related_name="jobs")
     correlation_id = models.CharField(max_length=64, blank=True, default="")
@@ -76,6 +80,9 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="job_status_created"),
             models.Index(fields=["kind", "created_at"], name="job_kind_created"),
+            # The orphan rescue's query, every few seconds: only running jobs, by lease.
+            models.Index(fields=["lease_expires_at"], condition=Q(status="running"),
+                         name="job_running_lease"),
         ]
 
     def __str__(self) -> str:

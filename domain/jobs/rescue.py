@@ -1,14 +1,25 @@
-"""Orphan rescue: jobs left `running` by a worker that died without reporting."""
+"""Orphan rescue: jobs left `running` by a worker that died without reporting.
+
+A running job holds a lease its worker renews every third of JOB_LEASE_SECONDS
+(workers/leases.py). A lease lapsed for longer than ORPHAN_GRACE_SECONDS means the worker is
+gone (kill -9, OOM, a cold shutdown, a lost machine): the job runs again, with a `lost`
+attempt counted. With the defaults (10 s lease, 5 s grace, Beat every 5 s) an orphan runs
+again within about 20 s, and a slow job whose worker is alive keeps renewing and is never
+taken from it.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import redis
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from domain.common.redis import redis_client, redis_key
 from domain.jobs.hooks import hooks
 from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from domain.jobs.outbox import outbox_enqueue_on_commit
@@ -21,36 +32,67 @@ class WorkerLost(Exception):
     """Recorded on a job whose worker vanished while running it."""
 
 
-def jobs_rescue_orphans(*, older_than: timedelta | None = None, batch_size: int = 500) -> dict:
-    """Requeue jobs stuck in `running` past their hard time limit plus a grace period.
+def _rescue_was_watching(now: datetime) -> bool:
+    """Whether the rescue ran (successfully) within the last lease period, and note this run.
 
-    Such a job's worker died without reporting (kill -9, OOM, lost machine). The lost attempt
-    is counted; a job out of attempts goes dead instead.
+    Leases lapse for live workers too while the database is down (their renewals fail), and
+    the rescue cannot run then either. Its first run after such a gap (or its first run at
+    all) only notes the time: by its next run every live worker has renewed its leases, and
+    only the dead ones' are still lapsed. Without Redis, the answer is "yes": the rescue then
+    judges by the leases alone.
     """
-    if older_than is None:
-        older_than = timedelta(
-            seconds=settings.CELERY_TASK_TIME_LIMIT + settings.ORPHAN_GRACE_SECONDS)
+    key = redis_key("rescue", "last_run")
+    try:
+        previous = redis_client().set(key, now.timestamp(), get=True, ex=86_400)
+    except redis.exceptions.RedisError as exc:
+        logger.warning("orphan rescue: cannot read its last run from Redis error=%r", exc)
+        return True
+    return (previous is not None
+            and now.timestamp() - float(previous) <= settings.JOB_LEASE_SECONDS)
+
+
+def _orphans(now: datetime, older_than: timedelta | None) -> Q:
+    if older_than is not None:  # an operator's or a test's explicit threshold
+        return Q(started_at__lt=now - older_than)
+    grace = timedelta(seconds=settings.ORPHAN_GRACE_SECONDS)
+    lapsed = Q(lease_expires_at__lt=now - grace)
+    # Claimed before leases existed (a deploy in progress): the old rule, hard time limit
+    # plus grace since it started.
+    unleased = Q(lease_expires_at__isnull=True,
+                 started_at__lt=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT) - grace)
+    if not _rescue_was_watching(now):
+        logger.info("orphan rescue: first run after a gap, lapsed leases judged next run")
+        return unleased
+    return lapsed | unleased
+
+
+def jobs_rescue_orphans(*, older_than: timedelta | None = None, batch_size: int = 500) -> dict:
+    """Requeue running jobs whose worker is gone (see the module docstring); a job out of
+    attempts goes dead instead. `older_than` overrides the leases: every job started longer
+    ago than that is taken."""
     now = timezone.now()
     with transaction.atomic():
         orphans = list(
             Job.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=JobStatus.RUNNING, started_at__lt=now - older_than)
+            .filter(status=JobStatus.RUNNING)
+            .filter(_orphans(now, older_than))
             .order_by("started_at")[:batch_size]
         )
         if not orphans:
             return {"requeued": 0, "dead": 0}
         JobAttempt.objects.bulk_create([
-            attempt_row(job, AttemptOutcome.LOST, now,
-                        WorkerLost(f"worker {job.worker or '?'} gave no result in {older_than}"))
+            attempt_row(job, AttemptOutcome.LOST, now, WorkerLost(
+                f"worker {job.worker or '?'} stopped renewing its lease "
+                f"(expired {job.lease_expires_at.isoformat() if job.lease_expires_at else '-'})"))
             for job in orphans
         ])
         requeue = [j for j in orphans if j.attempts < j.max_attempts]
         dead = [j for j in orphans if j.attempts >= j.max_attempts]
         error = {"type": "WorkerLost", "message": "the worker vanished while running the job"}
         Job.objects.filter(pk__in=[j.pk for j in requeue], status=JobStatus.RUNNING).update(
-            status=JobStatus.QUEUED, enqueued_at=None, error=error)
+            status=JobStatus.QUEUED, enqueued_at=None, lease_expires_at=None, error=error)
         Job.objects.filter(pk__in=[j.pk for j in dead], status=JobStatus.RUNNING).update(
-            status=JobStatus.DEAD, finished_at=now, error=error)
+            status=JobStatus.DEAD, finished_at=now, lease_expires_at=None, error=error)
         outbox_enqueue_on_commit(requeue)
     event_ids = {job.event_id for job in dead if job.event_id}
     if event_ids:

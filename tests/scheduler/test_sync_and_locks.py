@@ -23,7 +23,7 @@ def test_every_declared_schedule_has_expiry_reason_and_a_routed_task():
 def test_orphan_rescue_is_scheduled():
     schedules_sync()
     task = PeriodicTask.objects.get(name=MANAGED_PREFIX + "orphan-rescue")
-    assert task.task == "conveyor.maintenance.rescue_orphans" and task.expire_seconds == 60
+    assert task.task == "conveyor.maintenance.rescue_orphans" and task.expire_seconds == 5
 
 
 def test_sync_creates_tasks_from_code():

@@ -61,8 +61,10 @@ def test_claim_pg_equals_claim_portable():
     fast, portable = _twins()
 
     # when each twin set is claimed by one version, at the same instant, by the same worker
-    claimed_fast = fastpaths._claim_pg([str(j.pk) for j in fast], "w@h", NOW)
-    claimed_portable = fastpaths._claim_portable([str(j.pk) for j in portable], "w@h", NOW)
+    lease = NOW + timedelta(seconds=10)
+    claimed_fast = fastpaths._claim_pg([str(j.pk) for j in fast], "w@h", NOW, lease)
+    claimed_portable = fastpaths._claim_portable([str(j.pk) for j in portable], "w@h", NOW,
+                                                 lease)
 
     # then the same twins were claimed (the runnable and due ones), and every row is the same
     # as its twin's
@@ -76,7 +78,8 @@ def test_succeed_pg_equals_succeed_portable():
     # given twin jobs claimed, one of each pair moved out of `running` meanwhile (rescued)
     fast, portable = [[JobFactory(replays=1, created_at=NOW) for _ in range(3)] for _ in range(2)]
     for twins in (fast, portable):
-        claimed = fastpaths._claim_portable([str(j.pk) for j in twins], "w@h", NOW)
+        claimed = fastpaths._claim_portable([str(j.pk) for j in twins], "w@h", NOW,
+                                            NOW + timedelta(seconds=10))
         twins[:] = sorted(claimed, key=lambda j: [t.pk for t in twins].index(j.pk))
         Job.objects.filter(pk=twins[2].pk).update(status=JobStatus.QUEUED)
     results = [{"n": 1, "nested": {"a": [1, None]}}, None, {"n": 3}]

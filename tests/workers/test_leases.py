@@ -1,0 +1,40 @@
+"""The heartbeat: while a worker process runs a job, its lease keeper renews the lease; once the
+run ends, it stops."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.jobs.lifecycle import job_claim
+from tests.factories import JobFactory
+from workers.leases import LeaseKeeper
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_leases_are_renewed_while_held_and_only_then():
+    keeper = LeaseKeeper()
+    job = JobFactory()
+    claimed = job_claim(job_id=str(job.pk), worker="w@h")
+
+    # while the run holds the job, a renewal round extends its lease
+    with keeper.hold([job.pk], "w@h"):
+        assert keeper.held() == {str(job.pk)}
+        assert keeper.renew() == 1
+        job.refresh_from_db()
+        renewed = job.lease_expires_at
+        assert renewed > claimed.lease_expires_at
+
+    # once the run is over, nothing is held and nothing renewed
+    assert keeper.held() == set()
+    assert keeper.renew() == 0
+    job.refresh_from_db()
+    assert job.lease_expires_at == renewed
+
+
+def test_the_keeper_thread_runs_in_the_process_that_holds_jobs():
+    keeper = LeaseKeeper()
+    job = JobFactory()
+    job_claim(job_id=str(job.pk), worker="w@h")
+    with keeper.hold([job.pk], "w@h"):
+        assert keeper._thread is not None and keeper._thread.is_alive()

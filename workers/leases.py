@@ -1,0 +1,99 @@
+"""The heartbeat: a worker process renews the leases of the jobs it is running.
+
+One thread per worker process (started on first use, so a prefork child starts its own after
+the fork) renews every third of JOB_LEASE_SECONDS, through the lifecycle service
+(domain/jobs/lifecycle.jobs_renew_leases), on its own database connection. While it renews, a
+slow job is never taken from its worker; when the process dies, the renewals stop and the
+orphan rescue runs the job again once the lease has lapsed (domain/jobs/rescue.py).
+
+Written here rather than with Celery's own machinery: Celery's worker heartbeat is an event
+for monitors (Flower), and its time limits end a task but say nothing to our rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
+
+from domain.jobs.lifecycle import jobs_renew_leases
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseKeeper:
+    def __init__(self) -> None:
+        self._held: Counter[str] = Counter()  # job id -> how many runs in this process hold it
+        self._worker: dict[str, str] = {}  # job id -> the worker name its claim recorded
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+
+    @contextlib.contextmanager
+    def hold(self, job_ids: Iterable[str], worker: str) -> Iterator[None]:
+        """Keep renewing these jobs' leases while the block runs."""
+        ids = [str(i) for i in job_ids]
+        with self._lock:
+            for job_id in ids:
+                self._held[job_id] += 1
+                self._worker[job_id] = worker
+            if ids:
+                self._ensure_thread()
+        try:
+            yield
+        finally:
+            with self._lock:
+                for job_id in ids:
+                    self._held[job_id] -= 1
+                    if self._held[job_id] <= 0:
+                        del self._held[job_id]
+                        self._worker.pop(job_id, None)
+
+    def held(self) -> set[str]:
+        with self._lock:
+            return set(self._held)
+
+    def _ensure_thread(self) -> None:
+        # A thread does not survive fork: a prefork child that inherited the parent's keeper
+        # object starts its own.
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="conveyor-lease-keeper",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        interval = max(settings.JOB_LEASE_SECONDS / 3, 0.5)
+        while not self._wake.wait(interval):
+            self.renew()
+
+    def renew(self) -> int:
+        """One round of renewals; how many leases were renewed."""
+        with self._lock:
+            by_worker: dict[str, list[str]] = {}
+            for job_id in self._held:
+                by_worker.setdefault(self._worker[job_id], []).append(job_id)
+        renewed = 0
+        close_old_connections()  # CONN_MAX_AGE and health checks, as around a task
+        for worker, ids in by_worker.items():
+            try:
+                renewed += jobs_renew_leases(job_ids=ids, worker=worker)
+            except DatabaseError as exc:
+                # The database is away: the leases may lapse meanwhile; the rescue does not
+                # judge them until it has watched a full lease period again.
+                logger.warning("lease renewal failed jobs=%d error=%r", len(ids), exc)
+                close_old_connections()
+                with contextlib.suppress(DatabaseError):
+                    connection.close()
+        return renewed
+
+
+keeper = LeaseKeeper()
