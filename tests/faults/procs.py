@@ -308,6 +308,22 @@ class WorkerFactory:
             self.wait_ready(worker, ready_timeout)
         return worker
 
+    def start_beat(self, *, env: dict[str, str] | None = None) -> Worker:
+        """`celery beat` with django-celery-beat's DatabaseScheduler on the test database: the
+        schedules must be synced there first (scheduler.sync.schedules_sync)."""
+        name = f"beat-{uuid.uuid4().hex[:8]}"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        cmd = [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "INFO",
+               "--max-interval", "1"]
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=self.env(env), stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        beat = Worker(name=name, proc=proc, log_path=log_path)
+        self.workers.append(beat)
+        return beat
+
     def ping(self, worker: Worker, timeout: float = 0.5) -> bool:
         try:
             replies = self.app.control.ping(destination=[worker.name], timeout=timeout)

@@ -9,14 +9,18 @@ are never touched. What each test measured is printed (`-rP`) for the README's f
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
 from django.db import OperationalError, connection
 
-from domain.jobs.models import Job, JobStatus
+from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from domain.jobs.outbox import outbox_send
-from tests.faults.jobs import EFFECT, added_key, effects_key
+from domain.jobs.services import job_create
+from scheduler.sync import schedules_sync
+from tests.faults.jobs import EFFECT, added_key, effects_key, runs_key
 from tests.faults.procs import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.postgres]
@@ -74,3 +78,63 @@ def test_a_database_outage_while_workers_drain_strands_no_job(private_postgres, 
     # and each job's effect happened exactly once
     assert effects.scard(effects_key()) == len(jobs)
     assert all(int(effects.get(added_key(job.pk)) or 0) == 1 for job in jobs[:200])
+
+
+# --- A worker dies mid-job: leases -------------------------------------------------------
+
+def _runs(effects, job_id) -> int:
+    return int(effects.get(runs_key(job_id)) or 0)
+
+
+@pytest.fixture
+def beat(workers):
+    """Beat running the project's schedules (the relay and the orphan rescue every 5 s), as
+    in production: nothing below calls the rescue by hand."""
+    schedules_sync()
+    return workers.start_beat()
+
+
+@pytest.mark.parametrize("death", ["kill -9", "cold shutdown (SIGQUIT)"])
+def test_a_job_whose_worker_dies_runs_again_within_seconds(workers, beat, effects, death):
+    # given a worker running a job that takes 8 seconds
+    first = workers.start(concurrency=1)
+    job = job_create(kind=EFFECT.name, params={"sleep": 8})
+    assert wait_until(lambda: _runs(effects, job.pk) == 1, 30)
+
+    # when the worker dies mid-job, and another worker is there
+    died = time.monotonic()
+    if death == "kill -9":
+        first.kill9()
+    else:
+        os.kill(first.pid, signal.SIGQUIT)
+        first.proc.wait(timeout=20)
+    workers.start(concurrency=1)
+
+    # then the job runs again within 30 seconds (its lease lapsed, the rescue took it) ...
+    assert wait_until(lambda: _runs(effects, job.pk) == 2, 45, 0.2)
+    rerun_after = time.monotonic() - died
+    assert wait_until(lambda: _count(pk=job.pk, status=JobStatus.SUCCEEDED) == 1, 30, 0.2)
+    done_after = time.monotonic() - died
+    # ... with the lost attempt on record, and its effect once
+    outcomes = list(JobAttempt.objects.filter(job=job).order_by("run", "number")
+                    .values_list("outcome", flat=True))
+    _say(f"worker {death} mid-job", rerun_after_s=round(rerun_after, 1),
+         terminal_after_s=round(done_after, 1), attempts=outcomes)
+    assert rerun_after <= 30
+    assert outcomes == [AttemptOutcome.LOST, AttemptOutcome.SUCCEEDED]
+    assert int(effects.get(added_key(job.pk)) or 0) == 1
+
+
+def test_a_slow_job_of_a_live_worker_is_never_taken_from_it(workers, beat, effects):
+    # given a job that runs 20 seconds, twice its lease, while the rescue runs every 5 s
+    workers.start(concurrency=1)
+    job = job_create(kind=EFFECT.name, params={"sleep": 20})
+
+    # when it runs to its end
+    assert wait_until(lambda: _count(pk=job.pk, status=JobStatus.SUCCEEDED) == 1, 60, 0.5)
+
+    # then it ran once, with one attempt: its worker kept renewing its lease throughout
+    outcomes = list(JobAttempt.objects.filter(job=job).values_list("outcome", flat=True))
+    _say("slow job, live worker", seconds=20, runs=_runs(effects, job.pk), attempts=outcomes)
+    assert outcomes == [AttemptOutcome.SUCCEEDED]
+    assert _runs(effects, job.pk) == 1
