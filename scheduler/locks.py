@@ -25,7 +25,14 @@ def single_flight(name: str, *, ttl: int) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             lock = redis_client().lock(redis_key("lock", name), timeout=ttl, blocking=False)
-            if not lock.acquire(blocking=False):
+            try:
+                acquired = lock.acquire(blocking=False)
+            except redis.exceptions.RedisError as exc:
+                # Redis down, or refusing writes (out of memory): without the lock the run
+                # could overlap another; skip it, the next tick tries again.
+                logger.warning("skipped, the lock cannot be taken name=%s error=%r", name, exc)
+                return {"skipped": "lock unavailable"}
+            if not acquired:
                 logger.info("skipped, another run holds the lock name=%s", name)
                 return {"skipped": "locked"}
             try:
@@ -36,6 +43,9 @@ def single_flight(name: str, *, ttl: int) -> Callable:
                 except redis.exceptions.LockError:
                     # Held past its TTL and taken over: the other holder owns it now.
                     logger.warning("lock expired before release name=%s ttl=%s", name, ttl)
+                except redis.exceptions.RedisError as exc:
+                    # Redis went away meanwhile: the lock's TTL frees it.
+                    logger.warning("lock not released name=%s error=%r", name, exc)
 
         return wrapper
 

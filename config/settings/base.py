@@ -144,6 +144,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": 5,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A Redis that refuses writes (out of memory under `noeviction`, read-only after a failover)
+# answers with an error reply, which kombu counts as a channel error, not a connection error:
+# Celery's consumer then stops the whole worker ("Unrecoverable error"), and it stays dead.
+# With this, the consumer reconnects with backoff as it does when the connection drops, and
+# resumes when Redis accepts writes again; unacknowledged messages are redelivered and the
+# claim makes the duplicates harmless.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-channel-error-retry
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 # Keep running tasks going when the broker connection drops: the job finishes and records its
 # outcome in the database; the message, unacknowledged, comes back later and the claim refuses
 # it. (Celery 6 changes the default to True; pin it so the behaviour does not move.)

@@ -27,6 +27,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    # Redis is there but cannot take the write now: full (OOM under noeviction), loading its
+    # data after a restart, or a replica after a failover.
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
     kombu.exceptions.OperationalError,
     DatabaseOperationalError,
 )

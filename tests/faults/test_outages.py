@@ -14,6 +14,7 @@ import signal
 import time
 
 import pytest
+import redis
 from django.db import OperationalError, connection
 
 from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
@@ -21,7 +22,7 @@ from domain.jobs.outbox import outbox_send
 from domain.jobs.services import job_create
 from scheduler.sync import schedules_sync
 from tests.faults.jobs import EFFECT, added_key, effects_key, runs_key
-from tests.faults.procs import wait_until
+from tests.faults.procs import RedisServer, free_port, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.postgres]
 
@@ -138,3 +139,58 @@ def test_a_slow_job_of_a_live_worker_is_never_taken_from_it(workers, beat, effec
     _say("slow job, live worker", seconds=20, runs=_runs(effects, job.pk), attempts=outcomes)
     assert outcomes == [AttemptOutcome.SUCCEEDED]
     assert _runs(effects, job.pk) == 1
+
+
+# --- The broker runs out of memory -------------------------------------------------------
+
+@pytest.fixture
+def effects_server(tmp_path):
+    """A second Redis of the test's own for the jobs' effects, so that filling the broker's
+    memory tests the broker, not the effect counters."""
+    server = RedisServer(free_port(), tmp_path / "effects-redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(kill=True)
+
+
+def _fill(client, maxmemory: int) -> int:
+    """Ballast, a megabyte at a time, until the server refuses writes (noeviction): from then
+    on every write that would grow memory fails with OOM. Returns the megabytes written."""
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", maxmemory)
+    chunk = b"x" * 1_000_000
+    for written in range(maxmemory // 1_000_000 + 10):
+        try:
+            client.append("faults:ballast", chunk)
+        except redis.exceptions.OutOfMemoryError:
+            return written
+    raise AssertionError("the broker never refused a write")
+
+
+def test_a_full_broker_does_not_kill_the_worker(spare_redis, effects_server, workers):
+    # given jobs queued and a worker taking them one by one (0.3 s each)
+    jobs = _queue(40, params={"sleep": 0.3})
+    worker = workers.start(concurrency=1, env={"REDIS_URL": effects_server.url(0)})
+    effects = effects_server.client()
+    broker = spare_redis.client()
+    assert wait_until(lambda: effects.scard(effects_key()) >= 3, 30)
+
+    # when the broker's memory fills up for 10 seconds (writes refused with OOM)
+    _fill(broker, 64 * 1024 * 1024)
+    time.sleep(10)
+    alive_during = worker.alive()
+    broker.delete("faults:ballast")
+    freed = time.monotonic()
+
+    # then the worker survived, and every job succeeded once after the memory came back
+    done = wait_until(lambda: _count(pk__in=[j.pk for j in jobs],
+                                     status=JobStatus.SUCCEEDED) == len(jobs), 60, 0.5)
+    _say("broker out of memory for 10 s", jobs=len(jobs), worker_alive_during=alive_during,
+         worker_alive_after=worker.alive(), all_terminal=done,
+         terminal_after_s=round(time.monotonic() - freed, 1),
+         effects=effects.scard(effects_key()))
+    assert alive_during and worker.alive(), worker.log()[-3000:]
+    assert done
+    assert effects.scard(effects_key()) == len(jobs)

@@ -107,3 +107,21 @@ def test_single_flight_skips_an_overlapping_run():
     # and once the first run is over, the lock is free again
     release.set()
     assert job() == "ran"
+
+
+def test_single_flight_skips_the_run_when_redis_refuses_the_lock(monkeypatch, settings):
+    # given a Redis that does not answer (nothing listens on port 1), through the project's
+    # client
+    import domain.common.redis as project_redis
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    monkeypatch.setattr(project_redis, "_client", None)
+    runs = []
+
+    @single_flight("test-no-redis", ttl=30)
+    def job():
+        runs.append(1)
+
+    # then the run is skipped (it could overlap another), and the task does not fail
+    assert job() == {"skipped": "lock unavailable"}
+    assert runs == []

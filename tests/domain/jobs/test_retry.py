@@ -37,3 +37,12 @@ def test_error_classification():
     assert not TRANSIENT.is_transient(PermanentError("x"))
     assert not TRANSIENT.is_transient(ValueError())
     assert not NEVER.is_transient(ConnectionError())
+
+
+def test_a_redis_that_cannot_take_writes_now_is_transient():
+    import redis
+
+    for error in (redis.exceptions.OutOfMemoryError, redis.exceptions.BusyLoadingError,
+                  redis.exceptions.ReadOnlyError):
+        assert TRANSIENT.is_transient(error("not now")), error
+    assert not TRANSIENT.is_transient(redis.exceptions.ResponseError("WRONGTYPE"))
