@@ -203,6 +203,9 @@ OUTBOX_RELAY_BATCH_SIZE = env.int("OUTBOX_RELAY_BATCH_SIZE", default=500)
 # A queued job handed to the broker this long ago and never started is sent again (its message
 # was lost, e.g. in a Redis restart without persistence). Duplicates are refused by the claim.
 OUTBOX_STALE_SECONDS = env.int("OUTBOX_STALE_SECONDS", default=1800)
+# Sooner when its queue is empty: a queued job handed over this long ago whose queue holds no
+# message lost it (an evicting or restarted Redis), and is sent again.
+OUTBOX_LOST_SECONDS = env.int("OUTBOX_LOST_SECONDS", default=60)
 # A running job holds a lease that its worker renews every third of this (workers/leases.py);
 # a lease expired for longer than ORPHAN_GRACE_SECONDS means the worker died (kill -9, OOM, a
 # lost machine), and the orphan rescue (Beat, every 5 s) runs the job again.

@@ -23,3 +23,30 @@ def redis_client() -> redis.Redis:
 
 def redis_key(*parts: object) -> str:
     return settings.REDIS_KEY_PREFIX + ":".join(str(p) for p in parts)
+
+
+# Celery on Redis needs noeviction: under any other policy a full Redis drops keys, queue
+# lists included, and the messages in them with no error anywhere.
+# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#caveats
+BROKER_MAXMEMORY_POLICY = "noeviction"
+
+
+def broker_problems(client: redis.Redis) -> list[str]:
+    """What is wrong with a broker Redis that answers: a maxmemory policy that evicts keys,
+    or no room for a write (out of memory). An empty list: nothing. A Redis that hides CONFIG
+    (some managed services) is not judged on its policy."""
+    problems = []
+    try:
+        policy = client.config_get("maxmemory-policy").get("maxmemory-policy")
+    except redis.exceptions.ResponseError:
+        policy = None
+    if policy and policy != BROKER_MAXMEMORY_POLICY:
+        problems.append(f"maxmemory-policy is {policy}; the broker needs "
+                        f"{BROKER_MAXMEMORY_POLICY} (an evicting Redis drops queued messages)")
+    try:
+        client.set("conveyor:probe", "1", ex=10)
+    except redis.exceptions.OutOfMemoryError:
+        problems.append("out of memory: writes are refused")
+    except (redis.exceptions.ReadOnlyError, redis.exceptions.BusyLoadingError) as exc:
+        problems.append(f"writes are refused: {exc}")
+    return problems

@@ -23,7 +23,7 @@ from django.utils import timezone
 from domain.jobs import fastpaths
 from domain.jobs.hooks import hooks
 from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobStatus
-from domain.jobs.registry import get_job_kind
+from domain.jobs.registry import get_job_kind, job_kinds
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +112,10 @@ def _mark_sent(sent: list[Job], given: list[Job], now: datetime) -> None:
 def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = None,
                  stale_seconds: int | None = None) -> int:
     """Send jobs that were committed but never reached the broker, are due again, or whose
-    message was lost (queued, handed over long ago, never started: e.g. a Redis restart
-    without persistence). A re-sent duplicate is harmless: the claim lets one run through.
+    message was lost: queued, handed over long ago, never started (OUTBOX_STALE_SECONDS), or
+    sooner (OUTBOX_LOST_SECONDS) when the job's queue holds no message at all, which only
+    happens when messages vanished (an evicting Redis, a restart without persistence). A
+    re-sent duplicate is harmless: the claim lets one run through.
 
     Rows are locked with SKIP LOCKED inside the transaction that sends them, so two relays
     running at once never pick the same job.
@@ -123,11 +125,15 @@ def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = N
                       if grace_seconds is None else grace_seconds)
     stale = timedelta(seconds=settings.OUTBOX_STALE_SECONDS
                       if stale_seconds is None else stale_seconds)
+    vanished = _kinds_on_empty_queues()
     total = 0
     while True:
         now = timezone.now()
         never_sent = Q(enqueued_at__isnull=True, created_at__lte=now - grace)
         lost = Q(status=JobStatus.QUEUED, enqueued_at__lt=now - stale)
+        if vanished:
+            lost |= Q(status=JobStatus.QUEUED, kind__in=vanished,
+                      enqueued_at__lt=now - timedelta(seconds=settings.OUTBOX_LOST_SECONDS))
         with transaction.atomic():
             due = list(
                 Job.objects.select_for_update(skip_locked=True, of=("self",))
@@ -146,3 +152,21 @@ def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = N
     if total:
         logger.info("outbox relay sent=%d", total)
     return total
+
+
+def _kinds_on_empty_queues() -> set[str]:
+    """The job kinds whose queue holds no message now (one LLEN per queue). Nothing when the
+    broker cannot be asked: the relay's sends would fail then anyway."""
+    app = current_app
+    by_queue: dict[str, set[str]] = {}
+    for kind in job_kinds():
+        route = app.amqp.router.route({}, kind.task_name)
+        by_queue.setdefault(route["queue"].name, set()).add(kind.name)
+    try:
+        with app.connection_for_read() as conn:
+            client = conn.default_channel.client  # kombu applies the key prefix itself
+            empty = [queue for queue in by_queue if client.llen(queue) == 0]
+    except (*BROKER_ERRORS, AttributeError, redis.exceptions.RedisError) as exc:
+        logger.warning("relay: queue lengths unknown error=%r", exc)
+        return set()
+    return {kind for queue in empty for kind in by_queue[queue]}

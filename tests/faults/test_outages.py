@@ -15,6 +15,7 @@ import time
 
 import pytest
 import redis
+from django.conf import settings
 from django.db import OperationalError, connection
 
 from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
@@ -193,4 +194,43 @@ def test_a_full_broker_does_not_kill_the_worker(spare_redis, effects_server, wor
          effects=effects.scard(effects_key()))
     assert alive_during and worker.alive(), worker.log()[-3000:]
     assert done
+    assert effects.scard(effects_key()) == len(jobs)
+
+
+def test_an_evicting_broker_is_named_and_the_messages_it_dropped_come_back(
+        spare_redis, effects_server, workers):
+    # given 300 jobs queued while no worker runs, on a broker whose memory policy evicts keys
+    jobs = _queue(300)
+    admin, queue = spare_redis.client(), f"{settings.TEST_KEY_PREFIX}events"
+    admin.config_set("maxmemory-policy", "allkeys-lru")
+    admin.config_set("maxmemory", 20_000_000)
+
+    # when memory runs short and Redis evicts keys, the queue list among them
+    written = 0
+    while spare_redis.client(14).exists(queue) and written < 3000:
+        admin.set(f"faults:ballast:{written}", b"x" * 100_000)
+        written += 1
+    evicted = not spare_redis.client(14).exists(queue)
+    admin.config_set("maxmemory", 0)  # room again; the policy stays, for the worker to see
+    admin.delete(*(f"faults:ballast:{n}" for n in range(written)))
+    gone = time.monotonic()
+
+    # and a worker and Beat run (the relay every 5 s; a lost message is judged after 15 s)
+    env = {"REDIS_URL": effects_server.url(0), "OUTBOX_LOST_SECONDS": "15"}
+    worker = workers.start(concurrency=2, env=env)
+    schedules_sync()
+    workers.start_beat(env=env)
+
+    # then the worker says at start which setting is wrong ...
+    assert "maxmemory-policy is allkeys-lru" in worker.log()
+    # ... and every job succeeds, once, without an operator, long before the 30-minute
+    # stale re-send
+    done = wait_until(lambda: _count(pk__in=[j.pk for j in jobs],
+                                     status=JobStatus.SUCCEEDED) == len(jobs), 120, 1)
+    effects = effects_server.client()
+    _say("evicting broker dropped the queue", jobs=len(jobs), queue_evicted=evicted,
+         ballast_mb=written // 10, all_terminal=done,
+         terminal_after_eviction_s=round(time.monotonic() - gone, 1),
+         effects=effects.scard(effects_key()))
+    assert evicted and done
     assert effects.scard(effects_key()) == len(jobs)

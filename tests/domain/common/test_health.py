@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+import redis
 from django.test import Client
 
 from tests.broker_utils import UNREACHABLE_BROKER, broker_at
@@ -51,6 +54,50 @@ def test_readyz_is_503_when_the_broker_is_unreachable():
     again = Client().get("/readyz")
     assert again.status_code == 200, again.content
     assert again.json()["checks"]["broker"] == "ok"
+
+
+@pytest.fixture
+def own_broker(tmp_path):
+    """A Redis of this test's own (its memory settings are changed), as the Celery broker."""
+    from tests.faults.procs import RedisServer, free_port
+
+    server = RedisServer(free_port(), tmp_path / "redis")
+    server.start()
+    try:
+        with broker_at(server.broker_url):
+            yield server.client()
+    finally:
+        server.stop(kill=True)
+
+
+def test_readyz_says_degraded_when_the_broker_would_evict_messages(own_broker):
+    # given a broker Redis whose memory policy evicts keys (queue lists included)
+    own_broker.config_set("maxmemory-policy", "allkeys-lru")
+
+    # when readiness is probed, then it is ready but degraded, naming the setting
+    response = Client().get("/readyz")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["broker"].startswith("degraded: maxmemory-policy is allkeys-lru")
+    assert "noeviction" in body["checks"]["broker"]
+
+
+def test_readyz_says_degraded_while_the_broker_is_out_of_memory(own_broker):
+    # given a broker Redis full under noeviction: it answers, and refuses writes
+    own_broker.config_set("maxmemory", 3_000_000)
+    with contextlib.suppress(redis.exceptions.OutOfMemoryError):
+        for _ in range(100):  # small pieces: a large one would be refused whole
+            own_broker.append("ballast", b"x" * 100_000)
+
+    # when readiness is probed, then it is degraded: out of memory (publishes still answer,
+    # their jobs wait in the outbox)
+    body = Client().get("/readyz").json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["broker"] == "degraded: out of memory: writes are refused"
+    # and once memory is freed, it is ready again
+    own_broker.delete("ballast")
+    assert Client().get("/readyz").json()["status"] == "ready"
 
 
 def test_probes_only_answer_get():

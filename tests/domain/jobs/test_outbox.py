@@ -10,9 +10,9 @@ from django.utils import timezone
 
 from domain.events.models import Event, EventStatus
 from domain.jobs.models import Job
-from domain.jobs.outbox import outbox_relay
+from domain.jobs.outbox import outbox_relay, outbox_send
 from tests.broker_utils import UNREACHABLE_BROKER, broker_at
-from tests.conftest import queued_messages
+from tests.conftest import queued_job_ids, queued_messages
 from tests.factories import JobFactory
 
 
@@ -61,8 +61,39 @@ def test_relay_skips_finished_and_already_enqueued_jobs(broker):
     old = timezone.now() - timedelta(minutes=5)
     JobFactory(created_at=old, status="succeeded")
     JobFactory(created_at=old, status="cancelled")
-    JobFactory(created_at=old, enqueued_at=old)
+    # handed over a moment ago: its message is on its way (OUTBOX_LOST_SECONDS has not passed)
+    JobFactory(created_at=old, enqueued_at=timezone.now() - timedelta(seconds=10))
     assert outbox_relay(grace_seconds=0) == 0
+
+
+@pytest.mark.django_db
+def test_relay_resends_within_minutes_a_job_whose_queue_lost_its_messages(broker, settings):
+    # given a job handed over two minutes ago (past OUTBOX_LOST_SECONDS, far from the 30-minute
+    # stale re-send) that never started, and its queue empty: the message vanished (an
+    # evicting or restarted Redis)
+    assert settings.OUTBOX_LOST_SECONDS < 120 < settings.OUTBOX_STALE_SECONDS
+    two_minutes_ago = timezone.now() - timedelta(minutes=2)
+    job = JobFactory(created_at=two_minutes_ago, enqueued_at=two_minutes_ago)
+    assert queued_messages(broker, "events") == []
+
+    # when the relay runs, it sends the job again
+    assert outbox_relay(grace_seconds=0) == 1
+    assert queued_job_ids(broker, "events") == [str(job.pk)]
+
+
+@pytest.mark.django_db
+def test_relay_leaves_a_job_alone_while_its_queue_still_holds_messages(broker):
+    # given the same job, but its queue holds messages (a backlog: the job's may be in it)
+    two_minutes_ago = timezone.now() - timedelta(minutes=2)
+    waiting = JobFactory(created_at=two_minutes_ago, enqueued_at=two_minutes_ago)
+    backlog = JobFactory(created_at=timezone.now())
+    assert outbox_send([backlog]) == [backlog]
+
+    # then the relay does not re-send the waiting job (until it is stale)
+    assert outbox_relay(grace_seconds=0) == 0
+    assert queued_job_ids(broker, "events") == [str(backlog.pk)]
+    waiting.refresh_from_db()
+    assert waiting.enqueued_at == two_minutes_ago
 
 
 @pytest.mark.django_db
