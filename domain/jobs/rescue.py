@@ -32,23 +32,33 @@ class WorkerLost(Exception):
     """Recorded on a job whose worker vanished while running it."""
 
 
+_LAST_RUN = ("rescue", "last_run")
+
+
 def _rescue_was_watching(now: datetime) -> bool:
-    """Whether the rescue ran (successfully) within the last lease period, and note this run.
+    """Whether the rescue completed a run within the last lease period.
 
     Leases lapse for live workers too while the database is down (their renewals fail), and
-    the rescue cannot run then either. Its first run after such a gap (or its first run at
-    all) only notes the time: by its next run every live worker has renewed its leases, and
-    only the dead ones' are still lapsed. Without Redis, the answer is "yes": the rescue then
-    judges by the leases alone.
+    the rescue cannot complete a run then either. Its first run after such a gap (or its
+    first run at all) leaves lapsed leases alone: by its next run every live worker has
+    renewed its leases, and only the dead ones' are still lapsed. Without Redis, the answer
+    is "yes": the rescue then judges by the leases alone.
     """
-    key = redis_key("rescue", "last_run")
     try:
-        previous = redis_client().set(key, now.timestamp(), get=True, ex=86_400)
+        previous = redis_client().get(redis_key(*_LAST_RUN))
     except redis.exceptions.RedisError as exc:
         logger.warning("orphan rescue: cannot read its last run from Redis error=%r", exc)
         return True
     return (previous is not None
             and now.timestamp() - float(previous) <= settings.JOB_LEASE_SECONDS)
+
+
+def _note_run(now: datetime) -> None:
+    """A run completed (its database work committed): the next one may judge leases."""
+    try:
+        redis_client().set(redis_key(*_LAST_RUN), now.timestamp(), ex=86_400)
+    except redis.exceptions.RedisError as exc:
+        logger.warning("orphan rescue: cannot note its run in Redis error=%r", exc)
 
 
 def _orphans(now: datetime, older_than: timedelta | None) -> Q:
@@ -79,6 +89,7 @@ def jobs_rescue_orphans(*, older_than: timedelta | None = None, batch_size: int 
             .order_by("started_at")[:batch_size]
         )
         if not orphans:
+            _note_run(now)
             return {"requeued": 0, "dead": 0}
         JobAttempt.objects.bulk_create([
             attempt_row(job, AttemptOutcome.LOST, now, WorkerLost(
@@ -94,6 +105,7 @@ def jobs_rescue_orphans(*, older_than: timedelta | None = None, batch_size: int 
         Job.objects.filter(pk__in=[j.pk for j in dead], status=JobStatus.RUNNING).update(
             status=JobStatus.DEAD, finished_at=now, lease_expires_at=None, error=error)
         outbox_enqueue_on_commit(requeue)
+    _note_run(now)
     event_ids = {job.event_id for job in dead if job.event_id}
     if event_ids:
         hooks().jobs_finished(event_ids=event_ids)
