@@ -6,14 +6,18 @@ atomic). At the rates this API serves — thousands a minute per key — the lis
 re-serialized on every request, and concurrent requests overwrite each other's entries and
 overshoot the limit. Here each request is one atomic INCR on a fixed-window counter.
 
-If Redis does not answer, requests are let through: a publish must not fail because the
-limiter is unavailable (the outbox makes it durable without Redis).
+If Redis fails in any way (down, timing out, or refusing writes when full: OOM), requests are
+let through: a publish must not fail because the limiter is unavailable (the outbox makes it
+durable without Redis). The log says so once when the limiter stops counting and once when it
+counts again, not on every request in between.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from time import monotonic  # outages are timed on this clock, windows on wall time
 
 import redis
 from django.conf import settings
@@ -23,6 +27,41 @@ from domain.common.redis import redis_client, redis_key
 
 logger = logging.getLogger(__name__)
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class LimiterOutage:
+    """Whether the limiter's Redis is failing in this process, so that an outage is logged
+    where it starts and where it ends: at thousands of requests a second a line per request
+    would bury everything else in the log. A Redis at its memory limit refuses some writes and
+    accepts others as memory comes and goes; the outage ends only after `quiet_seconds`
+    without a failure, so that flapping is one outage, not one per flip."""
+
+    def __init__(self, quiet_seconds: float = 5.0) -> None:
+        self.quiet_seconds = quiet_seconds
+        self.down = False
+        self.last_failure = 0.0
+        self._lock = threading.Lock()
+
+    def failed(self, exc: Exception) -> None:
+        with self._lock:
+            self.last_failure = monotonic()
+            if self.down:
+                return
+            self.down = True
+        logger.warning("rate limiter unavailable, requests are let through uncounted until "
+                       "Redis answers again error=%r", exc)
+
+    def succeeded(self) -> None:
+        if not self.down:  # the common case, without the lock
+            return
+        with self._lock:
+            if not self.down or monotonic() - self.last_failure < self.quiet_seconds:
+                return
+            self.down = False
+        logger.warning("rate limiter available again, requests are counted")
+
+
+outage = LimiterOutage()
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -59,10 +98,10 @@ class ApiKeyRateThrottle(BaseThrottle):
             pipe.set(key, 0, ex=period + 1, nx=True)
             pipe.incr(key)
             _, count = pipe.execute()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            logger.warning("rate limiter unavailable, request allowed scope=%s error=%r",
-                           scope, exc)
+        except redis.exceptions.RedisError as exc:  # OutOfMemoryError and ResponseError too
+            outage.failed(exc)
             return True
+        outage.succeeded()
         if count > limit:
             self._wait = (window + 1) * period - now
             return False

@@ -1,5 +1,7 @@
-"""Per-key rate limits by scope family, counted in Redis; the limiter fails open."""
+"""Per-key rate limits by scope family, counted in Redis; the limiter fails open, whatever
+Redis does, and says so once per outage."""
 
+import logging
 import time
 from types import SimpleNamespace
 
@@ -9,6 +11,7 @@ from django.urls import reverse
 import domain.common.redis as project_redis
 from domain.access import throttling
 from domain.events.models import Event
+from tests.faults.procs import RedisServer, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -75,6 +78,75 @@ def test_limiter_unavailable_lets_requests_through(client_all, low_rates, monkey
     url = reverse("event-publish")
     codes = [client_all.post(url, PING, format="json").status_code for _ in range(5)]
     assert codes == [202] * 5
+
+
+@pytest.fixture
+def limiter_redis(settings, monkeypatch, tmp_path):
+    """A Redis of the test's own as the limiter's (REDIS_URL), which the test may fill; and a
+    fresh outage record that ends an outage at the first success (no quiet period)."""
+    server = RedisServer(free_port(), tmp_path / "redis")
+    server.start()
+    settings.REDIS_URL = server.url()
+    monkeypatch.setattr(project_redis, "_client", None)
+    monkeypatch.setattr(throttling, "outage", throttling.LimiterOutage(quiet_seconds=0))
+    try:
+        yield server.client()
+    finally:
+        project_redis._client = None
+        server.stop(kill=True)
+
+
+def test_a_full_redis_lets_requests_through_and_says_so_once(client_all, low_rates,
+                                                              limiter_redis, caplog):
+    # given the limiter's Redis out of memory: its cap below what it holds, no eviction, so
+    # every write (the counter's SET and INCR) is refused with OOM
+    limiter_redis.config_set("maxmemory-policy", "noeviction")
+    limiter_redis.config_set("maxmemory", 1)
+    url = reverse("event-publish")
+
+    # when a key publishes more often than its rate allows
+    with caplog.at_level(logging.WARNING, logger="domain.access.throttling"):
+        codes = [client_all.post(url, PING, format="json").status_code for _ in range(5)]
+
+    # then every request is let through, and the log says so once, not per request
+    assert codes == [202] * 5
+    lines = [r.getMessage() for r in caplog.records if r.name == "domain.access.throttling"]
+    assert len(lines) == 1 and "rate limiter unavailable" in lines[0]
+    assert "OutOfMemoryError" in lines[0]
+
+    # when memory is there again
+    caplog.clear()
+    limiter_redis.config_set("maxmemory", 0)
+    with caplog.at_level(logging.WARNING, logger="domain.access.throttling"):
+        codes = [client_all.post(url, PING, format="json").status_code for _ in range(4)]
+
+    # then the limiter counts again (3 a minute), and the log says so once
+    assert codes == [202, 202, 202, 429]
+    lines = [r.getMessage() for r in caplog.records if r.name == "domain.access.throttling"]
+    assert lines == ["rate limiter available again, requests are counted"]
+
+
+def test_a_flapping_redis_is_one_outage_until_it_stays_quiet(caplog):
+    # given an outage record with a quiet period
+    outage = throttling.LimiterOutage(quiet_seconds=60)
+
+    # when Redis fails, answers, fails again within the period, and answers again
+    with caplog.at_level(logging.WARNING, logger="domain.access.throttling"):
+        outage.failed(RuntimeError("OOM"))
+        outage.succeeded()
+        outage.failed(RuntimeError("OOM"))
+        outage.succeeded()
+
+    # then it is one outage, still going: one line, and no "available again" yet
+    assert [r.getMessage() for r in caplog.records] == [
+        "rate limiter unavailable, requests are let through uncounted until Redis answers "
+        "again error=RuntimeError('OOM')"]
+    assert outage.down
+
+    # when the quiet period has passed since the last failure, the next success ends it
+    outage.last_failure -= 60
+    outage.succeeded()
+    assert not outage.down
 
 
 def test_unauthenticated_requests_are_401_not_counted(client, low_rates):
