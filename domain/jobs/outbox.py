@@ -16,7 +16,7 @@ import kombu.exceptions
 import redis.exceptions
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -50,8 +50,13 @@ def outbox_send(jobs: list[Job], *, max_batch: int | None = None) -> list[Job]:
     A message carrying one job keeps the job id as its task id. `max_batch` caps the jobs per
     message below the kinds' own sizes (1: one message per job).
 
-    Returns the jobs sent. A broker failure is logged, not raised: the rows are durable and
-    the relay retries them.
+    Returns the jobs sent. A broker failure of any kind is logged, not raised: the rows are
+    durable and the relay retries them. Called after commit, an exception here would turn the
+    answer for committed events into a 500 and a client's retry into duplicates (DESIGN.md #7);
+    so besides the errors a broker is known to raise, whatever else the client libraries throw
+    while Redis misbehaves (reported under OOM: AttributeError from kombu's connection handling,
+    redis' own OutOfMemoryError and ResponseError) leaves the unsent jobs `enqueued_at IS NULL`,
+    logged once with its traceback.
     """
     now = timezone.now()
     due = [job for job in jobs if job.run_at is None or job.run_at <= now]
@@ -76,8 +81,20 @@ def outbox_send(jobs: list[Job], *, max_batch: int | None = None) -> list[Job]:
         except BROKER_ERRORS as exc:
             logger.warning("outbox send failed sent=%d unsent=%d error=%r; the relay will retry",
                            len(sent), len(due) - len(sent), exc)
+        except Exception:  # whatever it is: see the docstring, nothing here may fail the caller
+            logger.exception("outbox send failed sent=%d unsent=%d with an unexpected error; "
+                             "the relay will retry", len(sent), len(due) - len(sent))
     if sent:
-        _mark_sent(sent, jobs, now)
+        try:
+            _mark_sent(sent, jobs, now)
+        except DatabaseError:
+            if transaction.get_connection().in_atomic_block:
+                raise  # the relay's transaction: it rolls back and the jobs are found again
+            # After the publish's commit the database went away: the jobs are on the broker
+            # but not stamped, so the relay sends them again (the claim refuses the second
+            # message) and the events say `pending` until then, as the answer does.
+            logger.warning("outbox sent=%d but could not record it; the relay will send them "
+                           "again", len(sent), exc_info=True)
     return sent
 
 

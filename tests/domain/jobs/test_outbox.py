@@ -1,6 +1,9 @@
-"""Accepted means durable: the outbox relay sends what the broker missed."""
+"""Accepted means durable: the outbox relay sends what the broker missed, and a failure after
+commit never reaches the caller."""
 
+import logging
 import threading
+from contextlib import ExitStack
 from datetime import timedelta
 
 import pytest
@@ -10,10 +13,11 @@ from django.utils import timezone
 
 from domain.events.models import Event, EventStatus
 from domain.jobs.models import Job
-from domain.jobs.outbox import outbox_relay, outbox_send
+from domain.jobs.outbox import outbox_enqueue_on_commit, outbox_relay, outbox_send
 from tests.broker_utils import UNREACHABLE_BROKER, broker_at
 from tests.conftest import queued_job_ids, queued_messages
-from tests.factories import JobFactory
+from tests.database_utils import database_unreachable
+from tests.factories import EventFactory, JobFactory
 
 
 @pytest.mark.django_db
@@ -43,6 +47,62 @@ def test_publish_with_broker_down_is_accepted_and_relayed_later(
     assert event.status == EventStatus.DISPATCHED and job.enqueued_at is not None
     # and a second run has nothing left to send
     assert outbox_relay(grace_seconds=0) == 0
+
+
+@pytest.mark.django_db
+def test_an_error_of_a_class_the_outbox_does_not_list_is_logged_once_and_raised_nowhere(
+        broker, caplog):
+    # given two committed jobs, the second of a kind this process does not know (retired by a
+    # deploy while the job waited), whose send fails with an error no broker list names
+    good = JobFactory()
+    retired = JobFactory(kind="retired.kind")
+
+    # when they are handed to the broker
+    with caplog.at_level(logging.WARNING, logger="domain.jobs.outbox"):
+        sent = outbox_send([good, retired], max_batch=1)
+
+    # then nothing is raised: the first is on the queue and stamped, the second left for the
+    # relay, in memory as in its row
+    assert sent == [good]
+    assert queued_job_ids(broker, "events") == [str(good.pk)]
+    assert good.enqueued_at is not None and retired.enqueued_at is None
+    retired.refresh_from_db()
+    assert retired.enqueued_at is None
+    # and the failure is logged once, with its traceback
+    records = [r for r in caplog.records if r.name == "domain.jobs.outbox"]
+    assert len(records) == 1, caplog.text
+    assert records[0].exc_info is not None and "sent=1 unsent=1" in records[0].getMessage()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_gone_right_after_commit_leaves_the_event_pending_and_the_jobs_for_the_relay(
+        broker, caplog):
+    # given an event and its job being written, and the database going away the moment the
+    # transaction commits (the callback registered first runs first)
+    event = EventFactory.build()
+    job = JobFactory.build(event=event)
+    with (ExitStack() as outage, caplog.at_level(logging.WARNING, logger="domain.jobs.outbox"),
+          transaction.atomic()):
+        event.save()
+        job.save()
+        transaction.on_commit(lambda: outage.enter_context(database_unreachable()))
+        # when the job is handed to the broker after commit
+        outbox_enqueue_on_commit([job])
+
+    # then nothing was raised: the message went out, the stamp could not be written, and the
+    # objects the caller answers from say what the rows say: not handed over, event pending
+    assert queued_job_ids(broker, "events") == [str(job.pk)]
+    assert job.enqueued_at is None and event.status == EventStatus.PENDING
+    job.refresh_from_db()
+    event.refresh_from_db()
+    assert job.enqueued_at is None and event.status == EventStatus.PENDING
+    records = [r for r in caplog.records if r.name == "domain.jobs.outbox"]
+    assert len(records) == 1 and records[0].exc_info is not None
+
+    # and the relay sends it again (the claim lets one message through) and the event follows
+    assert outbox_relay(grace_seconds=0) == 1
+    event.refresh_from_db()
+    assert event.status == EventStatus.DISPATCHED
 
 
 @pytest.mark.django_db
