@@ -6,7 +6,8 @@ unknown /api/ paths. What is left are errors rendered by something else: Django'
 `POST /api/docs`), Django's plain 400 for a bad Host header. This middleware rewrites those
 into the JSON shape. It only changes the body: the status, the headers (`Allow`,
 `Retry-After`, ...) and the logging (the traceback of a 500 is logged before the response
-gets here) stay as they were.
+gets here) stay as they were. A database that does not answer in a view outside DRF (which
+renders it itself) is the 503 with Retry-After, with DEBUG on too (domain/common/errors.py).
 
 It also reads and drops a request body nothing read before an error was answered, up to
 twice API_MAX_BODY_BYTES, for the reason domain/common/parsers.discard_body gives: otherwise a
@@ -24,7 +25,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from domain.common.bodies import discard_unread_body
-from domain.common.errors import error_body
+from domain.common.errors import database_unavailable, error_body, service_unavailable_response
 
 API_PATH = re.compile(r"^/api(?:/|$)")
 
@@ -40,6 +41,7 @@ _CODES = {
     415: "unsupported_media_type",
     429: "throttled",
     500: "internal_error",
+    503: "service_unavailable",
 }
 
 
@@ -81,3 +83,11 @@ class ApiJsonErrorsMiddleware:
         if not response.streaming and not _is_json(response):
             return _as_json_error(request, response)
         return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception
+                          ) -> HttpResponse | None:
+        """A view under /api/ that met a database that does not answer: the 503, before
+        Django's 500 (or, with DEBUG, its technical page) takes the exception."""
+        if is_api_path(request.path_info) and database_unavailable(exception):
+            return service_unavailable_response(exception)
+        return None

@@ -1,15 +1,20 @@
 """One application error type, rendered as one JSON error shape for every 4xx/5xx:
 
     {"error": {"code": "...", "message": "...", "details": {...}}}
+
+A database that does not answer is not a bug: it is a 503 with Retry-After in the same shape
+(DESIGN.md #7), so a client retries what was not stored instead of giving up on a 500.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -73,6 +78,38 @@ def error_body(code: str, message: str, details: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+# What the database driver raises when the server cannot be reached or went away mid-request
+# (connection refused, shutting down or starting up, connection closed, and the transient
+# operational failures: lock or statement timeouts, deadlocks, serialization failures). Django
+# wraps every driver's errors in these classes; programming and data errors are not among them.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+# Seconds a client is asked to wait: long enough not to hammer a recovering database, short
+# enough that an outage of seconds costs a client seconds.
+RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    return isinstance(exc, DATABASE_UNAVAILABLE)
+
+
+def service_unavailable(exc: BaseException) -> tuple[dict, dict[str, str]]:
+    """The body and headers of the 503 for a database that does not answer. One warning line
+    per answer, with the driver's message and no traceback: during an outage there is one per
+    request, and a traceback would say nothing the message does not."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    logger.warning("database unavailable, answered 503 error=%s: %s", type(exc).__name__,
+                   message)
+    body = error_body("service_unavailable",
+                      "The database is unavailable; retry after the seconds in Retry-After.",
+                      {"unavailable": "database"})
+    return body, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+def service_unavailable_response(exc: BaseException) -> JsonResponse:
+    body, headers = service_unavailable(exc)
+    return JsonResponse(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
+
+
 # DRF's own exceptions, mapped to our codes. Serializer validation is a 422 (the JSON was
 # well-formed but not acceptable); only unparsable bodies are a 400.
 _DRF_CODES: dict[type, str] = {
@@ -90,6 +127,9 @@ _DRF_CODES: dict[type, str] = {
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     _drain(context)
+    if database_unavailable(exc):  # e.g. the API key lookup, the first query of every request
+        body, headers = service_unavailable(exc)
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
     if isinstance(exc, Http404):
@@ -144,4 +184,9 @@ def json_not_found(request, exception=None) -> JsonResponse:
 
 
 def json_server_error(request) -> JsonResponse:
+    """handler500. Django calls it while handling the exception, so a database that does not
+    answer (outside any API view: the admin, a middleware) is still the 503, not a 500."""
+    exc = sys.exc_info()[1]
+    if database_unavailable(exc):
+        return service_unavailable_response(exc)
     return JsonResponse(error_body("internal_error", "Internal server error."), status=500)

@@ -1,6 +1,7 @@
 """Every error answered under /api/ is the one JSON error shape, with DEBUG on and off: unknown
 paths (any method, a trailing slash, /api itself), 405s, the schema and docs views' own
-errors, and bugs (500). Paths outside /api/ keep what Django does with them."""
+errors, bugs (500), and a database that does not answer (503 with Retry-After). Paths outside
+/api/ keep what Django does with them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from django.test import Client
 
 from tests.conftest import assert_error
+from tests.database_utils import database_unreachable
 
 pytestmark = pytest.mark.django_db
 
@@ -151,6 +153,63 @@ def test_a_bug_is_the_json_500_and_its_traceback_is_logged(debug, path, caplog):
     records = [r for r in caplog.records if r.name == "django.request" and r.exc_info]
     assert records, caplog.text
     assert records[-1].exc_info[0].__name__ == "Bug"
+
+
+# --- a database that does not answer ---------------------------------------------------------
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("post", "/api/v1/events", {"type": "demo.ping", "payload": {}}),
+    ("get", "/api/v1/jobs", None),
+    ("post", "/api/v1/jobs", {"kind": "cache_invalidation", "params": {"keys": ["a"]}}),
+], ids=["publish", "list-jobs", "trigger-job"])
+def test_a_database_that_does_not_answer_is_503_with_retry_after(debug, client_all, method,
+                                                                 path, body, caplog):
+    # given a key, and then the database gone (connection refused)
+    with database_unreachable(), caplog.at_level(logging.WARNING):
+        # when the key calls the API (whose first query, the key lookup, fails)
+        response = getattr(client_all, method)(path, body, format="json")
+
+    # then it is the JSON 503 with Retry-After, not a 500: the client may retry
+    error = assert_error(response, 503, "service_unavailable")
+    assert error["details"] == {"unavailable": "database"}
+    assert int(response["Retry-After"]) == 5
+    assert "X-Correlation-ID" in response
+    # and the log says why, in one line without a traceback
+    lines = [r for r in caplog.records if r.name == "domain.common.errors"]
+    assert len(lines) == 1 and lines[0].exc_info is None
+    assert "OperationalError" in lines[0].getMessage()
+
+    # and once the database answers again the same request succeeds
+    again = getattr(client_all, method)(path, body, format="json")
+    assert again.status_code in (200, 202), again.content
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.urls("tests.domain.common.urls_with_failing_views")
+def test_a_database_that_does_not_answer_outside_drf_is_the_json_503(debug):
+    # given the database gone
+    with database_unreachable():
+        # when a plain Django view under /api/ queries it
+        response = _anonymous().get("/api/v1/counting/django")
+
+    # then it is the JSON 503 with Retry-After, with DEBUG on too (no debug page, no 500)
+    assert_error(response, 503, "service_unavailable")
+    assert int(response["Retry-After"]) == 5
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.urls("tests.domain.common.urls_with_failing_views")
+def test_a_database_that_does_not_answer_outside_the_api_is_a_503_without_debug(settings):
+    # given production's DEBUG off and the database gone
+    settings.DEBUG = False
+    with database_unreachable():
+        # when a view outside /api/ (an admin page, say) queries it
+        response = _anonymous().get("/counting/django")
+
+    # then handler500 answers the 503 too, not a 500
+    assert_error(response, 503, "service_unavailable")
+    assert int(response["Retry-After"]) == 5
 
 
 # --- outside /api/ nothing changes ----------------------------------------------------------

@@ -10,6 +10,7 @@ from django.test import Client
 
 from tests.broker_utils import UNREACHABLE_BROKER, broker_at
 from tests.conftest import assert_error
+from tests.database_utils import database_unreachable
 
 pytestmark = pytest.mark.django_db
 
@@ -98,6 +99,27 @@ def test_readyz_says_degraded_while_the_broker_is_out_of_memory(own_broker):
     # and once memory is freed, it is ready again
     own_broker.delete("ballast")
     assert Client().get("/readyz").json()["status"] == "ready"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_is_503_naming_the_database_when_it_does_not_answer_and_healthz_stays_200():
+    # given the database gone (connection refused)
+    with database_unreachable():
+        # when both probes are asked
+        ready = Client().get("/readyz")
+        alive = Client().get("/healthz")
+
+    # then readiness is a 503 naming the database as down, the broker as ok
+    error = assert_error(ready, 503, "not_ready")
+    assert "database" in error["message"]
+    assert error["details"]["database"] == "down: OperationalError"
+    assert error["details"]["broker"] == "ok"
+    # and liveness stays 200: the process is alive, restarting it would not bring the
+    # database back
+    assert alive.status_code == 200
+
+    # and once the database answers, readiness recovers by itself
+    assert Client().get("/readyz").status_code == 200
 
 
 def test_probes_only_answer_get():

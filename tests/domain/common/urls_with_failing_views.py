@@ -1,12 +1,14 @@
-"""The project's URLconf plus two API views that fail with a bug, for the 500 tests (used
-through `@pytest.mark.urls`)."""
+"""The project's URLconf plus two API views that fail with a bug, for the 500 tests, and plain
+Django views that query the database, for the 503 tests (used through `@pytest.mark.urls`)."""
 
+from django.http import JsonResponse
 from django.urls import path
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from config.urls import handler404, handler500
 from config.urls import urlpatterns as project_urlpatterns
+from domain.access.models import ApiKey
 
 __all__ = ["handler404", "handler500", "urlpatterns"]
 
@@ -17,6 +19,11 @@ class Bug(RuntimeError):
 
 def failing_django_view(request):
     raise Bug("a bug in a plain Django view")
+
+
+def counting_django_view(request):
+    """A view outside DRF that needs the database (as the admin's do)."""
+    return JsonResponse({"keys": ApiKey.objects.count()})
 
 
 class FailingApi(APIView):
@@ -32,5 +39,7 @@ class FailingApi(APIView):
 urlpatterns = [
     path("api/v1/failing/django", failing_django_view),
     path("api/v1/failing/drf", FailingApi.as_view()),
+    path("api/v1/counting/django", counting_django_view),
+    path("counting/django", counting_django_view),
     *project_urlpatterns,
 ]
