@@ -86,10 +86,10 @@ def limiter_redis(settings, monkeypatch, tmp_path):
     fresh outage record that ends an outage at the first success (no quiet period)."""
     server = RedisServer(free_port(), tmp_path / "redis")
     server.start()
-    settings.REDIS_URL = server.url()
-    monkeypatch.setattr(project_redis, "_client", None)
-    monkeypatch.setattr(throttling, "outage", throttling.LimiterOutage(quiet_seconds=0))
     try:
+        settings.REDIS_URL = server.url()
+        monkeypatch.setattr(project_redis, "_client", None)
+        monkeypatch.setattr(throttling, "outage", throttling.LimiterOutage(quiet_seconds=0))
         yield server.client()
     finally:
         project_redis._client = None
