@@ -88,6 +88,13 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if "postgresql" in DATABASES["default"]["ENGINE"]:
+    # A database host that drops packets (rather than refusing) must not hang requests and
+    # workers: give up connecting after a few seconds, and answer 503 / requeue.
+    # https://www.postgresql.org/docs/15/libpq-connect.html#LIBPQ-CONNECT-CONNECT-TIMEOUT
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # https://docs.djangoproject.com/en/5.2/ref/databases/#sqlite-notes
     # WAL lets the API read while a worker writes; IMMEDIATE takes the write lock at BEGIN

@@ -16,7 +16,10 @@ import redis
 from django.core.cache import cache
 
 logger = logging.getLogger(__name__)
-CACHE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Any Redis failure, not only a lost connection: a full Redis (OOM under noeviction), one
+# loading its data or a read-only replica answer with error replies, and a reader can do
+# without the cache in every case.
+CACHE_ERRORS = (redis.exceptions.RedisError,)
 
 
 def cache_get(key: str) -> Any:

@@ -12,5 +12,6 @@ ERROR_RESPONSE = inline_serializer(
 
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
-    """The error shape under each status code; 429 is always possible (per-key throttling)."""
-    return {code: OpenApiResponse(ERROR_RESPONSE) for code in (*codes, 429)}
+    """The error shape under each status code; 429 (per-key throttling) and 503 (the database
+    does not answer; with Retry-After) are always possible."""
+    return {code: OpenApiResponse(ERROR_RESPONSE) for code in (*codes, 429, 503)}

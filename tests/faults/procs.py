@@ -189,6 +189,30 @@ def postgres_bindir() -> Path:
     raise FileNotFoundError("no PostgreSQL server binaries (initdb) on this machine")
 
 
+def fill_until_refused(client: redis.Redis, ballast: int = 2_000_000) -> None:
+    """Make a Redis of the test's own full: `ballast` bytes written, then its maxmemory set
+    under what it uses, with `noeviction`. From then on every write that would grow memory
+    fails with OOM, as on a Redis that filled up; reads and deletes still go through.
+    `free_ballast` makes room again."""
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 0)
+    for n in range(max(ballast // 100_000, 1)):
+        client.set(f"ballast:{n}", b"x" * 100_000)
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory", used - ballast // 2)
+    try:
+        client.set("ballast:probe", b"x")
+    except redis.exceptions.OutOfMemoryError:
+        return
+    raise AssertionError("the Redis did not refuse a write")
+
+
+def free_ballast(client: redis.Redis) -> None:
+    keys = list(client.scan_iter("ballast:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 def database_url() -> str:
     """The URL of the test database the test process really uses (after pytest-django made
     it), for the worker subprocesses' DATABASE_URL."""

@@ -14,7 +14,6 @@ import signal
 import time
 
 import pytest
-import redis
 from django.conf import settings
 from django.db import OperationalError, connection
 
@@ -23,7 +22,13 @@ from domain.jobs.outbox import outbox_send
 from domain.jobs.services import job_create
 from scheduler.sync import schedules_sync
 from tests.faults.jobs import EFFECT, added_key, effects_key, runs_key
-from tests.faults.procs import RedisServer, free_port, wait_until
+from tests.faults.procs import (
+    RedisServer,
+    fill_until_refused,
+    free_ballast,
+    free_port,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.postgres]
 
@@ -158,20 +163,6 @@ def effects_server(tmp_path):
         server.stop(kill=True)
 
 
-def _fill(client, maxmemory: int) -> int:
-    """Ballast, a megabyte at a time, until the server refuses writes (noeviction): from then
-    on every write that would grow memory fails with OOM. Returns the megabytes written."""
-    client.config_set("maxmemory-policy", "noeviction")
-    client.config_set("maxmemory", maxmemory)
-    chunk = b"x" * 1_000_000
-    for written in range(maxmemory // 1_000_000 + 10):
-        try:
-            client.append("faults:ballast", chunk)
-        except redis.exceptions.OutOfMemoryError:
-            return written
-    raise AssertionError("the broker never refused a write")
-
-
 def test_a_full_broker_does_not_kill_the_worker(spare_redis, effects_server, workers):
     # given jobs queued and a worker taking them one by one (0.3 s each)
     jobs = _queue(40, params={"sleep": 0.3})
@@ -181,10 +172,10 @@ def test_a_full_broker_does_not_kill_the_worker(spare_redis, effects_server, wor
     assert wait_until(lambda: effects.scard(effects_key()) >= 3, 30)
 
     # when the broker's memory fills up for 10 seconds (writes refused with OOM)
-    _fill(broker, 64 * 1024 * 1024)
+    fill_until_refused(broker)
     time.sleep(10)
     alive_during = worker.alive()
-    broker.delete("faults:ballast")
+    free_ballast(broker)
     freed = time.monotonic()
 
     # then the worker survived, and every job succeeded once after the memory came back

@@ -396,3 +396,29 @@ def test_reads_fall_back_to_the_database_when_the_cache_is_down(client_all, sett
     assert detail["X-Cache"] == "miss"
     assert listing.status_code == 200
     assert [p["id"] for p in listing.json()["results"]] == [str(product.pk)]
+
+
+@pytest.mark.django_db
+def test_reads_are_served_when_the_cache_is_full(client_all, settings, tmp_path):
+    # given a product, and a cache Redis of the test's own that is full (noeviction): it
+    # answers reads and refuses writes with OOM
+    from tests.faults.procs import RedisServer, fill_until_refused, free_port
+
+    server = RedisServer(free_port(), tmp_path / "redis")
+    server.start()
+    try:
+        product = ProductFactory(price="7.00", category="coffee")
+        settings.CACHES = {"default": {**settings.CACHES["default"],
+                                       "LOCATION": server.url(0)}}
+        fill_until_refused(server.client())
+
+        # when it is read, alone and in its listing
+        detail = client_all.get(reverse("product-detail", args=[product.pk]))
+        listing = client_all.get(reverse("product-list") + "?category=coffee")
+    finally:
+        server.stop(kill=True)
+
+    # then the database answers (the cache could not store the copies), never a 500
+    assert detail.status_code == 200 and detail.json()["price"] == "7.00"
+    assert listing.status_code == 200
+    assert [p["id"] for p in listing.json()["results"]] == [str(product.pk)]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
-import redis
 from django.test import Client
 
 from tests.broker_utils import UNREACHABLE_BROKER, broker_at
 from tests.conftest import assert_error
 from tests.database_utils import database_unreachable
+from tests.faults.procs import fill_until_refused, free_ballast
 
 pytestmark = pytest.mark.django_db
 
@@ -86,10 +84,7 @@ def test_readyz_says_degraded_when_the_broker_would_evict_messages(own_broker):
 
 def test_readyz_says_degraded_while_the_broker_is_out_of_memory(own_broker):
     # given a broker Redis full under noeviction: it answers, and refuses writes
-    own_broker.config_set("maxmemory", 3_000_000)
-    with contextlib.suppress(redis.exceptions.OutOfMemoryError):
-        for _ in range(100):  # small pieces: a large one would be refused whole
-            own_broker.append("ballast", b"x" * 100_000)
+    fill_until_refused(own_broker)
 
     # when readiness is probed, then it is degraded: out of memory (publishes still answer,
     # their jobs wait in the outbox)
@@ -97,7 +92,7 @@ def test_readyz_says_degraded_while_the_broker_is_out_of_memory(own_broker):
     assert body["status"] == "degraded"
     assert body["checks"]["broker"] == "degraded: out of memory: writes are refused"
     # and once memory is freed, it is ready again
-    own_broker.delete("ballast")
+    free_ballast(own_broker)
     assert Client().get("/readyz").json()["status"] == "ready"
 
 
