@@ -208,9 +208,12 @@ def fill_until_refused(client: redis.Redis, ballast: int = 2_000_000) -> None:
 
 
 def free_ballast(client: redis.Redis) -> None:
+    """Room again: the ballast deleted and the limit lifted (as an operator who freed memory
+    and raised maxmemory would leave it)."""
     keys = list(client.scan_iter("ballast:*", count=1000))
     if keys:
         client.delete(*keys)
+    client.config_set("maxmemory", 0)
 
 
 def database_url() -> str:
