@@ -13,9 +13,9 @@ from typing import Any
 from hypothesis import strategies as st
 
 # orjson (the API's JSON parser and the payload-size measure) handles integers in
-# [-2**63, 2**64 - 1]; a wider literal in a request body is parsed as a float, so no request
-# can carry one: what goes through HTTP stays in that range. JSON itself has no bound, and the
-# service-level properties use any integer.
+# [-2**63, 2**64 - 1]; the parser refuses a wider literal in a request body (422
+# unsupported_number, domain/common/parsers.py), so what goes through HTTP stays in that range.
+# JSON itself has no bound, and the service-level properties use any integer.
 JSON_INT_MIN, JSON_INT_MAX = -(2**63), 2**64 - 1
 
 

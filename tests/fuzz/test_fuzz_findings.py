@@ -25,7 +25,8 @@ F1-F8 below were found by tests/fuzz and have since been fixed (markers removed)
   API_MAX_JSON_DEPTH levels (422 payload_too_deep).
 - F7 (service only) an integer outside [-2**63, 2**64-1] in a payload made event_validate raise
   orjson.JSONEncodeError (a TypeError) instead of a draft or ValidationFailed. Now 422
-  invalid_payload. (Over HTTP such integers arrive as floats: orjson parses them so.)
+  invalid_payload. (Over HTTP the parser refuses them first: 422 unsupported_number, see
+  tests/domain/common/test_parsers.py; before, orjson parsed them as rounded floats.)
 - F8 (low) product.updated declares product_id `format: uuid`, but the Draft 2020-12
   validator ran without a format checker: any string passed, and a product_id over 234
   characters made a cache_invalidation job whose key broke the kind's own maxLength 250. Formats
