@@ -54,7 +54,8 @@ class ProductListApi(APIView):
     @extend_schema(operation_id="products_list", parameters=[FilterSerializer],
                    responses={200: OutputSerializer, **_errors(401, 403, 422)})
     def get(self, request):
-        filters = self.FilterSerializer(data=request.query_params)
+        # A plain dict: a QueryDict's empty value reads as "not given" (see JobListCreateApi).
+        filters = self.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         page, hit = selectors.product_list_cached(
             category=filters.validated_data.get("category"),

@@ -90,6 +90,10 @@ class JobListCreateApi(APIView):
         status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
         kind = serializers.CharField(required=False, max_length=64)
         event = serializers.UUIDField(required=False)
+        # Read by the paginator; declared here for the schema and the error shape.
+        limit = serializers.IntegerField(
+            required=False, min_value=1, max_value=CreatedAtCursorPagination.max_page_size,
+            help_text=f"page size, {CreatedAtCursorPagination.page_size} if not given")
 
     @extend_schema_serializer(component_name="JobInput")
     class InputSerializer(serializers.Serializer):
@@ -99,15 +103,19 @@ class JobListCreateApi(APIView):
 
     @extend_schema(
         operation_id="jobs_list",
-        parameters=[FilterSerializer, OpenApiParameter("cursor", str),
-                    OpenApiParameter("limit", int)],
+        parameters=[FilterSerializer,
+                    OpenApiParameter("cursor", {"type": "string", "minLength": 1},
+                                     description="from a page's `next` or `previous` link")],
         responses={200: inline_serializer("JobPage", {
             "next": serializers.URLField(allow_null=True),
             "previous": serializers.URLField(allow_null=True),
             "results": JobOutputSerializer(many=True)}), **_errors(401, 403, 422)},
     )
     def get(self, request):
-        filters = self.FilterSerializer(data=request.query_params)
+        # A plain dict, not the QueryDict: DRF reads an empty value in a QueryDict as "not
+        # given" (HTML forms' habit), so `?status=` listed every job. Empty is refused (422),
+        # as the schema says.
+        filters = self.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
         jobs = selectors.job_list(
             api_key=request.auth,

@@ -173,6 +173,20 @@ def test_list_limit_out_of_range_is_422(client_all, limit):
     assert "limit" in error["details"]
 
 
+@pytest.mark.parametrize("name", ["category", "after", "limit"])
+def test_list_with_an_empty_filter_is_422_not_everything(client_all, name):
+    # given products in two categories
+    ProductFactory(category="coffee")
+    ProductFactory(category="tea")
+
+    # when a filter is given empty (before: read as not given, every product listed)
+    response = client_all.get(f"{reverse('product-list')}?{name}=")
+
+    # then it is 422, the error under that filter's name
+    error = assert_error(response, 422, "validation_failed")
+    assert list(error["details"]) == [name]
+
+
 # --- PATCH /api/v1/products/{id} --------------------------------------------------------
 
 def test_patch_price_writes_and_publishes_in_the_same_request(

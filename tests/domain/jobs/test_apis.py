@@ -314,6 +314,20 @@ def test_list_event_not_a_uuid_is_422(client_all):
     assert "event" in error["details"]
 
 
+@pytest.mark.parametrize("name", ["status", "kind", "event", "limit"])
+def test_list_with_an_empty_filter_is_422_not_every_job(client_all, name):
+    # given jobs in two statuses
+    JobFactory(api_key=client_all.api_key, status=JobStatus.DEAD)
+    JobFactory(api_key=client_all.api_key, status=JobStatus.SUCCEEDED)
+
+    # when a filter is given empty (before: read as not given, every job listed)
+    response = client_all.get(f"{reverse('job-list')}?{name}=")
+
+    # then it is 422, the error under that filter's name
+    error = assert_error(response, 422, "validation_failed")
+    assert list(error["details"]) == [name]
+
+
 def test_list_cursor_pagination_visits_every_job_once_newest_first(client_all):
     # given 7 jobs created a second apart (and one of another key that must not appear)
     now = timezone.now()
