@@ -1,7 +1,8 @@
 """Every error answered under /api/ is the one JSON error shape, with DEBUG on and off: unknown
 paths (any method, a trailing slash, /api itself), 405s, the schema and docs views' own
 errors, bugs (500), and a database that does not answer (503 with Retry-After). Paths outside
-/api/ keep what Django does with them."""
+/api/ keep what Django does with them, except the 400 for a Host header outside ALLOWED_HOSTS,
+which is JSON on every path."""
 
 from __future__ import annotations
 
@@ -127,12 +128,19 @@ def test_throttled_keeps_retry_after(debug, client_all, settings):
     assert 1 <= int(response["Retry-After"]) <= 60
 
 
-def test_a_host_not_allowed_is_the_json_400(debug):
-    # when a request under /api/ names a host the site does not serve
-    response = Client(HTTP_HOST="not-ours.invalid").get("/api/v1/events")
+@pytest.mark.parametrize(("method", "path"), [
+    ("get", "/api/v1/events"), ("post", "/api/v1/events"), ("get", "/api/docs"),
+    ("get", "/admin/"), ("post", "/admin/login/"), ("get", "/healthz"), ("get", "/readyz"),
+    ("get", "/apiary"), ("get", "/"),
+])
+def test_a_host_not_allowed_is_the_json_400_on_every_path(debug, method, path):
+    # when a request names a host the site does not serve, under /api/ or not (before: JSON
+    # "bad_request" under /api/, Django's HTML 400 or its debug page everywhere else)
+    response = getattr(Client(HTTP_HOST="not-ours.invalid"), method)(path)
 
-    # then it is a JSON 400, not Django's HTML (or, with DEBUG, its debug page)
-    assert_error(response, 400, "bad_request")
+    # then it is the JSON 400 disallowed_host
+    assert_error(response, 400, "disallowed_host")
+    assert "X-Correlation-ID" in response
 
 
 # --- bugs -------------------------------------------------------------------------------------
