@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import re
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
 )
 from rest_framework import serializers
@@ -65,15 +70,46 @@ class ProductListApi(APIView):
         return Response(page, headers=_cache_header(hit))
 
 
+PRICE_PATTERN = "^[0-9]{1,10}([.][0-9]{1,2})?$"
+
+
+@extend_schema_field({"type": "string", "pattern": PRICE_PATTERN})
+class PriceField(serializers.DecimalField):
+    """A price as the API writes it: a string of at most 10 digits, then at most 2 decimals.
+    DRF's DecimalField also takes JSON numbers (floats: 0.1 + 0.2), exponents, signs and
+    surrounding spaces, none of which the schema can promise; only the written form is taken."""
+
+    _written = re.compile(PRICE_PATTERN)
+
+    def __init__(self, **kwargs):
+        super().__init__(max_digits=12, decimal_places=2, min_value=0, **kwargs)
+
+    def to_internal_value(self, data):
+        if not (isinstance(data, str) and self._written.fullmatch(data)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class _PatchBodyRequired(AutoSchema):
+    """The PATCH body is required (an empty one is 422: nothing to change); drf-spectacular
+    infers that only from required fields, and every field of a patch is optional."""
+
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        if body is not None:
+            body["required"] = True
+        return body
+
+
 class ProductDetailApi(APIView):
     required_scopes = {"GET": (Scopes.PRODUCTS_READ,), "PATCH": (Scopes.PRODUCTS_WRITE,)}
     throttle_scope = {"GET": "read", "PATCH": "write"}
+    schema = _PatchBodyRequired()
 
     @extend_schema_serializer(component_name="ProductPatch")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
-        price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0,
-                                         required=False)
+        price = PriceField(required=False)
         stock = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
         status = serializers.ChoiceField(choices=ProductStatus.choices, required=False)
         category = serializers.CharField(max_length=64, required=False)
@@ -105,3 +141,15 @@ class ProductDetailApi(APIView):
             correlation_id=request.correlation_id,
         )
         return Response(selectors.product_to_dict(product))
+
+
+class ProductPatchSchema(OpenApiSerializerExtension):
+    """What the PATCH refuses, in the schema: a field it does not know (422 with
+    details.unknown) and an empty patch (422: nothing to change)."""
+
+    target_class = ProductDetailApi.InputSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target_class, direction,
+                                             bypass_extensions=True)
+        return {**schema, "minProperties": 1, "additionalProperties": False}

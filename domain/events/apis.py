@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -24,7 +25,12 @@ from domain.common.rendering import absolute_url, iso
 from domain.events import selectors, services
 from domain.events.models import Event
 from domain.events.registry import event_types
-from domain.jobs.apis import JobOutputSerializer
+from domain.jobs.apis import (
+    JobOutputSerializer,
+    component_name,
+    one_of_components,
+    openapi_schema,
+)
 from domain.jobs.models import Job
 from domain.jobs.selectors import event_jobs
 
@@ -84,6 +90,23 @@ class EventInputSerializer(serializers.Serializer):
     type = serializers.CharField(max_length=100)
     payload = serializers.JSONField()
     occurred_at = serializers.DateTimeField(required=False)
+
+
+class EventInputSchema(OpenApiSerializerExtension):
+    """An event in the schema as the server checks it: `type` is a registered type and
+    `payload` follows that type's schema (otherwise 422 unknown_event_type / invalid_payload),
+    so it is one branch per type, read from the registry when the schema is made."""
+
+    target_class = EventInputSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        base = auto_schema._map_serializer(self.target_class, direction, bypass_extensions=True)
+        return one_of_components(auto_schema, {
+            component_name(t.name, "EventInput"): {
+                **base, "description": t.description,
+                "properties": {**base["properties"], "type": {"type": "string", "enum": [t.name]},
+                               "payload": openapi_schema(t.schema)}}
+            for t in event_types()})
 
 
 class EventTypeListApi(APIView):
@@ -181,6 +204,19 @@ class EventBatchPublishApi(APIView):
         data = EventOutputSerializer([r.event for r in results], many=True,
                                      context={"request": request, "jobs": jobs}).data
         return Response({"events": data}, status=status.HTTP_202_ACCEPTED)
+
+
+class EventBatchInputSchema(OpenApiSerializerExtension):
+    """The batch's size bounds in the schema (read from the settings when it is made)."""
+
+    target_class = EventBatchPublishApi.InputSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target_class, direction,
+                                             bypass_extensions=True)
+        schema["properties"]["events"].update(minItems=1,
+                                              maxItems=settings.API_MAX_BATCH_EVENTS)
+        return schema
 
 
 class EventDetailApi(APIView):

@@ -8,6 +8,10 @@ import json
 import pytest
 from django.test import Client
 
+from domain.catalog.apis import PRICE_PATTERN
+from domain.events.registry import event_types
+from domain.jobs.apis import openapi_schema
+from domain.jobs.registry import job_kinds
 from tests.conftest import assert_error
 
 pytestmark = pytest.mark.django_db
@@ -74,9 +78,20 @@ def _resolve(document: dict, schema: dict) -> dict:
     return schema
 
 
-def _request_properties(document: dict, path: str, method: str) -> set[str]:
+def _request_schema(document: dict, path: str, method: str) -> dict:
     body = document["paths"][path][method]["requestBody"]["content"]["application/json"]
-    return set(_resolve(document, body["schema"])["properties"])
+    return _resolve(document, body["schema"])
+
+
+def _request_properties(document: dict, path: str, method: str) -> set[str]:
+    """The body's properties; a body that is one of several branches (an event per type, a
+    job per kind) has them in every branch."""
+    schema = _request_schema(document, path, method)
+    if "oneOf" in schema:
+        branches = [set(_resolve(document, b)["properties"]) for b in schema["oneOf"]]
+        assert all(b == branches[0] for b in branches), branches
+        return branches[0]
+    return set(schema["properties"])
 
 
 def _response_properties(document: dict, path: str, method: str, code: str = "200") -> set[str]:
@@ -105,6 +120,53 @@ def test_schema_documents_the_job_create_body():
 
     # then POST /api/v1/jobs takes kind, params and run_at
     assert _request_properties(document, "/api/v1/jobs", "post") == {"kind", "params", "run_at"}
+
+
+@pytest.mark.parametrize(("path", "field", "registered", "schema_of"), [
+    ("/api/v1/events", "type", event_types, lambda t: t.schema),
+    ("/api/v1/jobs", "kind", job_kinds, lambda k: k.params_schema),
+])
+def test_schema_has_one_body_per_event_type_and_job_kind(path, field, registered, schema_of):
+    # given the schema (before: any string as the type or kind, any JSON as the payload or
+    # params, so schema-valid bodies were refused with 422)
+    document = _schema()
+    body = _request_schema(document, path, "post")
+
+    # then the body is one of a branch per registered name, whose own field is that name and
+    # whose payload or params follow its schema, and the body is required
+    branches = {}
+    for ref in body["oneOf"]:
+        branch = _resolve(document, ref)
+        names = _resolve(document, branch["properties"][field])["enum"]
+        assert len(names) == 1
+        branches[names[0]] = branch
+    assert set(branches) == {r.name for r in registered()}
+    for item in registered():
+        data = "payload" if field == "type" else "params"
+        assert branches[item.name]["properties"][data] == openapi_schema(schema_of(item))
+    assert document["paths"][path]["post"]["requestBody"]["required"] is True
+
+
+def test_schema_states_what_the_product_patch_refuses():
+    # given the schema (before: `{}` and an empty price were valid there, 422 at the server)
+    document = _schema()
+    patch = document["paths"]["/api/v1/products/{product_id}"]["patch"]
+    body = _request_schema(document, "/api/v1/products/{product_id}", "patch")
+
+    # then the body is required, names at least one known field, and a price is written
+    # as the API writes it
+    assert patch["requestBody"]["required"] is True
+    assert body["minProperties"] == 1 and body["additionalProperties"] is False
+    assert body["properties"]["price"] == {"type": "string", "pattern": PRICE_PATTERN}
+
+
+def test_schema_states_the_batch_size_bounds(settings):
+    # given a batch limit
+    settings.API_MAX_BATCH_EVENTS = 7
+
+    # then the schema made now states it (before: an empty batch was valid there)
+    events = _request_schema(_schema(), "/api/v1/events/batch", "post")["properties"]["events"]
+    assert (events["minItems"], events["maxItems"]) == (1, 7)
 
 
 def test_schema_documents_the_product_list_and_attempt_responses():

@@ -265,7 +265,11 @@ def test_patch_with_the_same_values_changes_nothing(client_all):
     assert Job.objects.count() == 0
 
 
-@pytest.mark.parametrize("price", ["-1.00", "abc", "1.234", None])
+@pytest.mark.parametrize("price", [
+    "-1.00", "abc", "1.234", None, "",
+    # forms DRF's DecimalField takes but the schema's pattern does not promise (before: 200)
+    12.5, 12, "1e2", "+1.00", ".5", "5.", " 12.00", "12345678901",
+])
 def test_patch_invalid_price_is_422_and_changes_nothing(client_all, price):
     # given a product
     product = ProductFactory(price="10.00")
@@ -350,6 +354,20 @@ def test_patch_does_not_touch_the_cache_synchronously(client_all):
     assert response.status_code == 200, response.content
     assert Product.objects.get(pk=product.pk).price == Decimal("11.00")
     assert Job.objects.filter(kind="cache_invalidation").count() == 1
+
+
+@pytest.mark.parametrize("price", ["0", "7", "12.5", "12.50", "9999999999.99"])
+def test_patch_price_as_the_api_writes_it_is_stored(client_all, price):
+    # given a product
+    product = ProductFactory(price="10.00")
+
+    # when a price of up to 10 digits and 2 decimals is sent as a string
+    response = client_all.patch(detail_url(product.pk), {"price": price}, format="json")
+
+    # then it is stored
+    assert response.status_code == 200, response.content
+    product.refresh_from_db()
+    assert product.price == Decimal(price)
 
 
 # --- Atomicity of the write and the event --------------------------------------------------

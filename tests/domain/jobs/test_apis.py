@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from domain.jobs.apis import openapi_schema
 from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from tests.conftest import assert_error, queued_messages
 from tests.factories import EventFactory, JobFactory
@@ -422,3 +423,23 @@ def test_attempts_of_unknown_job_is_404(client_all):
 
     # then it is a JSON 404
     assert_error(response, 404, "not_found")
+
+
+# --- The schema of the registries' JSON Schemas ----------------------------------------------
+
+@pytest.mark.parametrize(("draft", "openapi"), [
+    ({"type": ["string", "null"], "maxLength": 64}, {"type": "string", "maxLength": 64,
+                                                     "nullable": True}),
+    ({"type": ["string", "integer"]}, {"anyOf": [{"type": "string"}, {"type": "integer"}]}),
+    ({"const": "x"}, {"enum": ["x"]}),
+    ({"type": "object", "properties": {"type": {"type": ["integer", "null"]}},
+      "items": {"type": ["null", "string"]}, "anyOf": [{"properties": {"a": {"const": 1}}}]},
+     {"type": "object", "properties": {"type": {"type": "integer", "nullable": True}},
+      "items": {"type": "string", "nullable": True},
+      "anyOf": [{"properties": {"a": {"enum": [1]}}}]}),
+    ({"type": "object", "required": ["type"]}, {"type": "object", "required": ["type"]}),
+])
+def test_openapi_schema_writes_draft_2020_12_in_the_openapi_3_0_dialect(draft, openapi):
+    # when a registry's schema is written into /api/schema (OpenAPI 3.0), then type lists and
+    # const become what 3.0 has, at every depth, and a property named "type" is a name
+    assert openapi_schema(draft) == openapi
