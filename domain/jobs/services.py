@@ -7,11 +7,12 @@ outbox.py; the rescue of jobs whose worker died in rescue.py.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from domain.access.models import ApiKey
@@ -140,4 +141,43 @@ def jobs_replay(*, api_key: ApiKey | None, status: str = JobStatus.DEAD, kind: s
         outbox_enqueue_on_commit(replayed)
     logger.info("jobs replayed count=%d status=%s kind=%s event_type=%s", count, status, kind,
                 event_type)
+    return count
+
+
+# --- Operators: a selection at once (the admin's actions) ---------------------------------------
+
+def jobs_replay_selected(*, ids: Collection | QuerySet, limit: int = 10_000) -> int:
+    """Replay the dead or cancelled jobs among `ids`, set-wise: a few statements whatever
+    their number (jobs_replay does the same for a filter). `ids` may be a queryset of ids
+    (`….values("pk")`): an admin's selection across pages then stays in the database. At most
+    `limit` jobs (the oldest first) per call, so one request stays bounded; answers how many."""
+    with transaction.atomic():
+        locked = list(Job.objects.filter(pk__in=ids, status__in=REPLAYABLE_JOB_STATUSES)
+                      .select_for_update(skip_locked=True).order_by("created_at")
+                      .values_list("pk", flat=True)[:limit])
+        if not locked:
+            return 0
+        count = Job.objects.filter(pk__in=locked, status__in=REPLAYABLE_JOB_STATUSES).update(
+            **_REPLAY_FIELDS)
+        replayed = list(Job.objects.filter(pk__in=locked))
+        _reopened(replayed)
+        outbox_enqueue_on_commit(replayed)
+    logger.info("jobs replayed count=%d selected=true", count)
+    return count
+
+
+def jobs_cancel_selected(*, ids: Collection | QuerySet) -> int:
+    """Cancel the queued or retrying jobs among `ids`, set-wise (as job_cancel does one): one
+    UPDATE, whatever their number; a job a worker claims meanwhile is `running` by the time the
+    UPDATE reads it again, and stays so. Answers how many."""
+    cancellable = Job.objects.filter(pk__in=ids, status__in=RUNNABLE_JOB_STATUSES)
+    # The events to roll up, read first (an UPDATE cannot answer them portably); refreshing
+    # an event none of whose jobs was cancelled in the end is harmless.
+    event_ids = set(cancellable.exclude(event_id=None).values_list("event_id", flat=True)
+                    .order_by().distinct())
+    count = cancellable.update(status=JobStatus.CANCELLED, finished_at=timezone.now(),
+                               next_retry_at=None)
+    if count and event_ids:  # after the UPDATE's own commit, as job_cancel
+        hooks().jobs_finished(event_ids=event_ids)
+    logger.info("jobs cancelled count=%d selected=true", count)
     return count

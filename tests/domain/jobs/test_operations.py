@@ -13,6 +13,7 @@ from domain.events.models import EventStatus
 from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from domain.jobs.outbox import outbox_relay
 from domain.jobs.rescue import jobs_rescue_orphans
+from domain.jobs.services import jobs_cancel_selected, jobs_replay_selected
 from tests.conftest import queued_messages
 from tests.factories import EventFactory, JobFactory
 
@@ -226,6 +227,62 @@ def test_relay_outbox_command(broker):
     assert "relay: sent=1" in out.getvalue()
 
 
+# --- a selection at once (the admin's actions) ---------------------------------------------
+
+def test_replay_selected_replays_the_replayable_oldest_first_up_to_the_limit(
+        client_all, broker, django_capture_on_commit_callbacks):
+    # given three dead jobs of an event a minute apart, a cancelled one, and a running one
+    event = EventFactory(status=EventStatus.FAILED)
+    now = timezone.now()
+    dead = [_dead_job(client_all, event=event, handler=f"h{i}",
+                      created_at=now - timedelta(minutes=3 - i))
+            for i in range(3)]
+    cancelled = JobFactory(status=JobStatus.CANCELLED, created_at=now)
+    running = JobFactory(status=JobStatus.RUNNING, created_at=now - timedelta(hours=1))
+    selection = Job.objects.filter(pk__in=[j.pk for j in [*dead, cancelled, running]])
+
+    # when they are replayed as a selection (a queryset of ids), at most 2 at a time
+    with django_capture_on_commit_callbacks(execute=True):
+        first = jobs_replay_selected(ids=selection.values("pk"), limit=2)
+    first_round = set(Job.objects.filter(status=JobStatus.QUEUED).values_list("pk", flat=True))
+    with django_capture_on_commit_callbacks(execute=True):
+        second = jobs_replay_selected(ids=selection.values("pk"), limit=2)
+
+    # then the two oldest replayable ran first, then the other two; the running one is left;
+    # the event reopened, and every replayed job was handed to the broker
+    assert (first, second) == (2, 2)
+    assert first_round == {dead[0].pk, dead[1].pk}
+    statuses = dict(Job.objects.values_list("pk", "status"))
+    assert [statuses[j.pk] for j in [*dead, cancelled]] == [JobStatus.QUEUED] * 4
+    assert statuses[running.pk] == JobStatus.RUNNING
+    event.refresh_from_db()
+    assert event.status == EventStatus.DISPATCHED
+    assert Job.objects.filter(status=JobStatus.QUEUED, enqueued_at__isnull=True).count() == 0
+    assert jobs_replay_selected(ids=selection.values("pk")) == 0
+
+
+def test_cancel_selected_cancels_the_waiting_and_rolls_their_events_up():
+    # given an event whose one job waits, another waiting job, and a running one
+    event = EventFactory(status=EventStatus.DISPATCHED)
+    waiting = [JobFactory(event=event, status=JobStatus.QUEUED),
+               JobFactory(status=JobStatus.RETRYING, next_retry_at=timezone.now())]
+    running = JobFactory(status=JobStatus.RUNNING)
+
+    # when they are cancelled as a selection (a list of ids)
+    count = jobs_cancel_selected(ids=[j.pk for j in [*waiting, running]])
+
+    # then the waiting ones are cancelled, the running one is left, the event is completed
+    assert count == 2
+    for job in waiting:
+        job.refresh_from_db()
+        assert job.status == JobStatus.CANCELLED and job.finished_at is not None
+        assert job.next_retry_at is None
+    running.refresh_from_db()
+    assert running.status == JobStatus.RUNNING
+    event.refresh_from_db()
+    assert event.status == EventStatus.COMPLETED
+
+
 # --- admin actions --------------------------------------------------------------------
 
 def test_admin_replay_and_cancel_actions(client, django_user_model, client_all):
@@ -235,8 +292,10 @@ def test_admin_replay_and_cancel_actions(client, django_user_model, client_all):
     waiting = JobFactory(status=JobStatus.QUEUED)
     running = JobFactory(status=JobStatus.RUNNING)
     url = reverse("admin:jobs_job_changelist")
-    client.post(url, {"action": "replay_jobs", "_selected_action": [dead.pk, running.pk]})
-    client.post(url, {"action": "cancel_jobs", "_selected_action": [waiting.pk]})
+    # (confirmed: each action asks first, see tests/domain/jobs/test_admin.py)
+    client.post(url, {"action": "replay_jobs", "_selected_action": [dead.pk, running.pk],
+                      "post": "yes"})
+    client.post(url, {"action": "cancel_jobs", "_selected_action": [waiting.pk], "post": "yes"})
     statuses = dict(Job.objects.values_list("pk", "status"))
     assert statuses[dead.pk] == JobStatus.QUEUED
     assert statuses[waiting.pk] == JobStatus.CANCELLED
