@@ -1,10 +1,22 @@
 import uuid
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Count, QuerySet
+from django.template.response import TemplateResponse
 
-from domain.common.errors import Conflict
-from domain.jobs.models import Job, JobAttempt
-from domain.jobs.services import job_cancel, job_replay
+from domain.jobs.models import (
+    REPLAYABLE_JOB_STATUSES,
+    RUNNABLE_JOB_STATUSES,
+    Job,
+    JobAttempt,
+    JobStatus,
+)
+from domain.jobs.services import jobs_cancel_selected, jobs_replay_selected
+
+# Jobs one "Replay selected" replays at most (the oldest first): the replayed rows are read back
+# to be handed to the broker in the same request. The action says how many are left.
+ADMIN_REPLAY_LIMIT = 10_000
 
 
 class JobAttemptInline(admin.TabularInline):
@@ -43,26 +55,95 @@ class JobAdmin(admin.ModelAdmin):
             return results, distinct
         return results | queryset.filter(event_id=event_id), distinct
 
-    def _each(self, request, queryset, service, verb: str) -> None:
-        done, refused = 0, []
-        for job in queryset:
-            try:
-                service(job=job)
-                done += 1
-            except Conflict as exc:
-                refused.append(f"{job.pk} ({exc.details.get('status')})")
-        self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
-        if refused:
-            self.message_user(request, f"Not {verb.lower()}: {', '.join(refused[:20])}",
-                              messages.WARNING)
+    # --- actions: a confirmation page first, then one set-wise service call ---------------
+    # As Django's "Delete selected": the action answers a page that posts the same selection
+    # back with `post=yes`. The page counts the selection by status (one query), and the
+    # service changes the rows in a few statements: neither grows with the selection, also
+    # for "select all N" across pages, which stays a query (the changelist's filters) and is
+    # never loaded into memory.
 
     @admin.action(description="Replay selected dead or cancelled jobs")
     def replay_jobs(self, request, queryset):
-        self._each(request, queryset, job_replay, "Replayed")
+        by_status = _count_by_status(queryset)
+        eligible = sum(by_status.get(s, 0) for s in REPLAYABLE_JOB_STATUSES)
+        if request.POST.get("post") != "yes":
+            return self._confirmation(
+                request, action="replay_jobs", verb="Replay", past="replayed",
+                by_status=by_status,
+                eligible_statuses=REPLAYABLE_JOB_STATUSES, eligible=eligible,
+                effect="Each runs again with fresh attempts; its attempt history is kept.",
+                limit=ADMIN_REPLAY_LIMIT if eligible > ADMIN_REPLAY_LIMIT else None)
+        done = jobs_replay_selected(ids=queryset.values("pk"), limit=ADMIN_REPLAY_LIMIT)
+        self._report(request, "Replayed", done, eligible, by_status, REPLAYABLE_JOB_STATUSES,
+                     why=f"changed meanwhile, busy, or past the {ADMIN_REPLAY_LIMIT} one "
+                     "action replays")
 
     @admin.action(description="Cancel selected queued or retrying jobs")
     def cancel_jobs(self, request, queryset):
-        self._each(request, queryset, job_cancel, "Cancelled")
+        by_status = _count_by_status(queryset)
+        eligible = sum(by_status.get(s, 0) for s in RUNNABLE_JOB_STATUSES)
+        if request.POST.get("post") != "yes":
+            return self._confirmation(
+                request, action="cancel_jobs", verb="Cancel", past="cancelled",
+                by_status=by_status,
+                eligible_statuses=RUNNABLE_JOB_STATUSES, eligible=eligible,
+                effect="They never run; a message already on the broker finds them cancelled.")
+        done = jobs_cancel_selected(ids=queryset.values("pk"))
+        self._report(request, "Cancelled", done, eligible, by_status, RUNNABLE_JOB_STATUSES,
+                     why="a worker started them or they changed meanwhile")
+
+    def _confirmation(self, request, *, action: str, verb: str, past: str,
+                      by_status: dict[str, int], eligible_statuses, eligible: int, effect: str,
+                      limit: int | None = None) -> TemplateResponse | None:
+        total = sum(by_status.values())
+        if not eligible:
+            self.message_user(request, f"Nothing to {verb.lower()}: none of the {total} "
+                              f"selected job(s) is {_either(eligible_statuses)}.",
+                              messages.WARNING)
+            return None  # back to the list
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/jobs/job/action_confirmation.html", {
+            **self.admin_site.each_context(request),
+            "title": f"{verb} {eligible} job(s)?",
+            "opts": self.model._meta,
+            "action": action,
+            "verb": verb,
+            "past": past,
+            "total": total,
+            "eligible": eligible,
+            "effect": effect,
+            "limit": limit,
+            "statuses": [(s, by_status[s], s in eligible_statuses) for s in JobStatus.values
+                         if s in by_status],
+            "eligible_statuses": _either(eligible_statuses),
+            "select_across": request.POST.get("select_across") == "1",
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        })
+
+    def _report(self, request, verb: str, done: int, eligible: int, by_status: dict[str, int],
+                eligible_statuses, *, why: str) -> None:
+        self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
+        if done < eligible:
+            self.message_user(
+                request, f"{eligible - done} {_either(eligible_statuses)} job(s) of the "
+                f"selection were not {verb.lower()} ({why}); run the action again for them.",
+                messages.WARNING)
+        others = {s: n for s, n in by_status.items() if s not in eligible_statuses}
+        if others:
+            listed = ", ".join(f"{n} {s}" for s, n in others.items())
+            self.message_user(request, f"Left as they were: {listed}.", messages.INFO)
+
+
+def _count_by_status(queryset: QuerySet[Job]) -> dict[str, int]:
+    """{status: jobs} of a selection, in one query whatever its size."""
+    rows = (Job.objects.filter(pk__in=queryset.values("pk")).order_by().values("status")
+            .annotate(n=Count("pk")))
+    return {row["status"]: row["n"] for row in rows}
+
+
+def _either(statuses) -> str:
+    return " or ".join(str(s) for s in statuses)
 
 
 @admin.register(JobAttempt)
