@@ -1,7 +1,13 @@
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import Count, Q
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from domain.access.models import ApiKey
+
+# Names the confirmation page shows of the keys it will revoke (the count covers them all).
+NAMES_SHOWN = 20
 
 
 @admin.register(ApiKey)
@@ -19,5 +25,33 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
+        """A revoked key is refused at once by every client holding it, and cannot be
+        restored: so, as Django's "Delete selected", a page first says how many keys (and
+        which, by name) the action will revoke, and posts the same selection back with
+        `post=yes`. Two queries for the page and one UPDATE, whatever the selection's size
+        (also "select all N" across pages)."""
+        selection = ApiKey.objects.filter(pk__in=queryset.values("pk"))
+        active = selection.filter(revoked_at__isnull=True)
+        if request.POST.get("post") == "yes":
+            count = active.update(revoked_at=timezone.now())
+            self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
+            return None
+        counts = selection.aggregate(total=Count("pk"),
+                                     active=Count("pk", filter=Q(revoked_at__isnull=True)))
+        if not counts["active"]:
+            self.message_user(request, f"Nothing to revoke: the {counts['total']} selected "
+                              "key(s) are revoked already.", messages.WARNING)
+            return None
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/access/apikey/revoke_confirmation.html", {
+            **self.admin_site.each_context(request),
+            "title": f"Revoke {counts['active']} API key(s)?",
+            "opts": self.model._meta,
+            "total": counts["total"],
+            "active": counts["active"],
+            "revoked_already": counts["total"] - counts["active"],
+            "names": list(active.order_by("name").values_list("name", flat=True)[:NAMES_SHOWN]),
+            "select_across": request.POST.get("select_across") == "1",
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        })
