@@ -115,7 +115,10 @@ def _until_not_after_since(case: Case, name: str) -> bool:
     if (case.operation.label != "POST /api/v1/jobs/retry" or name != "until"
             or not isinstance(body, dict) or not ("since" in body and "until" in body)):
         return False
-    since, until = (parse_datetime(str(body[name]).upper()) for name in ("since", "until"))
+    try:
+        since, until = (parse_datetime(str(body[n]).upper()) for n in ("since", "until"))
+    except ValueError:  # well formatted, but no date (minute 60): refused for that
+        return False
     return since is not None and until is not None and until <= since
 
 
