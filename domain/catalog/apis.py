@@ -20,6 +20,7 @@ from domain.catalog import selectors, services
 from domain.catalog.models import ProductStatus
 from domain.common.errors import ValidationFailed
 from domain.common.openapi import error_responses
+from domain.jobs.apis import TAKEN_AS_SENT
 
 
 @extend_schema_serializer(component_name="Product")
@@ -47,8 +48,8 @@ class ProductListApi(APIView):
 
     @extend_schema_serializer(component_name="ProductFilter")
     class FilterSerializer(serializers.Serializer):
-        category = serializers.CharField(required=False, max_length=64)
-        after = serializers.CharField(required=False, max_length=64)
+        category = serializers.CharField(required=False, max_length=64, **TAKEN_AS_SENT)
+        after = serializers.CharField(required=False, max_length=64, **TAKEN_AS_SENT)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=50)
 
     @extend_schema_serializer(component_name="ProductPage")
@@ -108,11 +109,11 @@ class ProductDetailApi(APIView):
 
     @extend_schema_serializer(component_name="ProductPatch")
     class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=200, required=False)
+        name = serializers.CharField(max_length=200, required=False, **TAKEN_AS_SENT)
         price = PriceField(required=False)
         stock = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
         status = serializers.ChoiceField(choices=ProductStatus.choices, required=False)
-        category = serializers.CharField(max_length=64, required=False)
+        category = serializers.CharField(max_length=64, required=False, **TAKEN_AS_SENT)
 
     @extend_schema(
         operation_id="products_retrieve",

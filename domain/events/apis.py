@@ -87,7 +87,7 @@ class EventOutputSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="EventInput")
 class EventInputSerializer(serializers.Serializer):
-    type = serializers.CharField(max_length=100)
+    type = serializers.CharField(max_length=100, trim_whitespace=False)  # a name, exact
     payload = serializers.JSONField()
     occurred_at = serializers.DateTimeField(required=False)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import (
@@ -29,6 +30,14 @@ from domain.jobs.models import Job, JobStatus
 from domain.jobs.registry import job_kinds
 
 _errors = error_responses
+
+# A filter or a name is taken as sent (`trim_whitespace=False`): DRF's trimming made the
+# schema's minLength and maxLength count other characters than the server did (" " was
+# refused as blank, 64 letters between spaces accepted past maxLength 64). What is refused
+# instead, a string of spaces only, the schema says with this pattern (drf-spectacular writes
+# a RegexValidator's as `pattern`).
+NOT_BLANK = RegexValidator(r"\S", "This field may not be blank.")
+TAKEN_AS_SENT = {"trim_whitespace": False, "validators": [NOT_BLANK]}
 
 # Keywords whose value is one schema, a list of schemas, or a mapping of names to schemas.
 _ONE_SCHEMA = ("items", "not", "additionalProperties", "contains", "propertyNames")
@@ -134,7 +143,7 @@ class JobListCreateApi(APIView):
     @extend_schema_serializer(component_name="JobFilter")
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
-        kind = serializers.CharField(required=False, max_length=64)
+        kind = serializers.CharField(required=False, max_length=64, **TAKEN_AS_SENT)
         event = serializers.UUIDField(required=False)
         # Read by the paginator; declared here for the schema and the error shape.
         limit = serializers.IntegerField(
@@ -143,7 +152,7 @@ class JobListCreateApi(APIView):
 
     @extend_schema_serializer(component_name="JobInput")
     class InputSerializer(serializers.Serializer):
-        kind = serializers.CharField(max_length=64)
+        kind = serializers.CharField(max_length=64, trim_whitespace=False)  # a name, exact
         params = serializers.JSONField(default=dict)
         run_at = serializers.DateTimeField(required=False)
 
@@ -313,8 +322,8 @@ class JobBulkRetryApi(APIView):
     class InputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=[JobStatus.DEAD, JobStatus.CANCELLED],
                                          default=JobStatus.DEAD)
-        kind = serializers.CharField(required=False, max_length=64)
-        event_type = serializers.CharField(required=False, max_length=100)
+        kind = serializers.CharField(required=False, max_length=64, **TAKEN_AS_SENT)
+        event_type = serializers.CharField(required=False, max_length=100, **TAKEN_AS_SENT)
         since = serializers.DateTimeField(required=False, help_text="finished at or after")
         until = serializers.DateTimeField(
             required=False, help_text="finished before; after `since` if both are given (an "

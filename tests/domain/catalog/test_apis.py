@@ -187,6 +187,12 @@ def test_list_with_an_empty_filter_is_422_not_everything(client_all, name):
     assert list(error["details"]) == [name]
 
 
+def test_list_with_a_filter_of_spaces_is_422(client_all):
+    # when a filter is only spaces (the schema's pattern refuses it), then it is 422
+    response = client_all.get(f"{reverse('product-list')}?category=%20%20")
+    assert "category" in assert_error(response, 422, "validation_failed")["details"]
+
+
 # --- PATCH /api/v1/products/{id} --------------------------------------------------------
 
 def test_patch_price_writes_and_publishes_in_the_same_request(
@@ -263,6 +269,20 @@ def test_patch_with_the_same_values_changes_nothing(client_all):
     assert snapshot(product) == before
     assert Event.objects.count() == 0
     assert Job.objects.count() == 0
+
+
+@pytest.mark.parametrize("field", ["name", "category"])
+def test_patch_takes_names_as_sent_and_refuses_only_spaces(client_all, field):
+    # given a product
+    product = ProductFactory()
+
+    # when a name of spaces only is sent, then it is 422; padded, it is stored as sent (before:
+    # trimmed, so the schema's lengths counted other characters than the server)
+    blank = client_all.patch(detail_url(product.pk), {field: "   "}, format="json")
+    assert "may not be blank" in str(assert_error(blank, 422, "validation_failed")["details"])
+    padded = client_all.patch(detail_url(product.pk), {field: " x" * 32}, format="json")
+    assert padded.status_code == 200, padded.content
+    assert padded.json()[field] == " x" * 32
 
 
 @pytest.mark.parametrize("price", [

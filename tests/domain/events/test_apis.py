@@ -276,6 +276,17 @@ def test_unknown_event_type_is_422_with_known_types(client_all):
 
 
 @pytest.mark.django_db
+def test_a_padded_event_type_is_no_type(client_all):
+    # when a registered type is sent with a space (before: trimmed and published, though the
+    # schema's enum names the type exactly)
+    response = publish(client_all, {"type": "demo.ping ", "payload": {}})
+
+    # then it is an unknown type, and nothing is written
+    assert assert_error(response, 422, "unknown_event_type")["details"]["type"] == "demo.ping "
+    assert_nothing_written()
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(("event_type", "payload", "path"), [
     ("demo.ping", {"message": 42}, "message"),
     ("demo.ping", ["not", "an", "object"], "/"),

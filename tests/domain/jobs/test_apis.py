@@ -329,6 +329,17 @@ def test_list_with_an_empty_filter_is_422_not_every_job(client_all, name):
     assert list(error["details"]) == [name]
 
 
+def test_names_are_taken_as_sent(client_all):
+    # when a kind filter is only spaces, or a kind to run is padded (before: trimmed, so the
+    # schema's enum and lengths spoke of other strings than the server's)
+    blank = client_all.get(f"{reverse('job-list')}?kind=%20")
+    padded = client_all.post(reverse("job-list"), {"kind": " noop"}, format="json")
+
+    # then the first is 422 under details.kind, the second names no job kind
+    assert "kind" in assert_error(blank, 422, "validation_failed")["details"]
+    assert_error(padded, 422, "unknown_job_kind")
+
+
 def test_list_cursor_pagination_visits_every_job_once_newest_first(client_all):
     # given 7 jobs created a second apart (and one of another key that must not appear)
     now = timezone.now()
