@@ -19,8 +19,7 @@ from domain.access.models import Scopes
 from domain.catalog import selectors, services
 from domain.catalog.models import ProductStatus
 from domain.common.errors import ValidationFailed
-from domain.common.openapi import error_responses
-from domain.jobs.apis import TAKEN_AS_SENT
+from domain.common.openapi import TAKEN_AS_SENT, error_responses
 
 
 @extend_schema_serializer(component_name="Product")

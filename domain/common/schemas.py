@@ -21,3 +21,40 @@ def schema_errors(validator: Draft202012Validator, instance: Any) -> list[dict[s
         {"path": "/".join(str(p) for p in error.absolute_path) or "/", "message": error.message}
         for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     ][:20]
+
+
+# Keywords whose value is one schema, a list of schemas, or a mapping of names to schemas.
+_ONE_SCHEMA = ("items", "not", "additionalProperties", "contains", "propertyNames")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs")
+
+
+def openapi_schema(schema: Any) -> Any:
+    """A registry's JSON Schema (draft 2020-12: job params, event payloads) in the OpenAPI 3.0
+    dialect /api/schema is written in: a type list with "null" becomes `nullable`, `const` a
+    one-value `enum`. The rest of what the registries use is common to both."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _ONE_SCHEMA:
+        if key in out:
+            out[key] = openapi_schema(out[key])
+    for key in _SCHEMA_LISTS:
+        if key in out:
+            out[key] = [openapi_schema(item) for item in out[key]]
+    for key in _SCHEMA_MAPS:
+        if key in out:
+            out[key] = {name: openapi_schema(item) for name, item in out[key].items()}
+    if "const" in out:
+        out["enum"] = [out.pop("const")]
+    types = out.get("type")
+    if isinstance(types, list):
+        kept = [t for t in types if t != "null"]
+        if len(kept) < len(types):
+            out["nullable"] = True
+        if len(kept) == 1:
+            out["type"] = kept[0]
+        else:
+            del out["type"]
+            out["anyOf"] = [*out.get("anyOf", []), *({"type": t} for t in kept)]
+    return out

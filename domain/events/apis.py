@@ -20,17 +20,17 @@ from rest_framework.views import APIView
 
 from domain.access.models import Scopes
 from domain.common.errors import ValidationFailed
-from domain.common.openapi import error_responses
+from domain.common.openapi import (
+    component_name,
+    error_responses,
+    one_of_components,
+)
 from domain.common.rendering import absolute_url, iso
+from domain.common.schemas import openapi_schema
 from domain.events import selectors, services
 from domain.events.models import Event
 from domain.events.registry import event_types
-from domain.jobs.apis import (
-    JobOutputSerializer,
-    component_name,
-    one_of_components,
-    openapi_schema,
-)
+from domain.jobs.apis import JobOutputSerializer
 from domain.jobs.models import Job
 from domain.jobs.selectors import event_jobs
 

@@ -3,12 +3,7 @@ render."""
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
-from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiSerializerExtension
-from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
@@ -22,62 +17,20 @@ from rest_framework.views import APIView
 
 from domain.access.models import Scopes
 from domain.common.errors import ValidationFailed
-from domain.common.openapi import error_responses
+from domain.common.openapi import (
+    TAKEN_AS_SENT,
+    component_name,
+    error_responses,
+    one_of_components,
+)
 from domain.common.pagination import CreatedAtCursorPagination
 from domain.common.rendering import absolute_url, iso
+from domain.common.schemas import openapi_schema
 from domain.jobs import selectors, services
 from domain.jobs.models import Job, JobStatus
 from domain.jobs.registry import job_kinds
 
 _errors = error_responses
-
-# A filter or a name is taken as sent (`trim_whitespace=False`): DRF's trimming made the
-# schema's minLength and maxLength count other characters than the server did (" " was
-# refused as blank, 64 letters between spaces accepted past maxLength 64). What is refused
-# instead, a string of spaces only, the schema says with this pattern (drf-spectacular writes
-# a RegexValidator's as `pattern`).
-NOT_BLANK = RegexValidator(r"\S", "This field may not be blank.")
-TAKEN_AS_SENT = {"trim_whitespace": False, "validators": [NOT_BLANK]}
-
-# Keywords whose value is one schema, a list of schemas, or a mapping of names to schemas.
-_ONE_SCHEMA = ("items", "not", "additionalProperties", "contains", "propertyNames")
-_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
-_SCHEMA_MAPS = ("properties", "patternProperties", "$defs")
-
-
-def openapi_schema(schema: Any) -> Any:
-    """A registry's JSON Schema (draft 2020-12: job params, event payloads) in the OpenAPI 3.0
-    dialect /api/schema is written in: a type list with "null" becomes `nullable`, `const` a
-    one-value `enum`. The rest of what the registries use is common to both.
-
-    It sits here, not in domain/common/schemas.py where it belongs, only because this change
-    was limited to the API modules; events import it from here."""
-    if not isinstance(schema, dict):
-        return schema
-    out = dict(schema)
-    for key in _ONE_SCHEMA:
-        if key in out:
-            out[key] = openapi_schema(out[key])
-    for key in _SCHEMA_LISTS:
-        if key in out:
-            out[key] = [openapi_schema(item) for item in out[key]]
-    for key in _SCHEMA_MAPS:
-        if key in out:
-            out[key] = {name: openapi_schema(item) for name, item in out[key].items()}
-    if "const" in out:
-        out["enum"] = [out.pop("const")]
-    types = out.get("type")
-    if isinstance(types, list):
-        kept = [t for t in types if t != "null"]
-        if len(kept) < len(types):
-            out["nullable"] = True
-        if len(kept) == 1:
-            out["type"] = kept[0]
-        else:
-            del out["type"]
-            out["anyOf"] = [*out.get("anyOf", []), *({"type": t} for t in kept)]
-    return out
-
 
 @extend_schema_serializer(component_name="Job")
 class JobOutputSerializer(serializers.Serializer):
@@ -199,30 +152,6 @@ class JobListCreateApi(APIView):
         )
         return Response(JobOutputSerializer(job, context={"request": request}).data,
                         status=status.HTTP_202_ACCEPTED)
-
-
-def one_of_components(auto_schema, branches: dict[str, dict]) -> dict:
-    """`oneOf` the given object schemas, each registered as a component of its own (named by
-    the keys). Components, not inline branches: a one-value enum per branch would otherwise
-    share one generated enum name, and the last branch's value would stand for all of them.
-    The fields every branch requires are required at the top too: drf-spectacular reads them
-    there to mark the request body required."""
-    refs = []
-    for name, schema in branches.items():
-        component = ResolvedComponent(name=name, type=ResolvedComponent.SCHEMA, object=name,
-                                      schema=schema)
-        auto_schema.registry.register_on_missing(component)
-        refs.append(component.ref)
-    required = set.intersection(*(set(b.get("required", ())) for b in branches.values()))
-    # No "type": "object" beside them: drf-spectacular drops an object component that has no
-    # properties of its own.
-    return {"required": sorted(required), "oneOf": refs}
-
-
-def component_name(registered_name: str, suffix: str) -> str:
-    """"cache_invalidation", "JobInput" -> "CacheInvalidationJobInput"."""
-    parts = re.split(r"[^0-9A-Za-z]+", registered_name)
-    return "".join(part[:1].upper() + part[1:] for part in parts) + suffix
 
 
 class JobInputSchema(OpenApiSerializerExtension):
