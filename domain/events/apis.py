@@ -109,6 +109,14 @@ class EventInputSchema(OpenApiSerializerExtension):
             for t in event_types()})
 
 
+def _idempotency_key(request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER) or None
+    if key is not None and len(key) > 255:
+        raise ValidationFailed("Idempotency-Key is longer than 255 characters.",
+                               code="invalid_idempotency_key")
+    return key
+
+
 class EventTypeListApi(APIView):
     required_scopes = {"GET": (Scopes.EVENTS_PUBLISH, Scopes.EVENTS_READ)}
     throttle_scope = "read"
@@ -142,23 +150,21 @@ class EventPublishApi(APIView):
         request=EventInputSerializer,
         parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER,
                                      description="Replays within the same API key return the "
-                                     "first event; a different body with the same key is 409.")],
+                                     "first event; a different body with the same key is 409. "
+                                     "Keys are shared with batch publishes: a key used for a "
+                                     "batch is 409 here.")],
         responses={202: EventOutputSerializer, 200: EventOutputSerializer,
                    **_errors(400, 401, 403, 409, 413, 422)},
     )
     def post(self, request):
         serializer = EventInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        idempotency_key = request.headers.get(IDEMPOTENCY_HEADER) or None
-        if idempotency_key is not None and len(idempotency_key) > 255:
-            raise ValidationFailed("Idempotency-Key is longer than 255 characters.",
-                                   code="invalid_idempotency_key")
         result = services.event_publish(
             event_type=serializer.validated_data["type"],
             payload=serializer.validated_data["payload"],
             occurred_at=serializer.validated_data.get("occurred_at"),
             api_key=request.auth,
-            idempotency_key=idempotency_key,
+            idempotency_key=_idempotency_key(request),
             correlation_id=request.correlation_id,
         )
         context = {"request": request, "jobs": {result.event.pk: result.jobs}}
@@ -166,6 +172,9 @@ class EventPublishApi(APIView):
         if result.created:
             return Response(body, status=status.HTTP_202_ACCEPTED)
         return Response(body, status=status.HTTP_200_OK, headers={"Idempotent-Replayed": "true"})
+
+
+_BATCH_ANSWER = inline_serializer("EventBatch", {"events": EventOutputSerializer(many=True)})
 
 
 class EventBatchPublishApi(APIView):
@@ -183,8 +192,14 @@ class EventBatchPublishApi(APIView):
     @extend_schema(
         operation_id="events_batch_publish",
         request=InputSerializer,
-        responses={202: inline_serializer("EventBatch", {
-            "events": EventOutputSerializer(many=True)}), **_errors(400, 401, 403, 413, 422)},
+        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER,
+                                     description="The whole batch is one idempotent request: "
+                                     "the same key (per API key) and body answer the first "
+                                     "batch's events as they are now, in the same order (200); "
+                                     "a different body is 409. Keys are shared with single "
+                                     "publishes: a key used for one is 409 here.")],
+        responses={202: _BATCH_ANSWER, 200: _BATCH_ANSWER,
+                   **_errors(400, 401, 403, 409, 413, 422)},
     )
     def post(self, request):
         items = request.data.get("events") if isinstance(request.data, dict) else None
@@ -196,14 +211,17 @@ class EventBatchPublishApi(APIView):
                 details={"limit": settings.API_MAX_BATCH_EVENTS, "received": len(items)})
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        results = services.event_publish_batch(
+        published = services.event_publish_batch(
             events=serializer.validated_data["events"], api_key=request.auth,
-            correlation_id=request.correlation_id,
+            idempotency_key=_idempotency_key(request), correlation_id=request.correlation_id,
         )
-        jobs = {r.event.pk: r.jobs for r in results}
-        data = EventOutputSerializer([r.event for r in results], many=True,
+        jobs = {r.event.pk: r.jobs for r in published.results}
+        data = EventOutputSerializer([r.event for r in published.results], many=True,
                                      context={"request": request, "jobs": jobs}).data
-        return Response({"events": data}, status=status.HTTP_202_ACCEPTED)
+        if published.created:
+            return Response({"events": data}, status=status.HTTP_202_ACCEPTED)
+        return Response({"events": data}, status=status.HTTP_200_OK,
+                        headers={"Idempotent-Replayed": "true"})
 
 
 class EventBatchInputSchema(OpenApiSerializerExtension):

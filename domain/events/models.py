@@ -48,3 +48,30 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.id}"
+
+
+class BatchPublish(models.Model):
+    """A batch publish made with an Idempotency-Key: what a retry of it must answer.
+
+    The whole batch is one idempotent request. The unique constraint decides between two
+    requests with the same key (the loser reads the winner's row), and the event ids are kept
+    in the order of the request, so a replay lists the events as the first answer did. A batch
+    without a key leaves no row here.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    api_key = models.ForeignKey("access.ApiKey", null=True, blank=True,
+                                on_delete=models.SET_NULL, related_name="batch_publishes")
+    idempotency_key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    event_ids = models.JSONField(help_text="The batch's event ids, in the request's order.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "idempotency_key"],
+                                    name="batch_publish_idempotency_key_per_api_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.idempotency_key} ({len(self.event_ids)} events)"

@@ -18,9 +18,9 @@ from domain.access.models import ApiKey
 from domain.common.errors import Conflict, ValidationFailed
 from domain.common.fastpaths import insert_rows
 from domain.common.parsers import json_depth
-from domain.events.models import Event, EventStatus
+from domain.events.models import BatchPublish, Event, EventStatus
 from domain.events.registry import EventType, get_event_type
-from domain.events.selectors import event_idempotent
+from domain.events.selectors import batch_publish_idempotent, event_idempotent, events_with_jobs
 from domain.jobs.models import Job
 from domain.jobs.selectors import event_jobs
 from domain.jobs.services import job_build, jobs_add
@@ -169,10 +169,24 @@ def _replay(existing: Event, draft: EventDraft) -> PublishResult:
     return PublishResult(event=existing, jobs=event_jobs(event_id=existing.pk), created=False)
 
 
-def event_publish_batch(
-    *, events: list[dict], api_key: ApiKey | None = None, correlation_id: str = ""
-) -> list[PublishResult]:
-    """All or nothing: every event is validated before any is written, then one transaction."""
+@dataclass(frozen=True)
+class BatchPublishResult:
+    results: list[PublishResult]  # in the request's order
+    created: bool  # False: an idempotent replay of an earlier request
+
+
+def batch_fingerprint(drafts: list[EventDraft]) -> str:
+    """One hash for the whole batch, over the events as the client sent them. Its input differs
+    in shape from a single publish's (`request_fingerprint`), so the two never match."""
+    body = {"batch": [
+        {"type": d.event_type.name, "payload": d.payload,
+         "occurred_at": d.given_occurred_at.isoformat() if d.given_occurred_at else None}
+        for d in drafts]}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _validate_batch(events: list[dict]) -> list[EventDraft]:
+    """All or nothing: every event is validated before any is written."""
     limit = settings.API_MAX_BATCH_EVENTS
     if not events:
         raise ValidationFailed("A batch needs at least one event.", code="empty_batch")
@@ -190,9 +204,73 @@ def event_publish_batch(
     if errors:
         raise ValidationFailed(f"{len(errors)} of {len(events)} events are invalid; "
                                "nothing was stored.", details={"events": errors})
+    return drafts
+
+
+def event_publish_batch(
+    *, events: list[dict], api_key: ApiKey | None = None, idempotency_key: str | None = None,
+    correlation_id: str = "",
+) -> BatchPublishResult:
+    """Validate every event, then store them all in one transaction.
+
+    With an idempotency key the whole batch is one idempotent request, as a single publish is
+    (`event_publish`): the same key and body answer the first batch's events, a different body
+    is 409. A `BatchPublish` row holds the key and the event ids in order, and the first event
+    carries the key too, so that single and batch publishes share one key space per API key:
+    the events' own unique constraint makes a key used for one kind of publish a 409 for the
+    other, without a lookup on either path.
+    """
+    drafts = _validate_batch(events)
     now = timezone.now()
     pairs = [_build(d, api_key=api_key, correlation_id=correlation_id, idempotency_key=None,
                     now=now) for d in drafts]
-    with transaction.atomic():
-        _write(pairs)
-    return [PublishResult(event=event, jobs=jobs, created=True) for event, jobs in pairs]
+    if idempotency_key is None:
+        with transaction.atomic():
+            _write(pairs)
+        return _created(pairs)
+    request_hash = batch_fingerprint(drafts)
+    first = pairs[0][0]
+    first.idempotency_key, first.request_hash = idempotency_key, request_hash
+    record = BatchPublish(api_key=api_key, idempotency_key=idempotency_key,
+                          request_hash=request_hash, created_at=now,
+                          event_ids=[str(event.pk) for event, _ in pairs])
+    # No lookup first, as in event_publish: the row goes in before the events (a racing
+    # duplicate waits on it and writes nothing), and a key seen before fails the INSERT.
+    try:
+        with transaction.atomic():
+            record.save(force_insert=True)
+            _write(pairs)
+    except IntegrityError:
+        replayed = _batch_replay(api_key=api_key, idempotency_key=idempotency_key,
+                                 request_hash=request_hash)
+        if replayed is None:
+            raise
+        return replayed
+    return _created(pairs)
+
+
+def _created(pairs: list[tuple[Event, list[Job]]]) -> BatchPublishResult:
+    return BatchPublishResult(
+        results=[PublishResult(event=event, jobs=jobs, created=True) for event, jobs in pairs],
+        created=True)
+
+
+def _batch_replay(*, api_key: ApiKey | None, idempotency_key: str,
+                  request_hash: str) -> BatchPublishResult | None:
+    """The earlier request under this key: its batch (same body) or a 409. None if no request
+    holds the key (the IntegrityError was about something else)."""
+    earlier = batch_publish_idempotent(api_key=api_key, idempotency_key=idempotency_key)
+    if earlier is None:
+        single = event_idempotent(api_key=api_key, idempotency_key=idempotency_key)
+        if single is None:
+            return None
+        raise Conflict("This Idempotency-Key was already used for a single publish.",
+                       code="idempotency_key_reused", details={"event": str(single.pk)})
+    if earlier.request_hash != request_hash:
+        raise Conflict(
+            "This Idempotency-Key was already used with a different request body.",
+            code="idempotency_key_reused", details={"event": earlier.event_ids[0]})
+    return BatchPublishResult(
+        results=[PublishResult(event=event, jobs=jobs, created=False)
+                 for event, jobs in events_with_jobs(event_ids=earlier.event_ids)],
+        created=False)
