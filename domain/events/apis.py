@@ -9,6 +9,7 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import (
     OpenApiParameter,
+    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_field,
     extend_schema_serializer,
@@ -31,10 +32,12 @@ from domain.events import selectors, services
 from domain.events.models import Event
 from domain.events.registry import event_types
 from domain.jobs.apis import JobOutputSerializer
-from domain.jobs.models import Job
+from domain.jobs.models import Job, JobStatus
 from domain.jobs.selectors import event_jobs
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+PREFER_HEADER = "Prefer"
+RETURN_MINIMAL = "return=minimal"
 _errors = error_responses
 
 
@@ -80,9 +83,78 @@ class EventOutputSerializer(serializers.Serializer):
         return JobOutputSerializer(context=self.context)
 
     def _jobs(self, event: Event) -> list[Job]:
-        jobs = self.context.get("jobs", {}).get(event.pk)
-        return event_jobs(event_id=event.pk) if jobs is None else jobs
+        return _context_jobs(self.context, event)
 
+
+@extend_schema_serializer(component_name="JobMinimal")
+class JobMinimalOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+
+
+@extend_schema_serializer(component_name="EventMinimal")
+class EventMinimalOutputSerializer(serializers.Serializer):
+    """The answer to `Prefer: return=minimal` (RFC 7240): ids, statuses and where to poll,
+    without the payloads."""
+
+    # Why it exists: the full answer echoes every payload, so a batch of large payloads got an
+    # answer as large as its request, built in the web process's memory on top of it.
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    jobs = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    @extend_schema_field(JobMinimalOutputSerializer(many=True))
+    def get_jobs(self, event: Event) -> list[dict]:
+        return JobMinimalOutputSerializer(_context_jobs(self.context, event), many=True).data
+
+    def get_url(self, event: Event) -> str:
+        return absolute_url(self.context["request"], "event-detail", event.pk)
+
+    def to_representation(self, event: Event) -> dict:
+        # The declared fields, rendered directly, as EventOutputSerializer does.
+        return {
+            "id": str(event.pk),
+            "status": str(event.status),
+            "jobs": [{"id": str(job.pk), "status": str(job.status)}
+                     for job in _context_jobs(self.context, event)],
+            "url": absolute_url(self.context["request"], "event-detail", event.pk),
+        }
+
+
+def _context_jobs(context: dict, event: Event) -> list[Job]:
+    """The event's jobs as the publish left them (passed in the context), else from the
+    database."""
+    jobs = context.get("jobs", {}).get(event.pk)
+    return event_jobs(event_id=event.pk) if jobs is None else jobs
+
+
+class _ClosedObject(OpenApiSerializerExtension):
+    """The minimal shapes are documented closed (`additionalProperties: false`). That is their
+    contract (ids and statuses only), and it keeps the `oneOf` of the two answers exact: a
+    full event also has every field of the minimal one, so without it both would match."""
+
+    target_class = EventMinimalOutputSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        return {**schema, "additionalProperties": False}
+
+
+class _ClosedJob(_ClosedObject):
+    target_class = JobMinimalOutputSerializer
+
+
+def prefers_minimal(request) -> bool:
+    """RFC 7240: `Prefer: return=minimal` asks for the minimal answer. Preferences are a
+    comma-separated list (repeated headers arrive joined by commas); a preference may carry
+    parameters after `;`, and its value may be quoted. The first `return` counts, and anything
+    else is ignored, as the RFC asks of a server that does not support it."""
+    for preference in request.headers.get(PREFER_HEADER, "").split(","):
+        name, _, value = preference.split(";", 1)[0].partition("=")
+        if name.strip().lower() == "return":
+            return value.strip().strip('"').lower() == "minimal"
+    return False
 
 
 @extend_schema_serializer(component_name="EventInput")
@@ -117,6 +189,29 @@ def _idempotency_key(request) -> str | None:
     return key
 
 
+def _answer(body: dict, *, created: bool, minimal: bool) -> Response:
+    """202 for a new publish, 200 with `Idempotent-Replayed` for a replay; either says when
+    the minimal answer was sent (RFC 7240's Preference-Applied)."""
+    headers = {"Preference-Applied": RETURN_MINIMAL} if minimal else {}
+    if created:
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
+    return Response(body, status=status.HTTP_200_OK,
+                    headers={**headers, "Idempotent-Replayed": "true"})
+
+
+_PREFER = OpenApiParameter(
+    PREFER_HEADER, str, OpenApiParameter.HEADER, enum=[RETURN_MINIMAL, "return=representation"],
+    description="RFC 7240. `return=minimal`: answer ids and statuses only (the event's id, "
+    "status and url, each job's id and status), with `Preference-Applied: return=minimal`. "
+    "Default, or `return=representation`: the full events, payloads included.")
+_PREFERENCE_APPLIED = OpenApiParameter(
+    "Preference-Applied", str, OpenApiParameter.HEADER, response=[200, 202],
+    description="`return=minimal` when the minimal answer was sent.")
+_REPLAYED = OpenApiParameter(
+    "Idempotent-Replayed", str, OpenApiParameter.HEADER, response=[200],
+    description="`true`: the answer of an earlier request with the same Idempotency-Key.")
+
+
 class EventTypeListApi(APIView):
     required_scopes = {"GET": (Scopes.EVENTS_PUBLISH, Scopes.EVENTS_READ)}
     throttle_scope = "read"
@@ -141,6 +236,16 @@ class EventTypeListApi(APIView):
         return Response(self.OutputSerializer(data, many=True).data)
 
 
+_EVENT_ANSWER = PolymorphicProxySerializer(
+    component_name="EventPublished", resource_type_field_name=None,
+    serializers=[EventOutputSerializer, EventMinimalOutputSerializer])
+_BATCH_ANSWER = PolymorphicProxySerializer(
+    component_name="EventBatchPublished", resource_type_field_name=None,
+    serializers=[inline_serializer("EventBatch", {"events": EventOutputSerializer(many=True)}),
+                 inline_serializer("EventBatchMinimal", {
+                     "events": EventMinimalOutputSerializer(many=True)})])
+
+
 class EventPublishApi(APIView):
     required_scopes = {"POST": (Scopes.EVENTS_PUBLISH,)}
     throttle_scope = "publish"
@@ -152,8 +257,9 @@ class EventPublishApi(APIView):
                                      description="Replays within the same API key return the "
                                      "first event; a different body with the same key is 409. "
                                      "Keys are shared with batch publishes: a key used for a "
-                                     "batch is 409 here.")],
-        responses={202: EventOutputSerializer, 200: EventOutputSerializer,
+                                     "batch is 409 here."),
+                    _PREFER, _PREFERENCE_APPLIED, _REPLAYED],
+        responses={202: _EVENT_ANSWER, 200: _EVENT_ANSWER,
                    **_errors(400, 401, 403, 409, 413, 422)},
     )
     def post(self, request):
@@ -167,14 +273,11 @@ class EventPublishApi(APIView):
             idempotency_key=_idempotency_key(request),
             correlation_id=request.correlation_id,
         )
+        minimal = prefers_minimal(request)
+        output = EventMinimalOutputSerializer if minimal else EventOutputSerializer
         context = {"request": request, "jobs": {result.event.pk: result.jobs}}
-        body = EventOutputSerializer(result.event, context=context).data
-        if result.created:
-            return Response(body, status=status.HTTP_202_ACCEPTED)
-        return Response(body, status=status.HTTP_200_OK, headers={"Idempotent-Replayed": "true"})
-
-
-_BATCH_ANSWER = inline_serializer("EventBatch", {"events": EventOutputSerializer(many=True)})
+        return _answer(output(result.event, context=context).data, created=result.created,
+                       minimal=minimal)
 
 
 class EventBatchPublishApi(APIView):
@@ -197,7 +300,8 @@ class EventBatchPublishApi(APIView):
                                      "the same key (per API key) and body answer the first "
                                      "batch's events as they are now, in the same order (200); "
                                      "a different body is 409. Keys are shared with single "
-                                     "publishes: a key used for one is 409 here.")],
+                                     "publishes: a key used for one is 409 here."),
+                    _PREFER, _PREFERENCE_APPLIED, _REPLAYED],
         responses={202: _BATCH_ANSWER, 200: _BATCH_ANSWER,
                    **_errors(400, 401, 403, 409, 413, 422)},
     )
@@ -215,13 +319,12 @@ class EventBatchPublishApi(APIView):
             events=serializer.validated_data["events"], api_key=request.auth,
             idempotency_key=_idempotency_key(request), correlation_id=request.correlation_id,
         )
+        minimal = prefers_minimal(request)
+        output = EventMinimalOutputSerializer if minimal else EventOutputSerializer
         jobs = {r.event.pk: r.jobs for r in published.results}
-        data = EventOutputSerializer([r.event for r in published.results], many=True,
-                                     context={"request": request, "jobs": jobs}).data
-        if published.created:
-            return Response({"events": data}, status=status.HTTP_202_ACCEPTED)
-        return Response({"events": data}, status=status.HTTP_200_OK,
-                        headers={"Idempotent-Replayed": "true"})
+        data = output([r.event for r in published.results], many=True,
+                      context={"request": request, "jobs": jobs}).data
+        return _answer({"events": data}, created=published.created, minimal=minimal)
 
 
 class EventBatchInputSchema(OpenApiSerializerExtension):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domain.events.apis import EventOutputSerializer
+from domain.events.apis import EventMinimalOutputSerializer, EventOutputSerializer
 from domain.events.models import EventStatus
 from tests.conftest import drf_fields_output, drf_request
 from tests.factories import EventFactory, JobFactory
@@ -30,5 +30,22 @@ def test_event_rendering_equals_the_declared_fields(status):
     # context are the ones rendered
     assert serializer.to_representation(event) == drf_fields_output(serializer, event)
     many = EventOutputSerializer([event], many=True, context={
+        "request": drf_request(), "jobs": {event.pk: []}}).data
+    assert many[0]["jobs"] == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [EventStatus.PENDING, EventStatus.COMPLETED])
+def test_minimal_event_rendering_equals_the_declared_fields(status):
+    # given an event with two jobs
+    event = EventFactory(status=status)
+    JobFactory(event=event, handler="first")
+    JobFactory(event=event, handler="second", status="running")
+    serializer = EventMinimalOutputSerializer(context={"request": drf_request()})
+
+    # then the direct rendering equals DRF's, and the jobs passed in the context are the ones
+    # rendered
+    assert serializer.to_representation(event) == drf_fields_output(serializer, event)
+    many = EventMinimalOutputSerializer([event], many=True, context={
         "request": drf_request(), "jobs": {event.pk: []}}).data
     assert many[0]["jobs"] == []
