@@ -130,8 +130,13 @@ class Command(BaseCommand):
         worker[0] = os.path.join(bin_dir, "celery")
         flower_auth = shlex.quote(f"{settings.FLOWER_USER}:{settings.FLOWER_PASSWORD}")
         return {
+            # compose/django/start's recycling too (GUNICORN_MAX_REQUESTS, _JITTER), so a
+            # worker swollen by a large batch is replaced here as it is in production.
             "web": f"{os.path.join(bin_dir, 'gunicorn')} config.wsgi:application "
                    f"--bind {host}:{port} --workers 2 --threads 4 --worker-class gthread "
+                   f"--max-requests {int(os.environ.get('GUNICORN_MAX_REQUESTS') or 5000)} "
+                   "--max-requests-jitter "
+                   f"{int(os.environ.get('GUNICORN_MAX_REQUESTS_JITTER') or 500)} "
                    "--access-logfile -",
             "worker": shlex.join(worker),
             "beat": f"{os.path.join(bin_dir, 'celery')} -A config beat -l INFO",
