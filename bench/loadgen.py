@@ -15,6 +15,13 @@ Two modes:
 
 Bodies: `body` is sent as is; `{seq}` in it is replaced with a run-unique number, `{now}` with
 the send time as an ISO-8601 UTC timestamp (used to measure publish-to-running latency).
+`body_file` names a file to send instead (a body of megabytes does not fit in a command-line
+argument).
+
+A server may end a keep-alive connection after a complete answer that says
+`Connection: close` (gunicorn does when it recycles a worker, `--max-requests`): the next
+request goes on a new connection and this is not counted as an error, only in `reconnects`.
+A connection closed without that warning is an error, as before.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ class _Conn(asyncio.Protocol):
         self.buffer = bytearray()
         self.waiter: asyncio.Future | None = None
         self.closed = asyncio.get_running_loop().create_future()
+        self.server_closes = False  # the last answer said `Connection: close`
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -74,6 +82,7 @@ class _Conn(asyncio.Protocol):
         status = int(head[9:12])
         body = bytes(self.buffer[head_end + 4: total])
         del self.buffer[:total]
+        self.server_closes = b"\r\nconnection: close" in head
         self.waiter.set_result((status, body))
 
     async def request(self, data: bytes) -> tuple[int, bytes]:
@@ -93,6 +102,9 @@ class _Run:
         headers = {"Host": f"{self.host}:{self.port}", "Connection": "keep-alive",
                    **spec.get("headers", {})}
         self.body = spec.get("body", "")
+        if spec.get("body_file"):
+            with open(spec["body_file"], encoding="utf-8") as f:
+                self.body = f.read()
         self.templated = "{seq}" in self.body or "{now}" in self.body or any(
             "{seq}" in v for v in headers.values())
         self.head_template = (f"{method} {spec['path']} HTTP/1.1\r\n"
@@ -102,6 +114,8 @@ class _Run:
         self.statuses: dict[int, int] = {}
         self.latencies: list[float] = []
         self.errors = 0
+        self.reconnects = 0
+        self.received_bytes = 0
         self.sample_body: str | None = None
 
     def _render(self, seq: int, now: datetime | None) -> bytes:
@@ -124,6 +138,7 @@ class _Run:
 
     def _record(self, status: int, body: bytes, started: float) -> None:
         self.latencies.append(time.perf_counter() - started)
+        self.received_bytes += len(body)
         self.statuses[status] = self.statuses.get(status, 0) + 1
         if status >= 400 and self.sample_body is None:
             self.sample_body = body[:500].decode(errors="replace")
@@ -132,6 +147,14 @@ class _Run:
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_connection(_Conn, self.host, self.port)
         return conn
+
+    async def _reusable(self, conn: _Conn) -> _Conn:
+        """`conn`, or a new connection if the server said it closes this one."""
+        if not conn.server_closes:
+            return conn
+        conn.transport.close()
+        self.reconnects += 1
+        return await self._connect()
 
     async def closed_loop(self, connections: int, deadline: float, budget: list[int]) -> None:
         async def worker() -> None:
@@ -146,6 +169,7 @@ class _Run:
                     conn = await self._connect()
                     continue
                 self._record(status, body, started)
+                conn = await self._reusable(conn)
             conn.transport.close()
 
         await asyncio.gather(*(worker() for _ in range(connections)))
@@ -164,7 +188,7 @@ class _Run:
             try:
                 status, body = await conn.request(self._next_request())
                 self._record(status, body, scheduled)
-                idle.put_nowait(conn)
+                idle.put_nowait(await self._reusable(conn))
             except ConnectionError:
                 self.errors += 1
                 idle.put_nowait(await self._connect())
@@ -199,6 +223,8 @@ class _Run:
             self.statuses.clear()
             self.latencies.clear()
             self.errors = 0
+            self.reconnects = 0
+            self.received_bytes = 0
             self.sample_body = None
         started = time.perf_counter()
         deadline = started + duration
@@ -214,6 +240,8 @@ class _Run:
             "ok": ok,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "errors": self.errors,
+            "reconnects": self.reconnects,
+            "mean_answer_bytes": round(self.received_bytes / len(lat)) if lat else None,
             "elapsed_s": round(elapsed, 3),
             "rps": round(len(lat) / elapsed, 1) if elapsed else 0.0,
             "ok_rps": round(ok / elapsed, 1) if elapsed else 0.0,

@@ -48,7 +48,33 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str, str]]:
                     f"({p['jobs_large'] // per:,} vs {p['jobs_small'] // per:,} tasks of {per})",
                     f"{p['rss_large_mib']} MiB", f"{p['rss_small_mib']} MiB",
                     f"{p['ratio']:.3f}x ({p['growth_pct']:+.1f}%)", "<= +10%", yes(p["met"])))
+    if "web_memory" in r:
+        out.extend(_web_memory_rows(r["web_memory"]))
     return out
+
+
+def _web_memory_rows(p: dict) -> list[tuple[str, str, str, str, str, str]]:
+    """Peak RSS per gunicorn worker under the largest batches, full then minimal answer."""
+    full, minimal = p["full"], p["minimal"]
+    load = (f"{p['connections']} connections x {p['events_per_batch']}-event batches of "
+            f"{p['body_bytes'] / 2**20:.1f} MiB")
+
+    def measured(v: dict) -> str:
+        return (f"{v['max_peak_mib']:.0f} MiB (workers {_mib(v['peak_mib'])}; "
+                f"{_mib(v['after_mib'])} a second after; answers {v['answer_mib']:.2f} MiB)")
+
+    return [
+        (f"gunicorn worker peak RSS, {load}, full answer", measured(full),
+         f"{full['max_idle_mib']:.0f} MiB idle (workers {_mib(full['idle_mib'])})",
+         f"{full['max_peak_mib'] / full['max_idle_mib']:.2f}x", "none", "-"),
+        (f"gunicorn worker peak RSS, {load}, Prefer: return=minimal", measured(minimal),
+         f"{full['max_peak_mib']:.0f} MiB full answer, same run",
+         f"{p['ratio']:.2f}x", "none", "-"),
+    ]
+
+
+def _mib(values: list[float]) -> str:
+    return ", ".join(f"{v:.0f}" for v in values)
 
 
 def table(report: dict) -> str:

@@ -19,7 +19,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.stack import BIN, ROOT, Stack, tree_rss, wait_until
+from bench.stack import BIN, ROOT, Stack, gunicorn_workers, rss_now_and_peak, tree_rss, wait_until
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -28,15 +28,16 @@ FULL = {
     "connections": 32, "batch_connections": 8,
     "batch_size": 500, "e2e_events": 20_000, "e2e_single_events": 5_000,
     "latency_seconds": 10, "memory_small": 10_000, "memory_large": 100_000,
-    "memory_batch": 10,
+    "memory_batch": 10, "web_memory_batches": 3,
 }
 QUICK = {
     "ingest_seconds": 4, "ingest_rounds": 2, "warmup_seconds": 1,
     "connections": 32, "batch_connections": 8,
     "batch_size": 500, "e2e_events": 5_000, "e2e_single_events": 1_500,
     "latency_seconds": 4, "memory_small": 2_000, "memory_large": 20_000,
-    "memory_batch": 10,
+    "memory_batch": 10, "web_memory_batches": 1,
 }
+SCENARIOS = ("ingest", "e2e", "memory", "web_memory")
 
 
 def log(message: str) -> None:
@@ -87,7 +88,7 @@ class Suite:
         redis.Redis(port=self.stack.redis_port).flushall()
         with connection.cursor() as cur:
             cur.execute("TRUNCATE events_jobattempt, events_job, events_event, "
-                        "django_celery_results_taskresult CASCADE")
+                        "events_batchpublish, django_celery_results_taskresult CASCADE")
             cur.execute("VACUUM ANALYZE")
         connection.close()
 
@@ -340,6 +341,60 @@ class Suite:
             "goal": "growth <= 10%", "met": growth <= 0.10}
         self.reset()
 
+    def web_memory(self) -> None:
+        """Peak RSS of each gunicorn worker while `batch_connections` connections send the
+        largest batch the limits allow, with the full answer and with Prefer: return=minimal.
+
+        Each variant gets a gunicorn of its own, started fresh: a worker's memory stays near its
+        peak once reached, so a second variant on the same workers would start from the first
+        one's. The baseline of the full answer is the workers' RSS before the load (after a
+        warm-up of small batches); the minimal answer's is the full answer's peak.
+        """
+        c = self.cfg
+        body, facts = worst_batch_body()
+        body_file = self.stack.dir / "worst_batch.json"
+        body_file.write_text(body)
+        requests = c["batch_connections"] * c["web_memory_batches"]
+        variants = {}
+        for variant, prefer in (("full", {}), ("minimal", {"Prefer": "return=minimal"})):
+            web, port = self.stack.start_web()
+            workers = gunicorn_workers(web.pid)
+            self._check(loadgen(self.stack, {
+                "port": port, "connections": c["batch_connections"], "duration": 60,
+                "requests": 2 * c["batch_connections"], "method": "POST",
+                "path": "/api/v1/events/batch", "body": self._batch_body("demo.ping", 10),
+                "headers": self.headers()}), "web memory warm-up")
+            idle = {pid: rss_now_and_peak(pid)[0] for pid in workers}
+            log(f"web memory ({variant} answer): {requests} batches of "
+                f"{facts['body_bytes'] / 2**20:.1f} MiB over {c['batch_connections']} "
+                f"connections; workers idle at {idle} MiB")
+            run = loadgen(self.stack, {
+                "port": port, "connections": c["batch_connections"], "duration": 600,
+                "requests": requests, "method": "POST", "path": "/api/v1/events/batch",
+                "body_file": str(body_file), "headers": {**self.headers(), **prefer}})
+            self._check(run, f"web memory ({variant})")
+            time.sleep(1)
+            if gunicorn_workers(web.pid) != workers:
+                raise RuntimeError("web memory: a gunicorn worker was replaced mid-measurement "
+                                   "(GUNICORN_MAX_REQUESTS below the scenario's requests)")
+            readings = {pid: rss_now_and_peak(pid) for pid in workers}
+            self.stack.stop(web)
+            self.reset()
+            variants[variant] = {
+                "idle_mib": list(idle.values()),
+                "peak_mib": [peak for _, peak in readings.values()],
+                "after_mib": [now for now, _ in readings.values()],
+                "max_peak_mib": max(peak for _, peak in readings.values()),
+                "max_idle_mib": max(idle.values()),
+                "answer_mib": round(run["mean_answer_bytes"] / 2**20, 3),
+                "requests": run["ok"], "p50_ms": run["p50_ms"], "elapsed_s": run["elapsed_s"]}
+            log(f"web memory ({variant} answer): {variants[variant]}")
+        full, minimal = variants["full"], variants["minimal"]
+        self.results["web_memory"] = {
+            **facts, "connections": c["batch_connections"], "full": full, "minimal": minimal,
+            "ratio": _ratio(minimal["max_peak_mib"], full["max_peak_mib"]),
+            "goal": "none (a measurement)", "met": None}
+
     # --- bookkeeping --------------------------------------------------------------------
 
     def _next_seq(self, step: int) -> int:
@@ -352,6 +407,28 @@ class Suite:
         if bad or run["errors"] or not run["ok"]:
             raise RuntimeError(f"{what}: non-2xx answers {bad}, connection errors "
                                f"{run['errors']}; first error body: {run['sample_error_body']}")
+
+
+def worst_batch_body() -> tuple[str, dict]:
+    """The largest batch the limits allow: API_MAX_BATCH_EVENTS demo.ping events whose
+    payloads fill the body to 99.5% of API_MAX_BATCH_BODY_BYTES (each payload under
+    API_MAX_PAYLOAD_BYTES, which binds first only if it is the smaller)."""
+    from django.conf import settings
+
+    n, limit = settings.API_MAX_BATCH_EVENTS, settings.API_MAX_BATCH_BODY_BYTES
+
+    def body(filler: str) -> str:
+        return json.dumps({"events": [
+            {"type": "demo.ping", "payload": {"message": f"bench {i}", "blob": filler}}
+            for i in range(n)]})
+
+    room = (int(limit * 0.995) - len(body(""))) // n
+    largest_payload = len(json.dumps({"message": f"bench {n}", "blob": ""}))
+    size = min(room, settings.API_MAX_PAYLOAD_BYTES - largest_payload)
+    text = body(("abcdefghijklmnopqrstuvwxyz0123456789" * (size // 36 + 1))[:size])
+    return text, {"events_per_batch": n, "body_bytes": len(text.encode()),
+                  "body_limit_bytes": limit, "payload_bytes": largest_payload + size,
+                  "payload_limit_bytes": settings.API_MAX_PAYLOAD_BYTES}
 
 
 def _median_run(runs: list[dict]) -> dict:
@@ -371,12 +448,15 @@ def _pct(values: list[float], q: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs, under 2 minutes")
-    parser.add_argument("--only", default="ingest,e2e,memory",
-                        help="comma-separated subset of ingest,e2e,memory")
+    parser.add_argument("--only", default=",".join(SCENARIOS),
+                        help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     only = set(args.only.split(","))
+    if only - set(SCENARIOS):
+        parser.error(f"unknown scenario(s) {','.join(sorted(only - set(SCENARIOS)))}; "
+                     f"choose from {','.join(SCENARIOS)}")
     database_url = os.environ.get("BENCH_DATABASE_URL",
                                   "postgres://postgres@127.0.0.1:5432/conveyor_bench")
     t0 = time.monotonic()
@@ -394,14 +474,17 @@ def main(argv: list[str] | None = None) -> int:
         suite = Suite(stack, cfg)
         suite.setup()
         suite.reset()
-        web, port = stack.start_web()
-        if "ingest" in only:
-            suite.ingest(port)
-        if "e2e" in only:
-            suite.end_to_end(port)
-        stack.stop(web)
+        if only & {"ingest", "e2e"}:
+            web, port = stack.start_web()
+            if "ingest" in only:
+                suite.ingest(port)
+            if "e2e" in only:
+                suite.end_to_end(port)
+            stack.stop(web)
         if "memory" in only:
             suite.memory()
+        if "web_memory" in only:
+            suite.web_memory()
     finally:
         stack.stop_all()
     report = {

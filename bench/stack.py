@@ -23,6 +23,31 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# compose/django/start's gunicorn settings and their defaults (tests/bench holds them equal).
+GUNICORN_DEFAULTS = {
+    "GUNICORN_WORKERS": "2",
+    "GUNICORN_THREADS": "4",
+    "GUNICORN_MAX_REQUESTS": "5000",
+    "GUNICORN_MAX_REQUESTS_JITTER": "500",
+}
+
+
+def gunicorn_command(port: int, tmp_dir: Path, env: dict[str, str]) -> list[str]:
+    """gunicorn with compose/django/start's flags, each read from `env` with its default, on
+    127.0.0.1:`port`: GUNICORN_WORKERS processes x GUNICORN_THREADS threads (gthread), each
+    process replaced after GUNICORN_MAX_REQUESTS (+ jitter) requests, access log on."""
+
+    def setting(name: str) -> str:
+        return env.get(name) or GUNICORN_DEFAULTS[name]
+
+    return [
+        str(BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
+        "--workers", setting("GUNICORN_WORKERS"), "--threads", setting("GUNICORN_THREADS"),
+        "--worker-class", "gthread", "--worker-tmp-dir", str(tmp_dir),
+        "--timeout", "30", "--max-requests", setting("GUNICORN_MAX_REQUESTS"),
+        "--max-requests-jitter", setting("GUNICORN_MAX_REQUESTS_JITTER"),
+        "--access-logfile", "-", "--no-control-socket",
+    ]
 
 
 def free_port() -> int:
@@ -117,16 +142,10 @@ class Stack:
         return proc
 
     def start_web(self) -> tuple[subprocess.Popen, int]:
-        """gunicorn with compose/django/start's flags and defaults: GUNICORN_WORKERS (2)
-        processes x GUNICORN_THREADS (4) threads, gthread, access log on (to a file here)."""
+        """gunicorn with compose/django/start's flags and defaults (`gunicorn_command`), its
+        access log to a file here."""
         port = free_port()
-        proc = self._spawn("web", [
-            str(BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-            "--workers", os.environ.get("GUNICORN_WORKERS", "2"),
-            "--threads", os.environ.get("GUNICORN_THREADS", "4"), "--worker-class", "gthread",
-            "--worker-tmp-dir", str(self.dir),
-            "--timeout", "30", "--access-logfile", "-", "--no-control-socket",
-        ])
+        proc = self._spawn("web", gunicorn_command(port, self.dir, self.env))
 
         def healthy() -> bool:
             if proc.poll() is not None:
@@ -190,3 +209,23 @@ def tree_rss(pid: int) -> dict:
     return {"total_mib": round((parent_rss + sum(child_rss)) / 2**20, 1),
             "master_mib": round(parent_rss / 2**20, 1),
             "children_mib": [round(r / 2**20, 1) for r in child_rss]}
+
+
+def gunicorn_workers(master_pid: int) -> list[int]:
+    """The worker processes of a gunicorn master, by PID."""
+    return sorted(child.pid for child in psutil.Process(master_pid).children())
+
+
+def rss_now_and_peak(pid: int) -> tuple[float, float]:
+    """(resident MiB now, the most it has been since the process started) for one process.
+
+    The peak is the kernel's own high-water mark (VmHWM in /proc/<pid>/status): exact, where a
+    sampler polling RSS would miss a peak shorter than its interval.
+    """
+    values = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                values[name] = int(rest.split()[0]) / 1024  # kB
+    return round(values["VmRSS"], 1), round(values["VmHWM"], 1)

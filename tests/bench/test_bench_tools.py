@@ -4,6 +4,7 @@ load generator runs against a local HTTP server that records what it received.""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bench.report import chart, table
-from bench.run import _median_run
+from bench.run import SCENARIOS, _median_run, main, worst_batch_body
+from bench.stack import gunicorn_command, rss_now_and_peak
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,16 +24,23 @@ class _Recorder(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the load generator expects
     received: list[tuple[str, str, dict]] = []
     lock = threading.Lock()
+    # Answers per connection before the server closes it, saying so (`Connection: close`), as
+    # gunicorn does for a worker's last request under --max-requests; 0: never.
+    close_after = 0
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"])).decode()
         with self.lock:
             self.received.append((self.path, body, dict(self.headers)))
+        self.answered = getattr(self, "answered", 0) + 1  # one handler per connection
         status = 422 if "fail" in body else 202
         payload = b'{"ok": true}'
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
+        if self.close_after and self.answered % self.close_after == 0:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(payload)
 
@@ -42,6 +51,7 @@ class _Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     _Recorder.received = []
+    _Recorder.close_after = 0
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -90,6 +100,43 @@ def test_open_loop_issues_requests_on_schedule_until_the_duration_ends(server):
     assert result["requests"] == len(_Recorder.received) == 50
 
 
+def test_connections_the_server_closes_after_an_answer_are_reopened_not_counted_as_errors(
+        server):
+    # given a server that closes every connection after its third answer, saying so in the
+    # answer (gunicorn recycling a worker with --max-requests)
+    _Recorder.close_after = 3
+
+    # when the load generator sends 40 requests over 4 connections, closed loop and open loop
+    closed = _loadgen({"port": server.server_address[1], "connections": 4, "duration": 30,
+                       "requests": 40, "method": "POST", "path": "/x", "body": "{}"})
+    opened = _loadgen({"port": server.server_address[1], "connections": 4, "rate": 40,
+                       "duration": 1, "method": "POST", "path": "/x", "body": "{}"})
+
+    # then every request was answered, none counted as an error, and the reopened connections
+    # are counted apart
+    for result in (closed, opened):
+        assert result["ok"] == result["requests"] == 40, result
+        assert result["errors"] == 0
+        assert result["reconnects"] >= 40 // 3 - 4
+    assert len(_Recorder.received) == 80
+
+
+def test_a_body_file_is_sent_as_the_body(server, tmp_path):
+    # given a body of 1 MiB in a file (larger than a command-line argument may be)
+    body = '{"blob": "' + "x" * 2**20 + '"}'
+    path = tmp_path / "body.json"
+    path.write_text(body)
+
+    # when the load generator sends it twice
+    result = _loadgen({"port": server.server_address[1], "connections": 1, "duration": 30,
+                       "requests": 2, "method": "POST", "path": "/x", "body_file": str(path)})
+
+    # then the server received the file's content each time, and the answers were counted
+    assert result["ok"] == 2
+    assert [b for _, b, _ in _Recorder.received] == [body, body]
+    assert result["mean_answer_bytes"] == len(b'{"ok": true}')
+
+
 def test_loadgen_refuses_any_host_but_loopback():
     proc = subprocess.run([sys.executable, "-m", "bench.loadgen",
                            json.dumps({"host": "example.com", "port": 80})], cwd=ROOT,
@@ -111,10 +158,99 @@ def test_report_renders_every_figure_with_its_baseline_and_ratio(tmp_path):
     text = table(report)
     for label in ("single publish", "batch publish", "demo.ping -> noop job",
                   "product.updated", "one POST per event", "publish -> running",
-                  "worker RSS"):
+                  "worker RSS", "gunicorn worker peak RSS", "Prefer: return=minimal"):
         assert label in text
+    # the web memory rows: each peak next to its same-run baseline (idle, then the full answer)
+    assert "644 MiB (workers 644, 471; 581, 389 a second after; answers 16.31 MiB)" in text
+    assert "87 MiB idle (workers 87, 76)" in text and "7.39x" in text
+    assert "644 MiB full answer, same run" in text and "0.87x" in text
     assert "0.12x" in text and "NO" in text and "yes" in text
     # and the chart is a PNG file
     png = tmp_path / "chart.png"
     chart(report, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_web_memory_alone_renders_a_table_and_a_chart(tmp_path):
+    # given a report of the web memory scenario only (`--only web_memory`)
+    report = json.loads((Path(__file__).parent / "sample_report.json").read_text())
+    report["results"] = {"web_memory": report["results"]["web_memory"]}
+
+    # then the table holds its two rows and nothing else, and the chart is still drawn
+    assert len(table(report).splitlines()) == 3 + 2
+    chart(report, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_unknown_scenario_is_refused_before_anything_starts(capsys):
+    # when --only names a scenario that does not exist
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--only", "web_memory,nope"])
+
+    # then the suite stops at once, naming the scenarios there are
+    assert exit_info.value.code == 2
+    assert "nope" in capsys.readouterr().err
+    assert "web_memory" in SCENARIOS
+
+
+@pytest.mark.django_db
+def test_the_worst_batch_fills_the_body_limit_with_valid_events():
+    # given the suite's worst batch for the limits in force
+    from django.conf import settings
+
+    from domain.events.services import event_validate
+
+    body, facts = worst_batch_body()
+    events = json.loads(body)["events"]
+
+    # then it is just under the batch body limit, with the most events a batch may hold
+    limit = settings.API_MAX_BATCH_BODY_BYTES
+    assert facts["body_bytes"] == len(body.encode())
+    assert 0.99 * limit < len(body.encode()) <= limit
+    assert len(events) == facts["events_per_batch"] == settings.API_MAX_BATCH_EVENTS
+
+    # and every event would be accepted (type, schema, payload size under its own limit)
+    for event in events:
+        event_validate(event_type=event["type"], payload=event["payload"], occurred_at=None)
+    assert max(len(json.dumps(e["payload"])) for e in events) <= facts["payload_bytes"]
+    assert facts["payload_bytes"] <= settings.API_MAX_PAYLOAD_BYTES
+
+
+def test_the_stack_starts_gunicorn_with_compose_flags_and_defaults(tmp_path):
+    # given compose/django/start's gunicorn flags whose value comes from the environment
+    script = (ROOT / "compose" / "django" / "start").read_text()
+    from_env = dict(re.findall(r'--([a-z-]+) "\$\{GUNICORN_[A-Z_]+:-([^}]*)\}"', script))
+    assert {"workers", "threads", "max-requests", "max-requests-jitter"} <= set(from_env)
+    assert "--worker-class gthread" in script
+
+    # when the benchmark stack builds its gunicorn command with none of them set
+    command = gunicorn_command(8000, tmp_path, env={})
+
+    # then each flag has compose's default, and the worker class is the same
+    flags = dict(zip(command[2::2], command[3::2], strict=False))
+    for flag in ("workers", "threads", "max-requests", "max-requests-jitter"):
+        assert flags[f"--{flag}"] == from_env[flag], flag
+    assert flags["--worker-class"] == "gthread"
+
+    # and a value set in the environment wins, as in compose
+    assert "123" in gunicorn_command(8000, tmp_path, env={"GUNICORN_MAX_REQUESTS": "123"})
+
+
+def test_rss_reading_catches_a_peak_that_is_gone():
+    # given a process that held 200 MiB for a moment, then let go of it
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; b = bytearray(200 * 2**20); "
+         "b[::4096] = b'x' * len(b[::4096]); del b; print('ok', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ok"
+
+        # when its memory is read afterwards
+        now, peak = rss_now_and_peak(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+    # then the peak still shows the 200 MiB, and "now" does not
+    assert peak >= 200
+    assert now < peak - 150
