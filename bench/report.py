@@ -60,12 +60,12 @@ def _web_memory_rows(p: dict) -> list[tuple[str, str, str, str, str, str]]:
             f"{p['body_bytes'] / 2**20:.1f} MiB")
 
     def measured(v: dict) -> str:
-        return (f"{v['max_peak_mib']:.0f} MiB (workers {_mib(v['peak_mib'])}; "
-                f"{_mib(v['after_mib'])} a second after; answers {v['answer_mib']:.2f} MiB)")
+        return (f"{v['max_peak_mib']:.0f} MiB (round peaks {_mib(v['round_peaks_mib'])}; "
+                f"{v['after_mib']:.0f} a second after; answers {v['answer_mib']:.2f} MiB)")
 
     return [
         (f"gunicorn worker peak RSS, {load}, full answer", measured(full),
-         f"{full['max_idle_mib']:.0f} MiB idle (workers {_mib(full['idle_mib'])})",
+         f"{full['max_idle_mib']:.0f} MiB idle before the load",
          f"{full['max_peak_mib'] / full['max_idle_mib']:.2f}x", "none", "-"),
         (f"gunicorn worker peak RSS, {load}, Prefer: return=minimal", measured(minimal),
          f"{full['max_peak_mib']:.0f} MiB full answer, same run",

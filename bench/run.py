@@ -28,14 +28,14 @@ FULL = {
     "connections": 32, "batch_connections": 8,
     "batch_size": 500, "e2e_events": 20_000, "e2e_single_events": 5_000,
     "latency_seconds": 10, "memory_small": 10_000, "memory_large": 100_000,
-    "memory_batch": 10, "web_memory_batches": 3,
+    "memory_batch": 10, "web_memory_batches": 3, "web_memory_rounds": 2,
 }
 QUICK = {
     "ingest_seconds": 4, "ingest_rounds": 2, "warmup_seconds": 1,
     "connections": 32, "batch_connections": 8,
     "batch_size": 500, "e2e_events": 5_000, "e2e_single_events": 1_500,
     "latency_seconds": 4, "memory_small": 2_000, "memory_large": 20_000,
-    "memory_batch": 10, "web_memory_batches": 1,
+    "memory_batch": 10, "web_memory_batches": 1, "web_memory_rounds": 1,
 }
 SCENARIOS = ("ingest", "e2e", "memory", "web_memory")
 
@@ -345,55 +345,60 @@ class Suite:
         """Peak RSS of each gunicorn worker while `batch_connections` connections send the
         largest batch the limits allow, with the full answer and with Prefer: return=minimal.
 
-        Each variant gets a gunicorn of its own, started fresh: a worker's memory stays near its
-        peak once reached, so a second variant on the same workers would start from the first
-        one's. The baseline of the full answer is the workers' RSS before the load (after a
-        warm-up of small batches); the minimal answer's is the full answer's peak.
+        The two alternate for `web_memory_rounds` rounds, each on a gunicorn of its own, started
+        fresh: a worker's memory stays near its peak once reached, so a round on the same
+        workers would start from the last one's. How the connections spread over the workers
+        is the kernel's choice and varies from round to round; at least one worker always holds
+        half of them, so the largest peak of a round is comparable between rounds. The baseline
+        of the full answer is the workers' RSS before the load (after a warm-up of small
+        batches); the minimal answer's is the full answer's peak.
         """
         c = self.cfg
         body, facts = worst_batch_body()
         body_file = self.stack.dir / "worst_batch.json"
         body_file.write_text(body)
-        requests = c["batch_connections"] * c["web_memory_batches"]
-        variants = {}
-        for variant, prefer in (("full", {}), ("minimal", {"Prefer": "return=minimal"})):
-            web, port = self.stack.start_web()
-            workers = gunicorn_workers(web.pid)
-            self._check(loadgen(self.stack, {
-                "port": port, "connections": c["batch_connections"], "duration": 60,
-                "requests": 2 * c["batch_connections"], "method": "POST",
-                "path": "/api/v1/events/batch", "body": self._batch_body("demo.ping", 10),
-                "headers": self.headers()}), "web memory warm-up")
-            idle = {pid: rss_now_and_peak(pid)[0] for pid in workers}
-            log(f"web memory ({variant} answer): {requests} batches of "
-                f"{facts['body_bytes'] / 2**20:.1f} MiB over {c['batch_connections']} "
-                f"connections; workers idle at {idle} MiB")
-            run = loadgen(self.stack, {
-                "port": port, "connections": c["batch_connections"], "duration": 600,
-                "requests": requests, "method": "POST", "path": "/api/v1/events/batch",
-                "body_file": str(body_file), "headers": {**self.headers(), **prefer}})
-            self._check(run, f"web memory ({variant})")
-            time.sleep(1)
-            if gunicorn_workers(web.pid) != workers:
-                raise RuntimeError("web memory: a gunicorn worker was replaced mid-measurement "
-                                   "(GUNICORN_MAX_REQUESTS below the scenario's requests)")
-            readings = {pid: rss_now_and_peak(pid) for pid in workers}
-            self.stack.stop(web)
-            self.reset()
-            variants[variant] = {
-                "idle_mib": list(idle.values()),
-                "peak_mib": [peak for _, peak in readings.values()],
-                "after_mib": [now for now, _ in readings.values()],
-                "max_peak_mib": max(peak for _, peak in readings.values()),
-                "max_idle_mib": max(idle.values()),
+        variants: dict[str, list[dict]] = {"full": [], "minimal": []}
+        for round_no in range(1, c["web_memory_rounds"] + 1):
+            for variant, prefer in (("full", {}), ("minimal", {"Prefer": "return=minimal"})):
+                log(f"web memory round {round_no}/{c['web_memory_rounds']} ({variant} answer): "
+                    f"{c['batch_connections']} connections x {c['web_memory_batches']} "
+                    f"batches of {facts['body_bytes'] / 2**20:.1f} MiB")
+                variants[variant].append(self._web_memory_round(body_file, prefer))
+                log(f"web memory ({variant} answer): {variants[variant][-1]}")
+        full, minimal = (_web_memory_summary(variants[v]) for v in ("full", "minimal"))
+        self.results["web_memory"] = {
+            **facts, "connections": c["batch_connections"],
+            "batches_per_connection": c["web_memory_batches"], "full": full,
+            "minimal": minimal, "ratio": _ratio(minimal["max_peak_mib"], full["max_peak_mib"]),
+            "goal": "none (a measurement)", "met": None}
+
+    def _web_memory_round(self, body_file: Path, prefer: dict) -> dict:
+        c = self.cfg
+        web, port = self.stack.start_web()
+        workers = gunicorn_workers(web.pid)
+        self._check(loadgen(self.stack, {
+            "port": port, "connections": c["batch_connections"], "duration": 60,
+            "requests": 2 * c["batch_connections"], "method": "POST",
+            "path": "/api/v1/events/batch", "body": self._batch_body("demo.ping", 10),
+            "headers": self.headers()}), "web memory warm-up")
+        idle = [rss_now_and_peak(pid)[0] for pid in workers]
+        run = loadgen(self.stack, {
+            "port": port, "connections": c["batch_connections"], "duration": 600,
+            "requests": c["batch_connections"] * c["web_memory_batches"], "method": "POST",
+            "path": "/api/v1/events/batch", "body_file": str(body_file),
+            "headers": {**self.headers(), **prefer}})
+        self._check(run, "web memory")
+        time.sleep(1)
+        if gunicorn_workers(web.pid) != workers:
+            raise RuntimeError("web memory: a gunicorn worker was replaced mid-measurement "
+                               "(GUNICORN_MAX_REQUESTS below the scenario's requests)")
+        readings = [rss_now_and_peak(pid) for pid in workers]
+        self.stack.stop(web)
+        self.reset()
+        return {"idle_mib": idle, "peak_mib": [peak for _, peak in readings],
+                "after_mib": [now for now, _ in readings],
                 "answer_mib": round(run["mean_answer_bytes"] / 2**20, 3),
                 "requests": run["ok"], "p50_ms": run["p50_ms"], "elapsed_s": run["elapsed_s"]}
-            log(f"web memory ({variant} answer): {variants[variant]}")
-        full, minimal = variants["full"], variants["minimal"]
-        self.results["web_memory"] = {
-            **facts, "connections": c["batch_connections"], "full": full, "minimal": minimal,
-            "ratio": _ratio(minimal["max_peak_mib"], full["max_peak_mib"]),
-            "goal": "none (a measurement)", "met": None}
 
     # --- bookkeeping --------------------------------------------------------------------
 
@@ -407,6 +412,17 @@ class Suite:
         if bad or run["errors"] or not run["ok"]:
             raise RuntimeError(f"{what}: non-2xx answers {bad}, connection errors "
                                f"{run['errors']}; first error body: {run['sample_error_body']}")
+
+
+def _web_memory_summary(rounds: list[dict]) -> dict:
+    """One variant's rounds: the largest worker peak of each, and of all (its worst case);
+    the RSS that worst worker still held a second after the load; the largest idle RSS."""
+    worst = max(rounds, key=lambda r: max(r["peak_mib"]))
+    at = worst["peak_mib"].index(max(worst["peak_mib"]))
+    return {"max_peak_mib": worst["peak_mib"][at], "after_mib": worst["after_mib"][at],
+            "round_peaks_mib": [max(r["peak_mib"]) for r in rounds],
+            "max_idle_mib": max(max(r["idle_mib"]) for r in rounds),
+            "answer_mib": worst["answer_mib"], "rounds": rounds}
 
 
 def worst_batch_body() -> tuple[str, dict]:

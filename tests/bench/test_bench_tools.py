@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.report import chart, table
-from bench.run import SCENARIOS, _median_run, main, worst_batch_body
+from bench.run import SCENARIOS, _median_run, _web_memory_summary, main, worst_batch_body
 from bench.stack import gunicorn_command, rss_now_and_peak
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,14 +161,31 @@ def test_report_renders_every_figure_with_its_baseline_and_ratio(tmp_path):
                   "worker RSS", "gunicorn worker peak RSS", "Prefer: return=minimal"):
         assert label in text
     # the web memory rows: each peak next to its same-run baseline (idle, then the full answer)
-    assert "644 MiB (workers 644, 471; 581, 389 a second after; answers 16.31 MiB)" in text
-    assert "87 MiB idle (workers 87, 76)" in text and "7.39x" in text
-    assert "644 MiB full answer, same run" in text and "0.87x" in text
+    assert "663 MiB (round peaks 663, 662; 604 a second after; answers 16.31 MiB)" in text
+    assert "88 MiB idle before the load" in text and "7.58x" in text
+    assert "632 MiB (round peaks 603, 632; 535 a second after; answers 0.11 MiB)" in text
+    assert "663 MiB full answer, same run" in text and "0.95x" in text
     assert "0.12x" in text and "NO" in text and "yes" in text
     # and the chart is a PNG file
     png = tmp_path / "chart.png"
     chart(report, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_web_memory_summary_takes_the_worst_worker_of_the_worst_round():
+    # given two rounds of two workers each
+    rounds = [
+        {"idle_mib": [80, 90], "peak_mib": [500, 300], "after_mib": [450, 280],
+         "answer_mib": 16.3},
+        {"idle_mib": [85, 70], "peak_mib": [200, 600], "after_mib": [190, 550],
+         "answer_mib": 16.3},
+    ]
+
+    # then the figure is that worker's peak and what it held after, with each round's peak
+    summary = _web_memory_summary(rounds)
+    assert summary["max_peak_mib"] == 600 and summary["after_mib"] == 550
+    assert summary["round_peaks_mib"] == [500, 600]
+    assert summary["max_idle_mib"] == 90
 
 
 def test_web_memory_alone_renders_a_table_and_a_chart(tmp_path):
