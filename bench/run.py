@@ -358,13 +358,17 @@ class Suite:
         body_file = self.stack.dir / "worst_batch.json"
         body_file.write_text(body)
         variants: dict[str, list[dict]] = {"full": [], "minimal": []}
-        for round_no in range(1, c["web_memory_rounds"] + 1):
-            for variant, prefer in (("full", {}), ("minimal", {"Prefer": "return=minimal"})):
-                log(f"web memory round {round_no}/{c['web_memory_rounds']} ({variant} answer): "
-                    f"{c['batch_connections']} connections x {c['web_memory_batches']} "
-                    f"batches of {facts['body_bytes'] / 2**20:.1f} MiB")
-                variants[variant].append(self._web_memory_round(body_file, prefer))
-                log(f"web memory ({variant} answer): {variants[variant][-1]}")
+        try:
+            for round_no in range(1, c["web_memory_rounds"] + 1):
+                for variant, prefer in (("full", {}), ("minimal", {"Prefer": "return=minimal"})):
+                    log(f"web memory round {round_no}/{c['web_memory_rounds']} ({variant} "
+                        f"answer): {c['batch_connections']} connections x "
+                        f"{c['web_memory_batches']} batches of "
+                        f"{facts['body_bytes'] / 2**20:.1f} MiB")
+                    variants[variant].append(self._web_memory_round(body_file, prefer))
+                    log(f"web memory ({variant} answer): {variants[variant][-1]}")
+        finally:
+            body_file.unlink()  # 16 MiB; the work directory is kept for its logs
         full, minimal = (_web_memory_summary(variants[v]) for v in ("full", "minimal"))
         self.results["web_memory"] = {
             **facts, "connections": c["batch_connections"],
