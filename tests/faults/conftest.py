@@ -12,6 +12,7 @@ import redis
 
 import tests.faults.jobs  # noqa: F401 - registers the test-only job kinds in this process too
 from config.celery import app
+from scheduler.sync import schedules_sync
 from tests.broker_utils import broker_at
 from tests.faults.procs import (
     PostgresServer,
@@ -99,3 +100,11 @@ def private_postgres(transactional_db) -> PostgresServer:
         connection.settings_dict.clear()
         connection.settings_dict.update(saved)
         server.remove()
+
+
+@pytest.fixture
+def beat(workers):
+    """Beat running the project's schedules (the relay and the orphan rescue every 5 s), as
+    in production: nothing below calls the rescue by hand."""
+    schedules_sync()
+    return workers.start_beat()

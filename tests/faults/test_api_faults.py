@@ -268,9 +268,10 @@ def _with_database(query):
 
 @pytest.mark.postgres
 def test_a_database_outage_is_503_with_retry_after_and_no_accepted_event_is_lost(
-        private_postgres, spare_redis: RedisServer, workers, tmp_path):
+        private_postgres, spare_redis: RedisServer, workers, beat, tmp_path):
     # given a gunicorn on our own PostgreSQL cluster (persistent, health-checked connections,
-    # as in production) and our own Redis, a worker, and an API key on that cluster
+    # as in production) and our own Redis, a worker, Beat (the relay and the orphan rescue,
+    # for a job caught running when the database goes), and an API key on that cluster
     _api_key, key = api_key_create(name="db-outage", scopes=[Scopes.EVENTS_PUBLISH])
     with running_gunicorn(tmp_path, DJANGO_SETTINGS_MODULE="tests.faults.settings_persistent_db",
                           TEST_BROKER_URL=spare_redis.broker_url,

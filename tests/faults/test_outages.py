@@ -95,14 +95,6 @@ def _runs(effects, job_id) -> int:
     return int(effects.get(runs_key(job_id)) or 0)
 
 
-@pytest.fixture
-def beat(workers):
-    """Beat running the project's schedules (the relay and the orphan rescue every 5 s), as
-    in production: nothing below calls the rescue by hand."""
-    schedules_sync()
-    return workers.start_beat()
-
-
 @pytest.mark.parametrize("death", ["kill -9", "cold shutdown (SIGQUIT)"])
 def test_a_job_whose_worker_dies_runs_again_within_seconds(workers, beat, effects, death):
     # given a worker running a job that takes 8 seconds
