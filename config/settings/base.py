@@ -212,7 +212,7 @@ OUTBOX_RELAY_BATCH_SIZE = env.int("OUTBOX_RELAY_BATCH_SIZE", default=500)
 OUTBOX_STALE_SECONDS = env.int("OUTBOX_STALE_SECONDS", default=1800)
 # Sooner when its queue is empty: a queued job handed over this long ago whose queue holds no
 # message lost it (an evicting or restarted Redis), and is sent again.
-OUTBOX_LOST_SECONDS = env.int("OUTBOX_LOST_SECONDS", default=60)
+OUTBOX_LOST_SECONDS = env.int("OUTBOX_LOST_SECONDS", default=30)
 # A running job holds a lease that its worker renews every third of this (workers/leases.py);
 # a lease expired for longer than ORPHAN_GRACE_SECONDS means the worker died (kill -9, OOM, a
 # lost machine), and the orphan rescue (Beat, every 5 s) runs the job again.
