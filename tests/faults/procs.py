@@ -21,7 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -389,3 +391,78 @@ class WorkerFactory:
                          f"returncode={worker.proc.returncode} ({worker.log_path})\n"
                          + "\n".join(lines))
         return "\n".join(parts)
+
+
+@dataclass
+class GunicornServer:
+    port: int
+    proc: subprocess.Popen
+    log_path: Path
+
+    def worker_pid(self) -> int:
+        """The one worker process (the master's only child)."""
+        import psutil
+
+        children = psutil.Process(self.proc.pid).children()
+        assert len(children) == 1, [c.cmdline() for c in children]
+        return children[0].pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+
+@contextlib.contextmanager
+def running_gunicorn(tmp_path: Path, *, timeout: int = 30,
+                     **extra_env: str) -> Iterator[GunicornServer]:
+    """gunicorn with compose/django/start's worker class (gthread) on a spare port, sharing
+    this run's test database (as the test process sees it: after `private_postgres`, that
+    cluster) and key prefix. One worker process with 4 threads, so a test can tell which
+    process served what, and kill it. --keep-alive 10 (default 2) only keeps a loaded machine
+    from closing an idle connection a test reuses."""
+    port = free_port()
+    env = {**os.environ}
+    for name in ("CELERY_BROKER_URL", "CACHE_URL"):  # the test settings derive these
+        env.pop(name, None)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url(),
+        "CONVEYOR_TEST_RUN_ID": str(settings.TEST_RUN_ID),
+        "CONVEYOR_REQUIRE_SERVICES": "1",
+        "CONVEYOR_EMBEDDED_REDIS_QUIET": "1",
+        "PYTHONUNBUFFERED": "1",
+        **extra_env,
+    })
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi:application",
+             "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
+             "--worker-class", "gthread", "--worker-tmp-dir", str(tmp_path),
+             "--timeout", str(timeout), "--keep-alive", "10", "--access-logfile", "-",
+             "--no-control-socket"],
+            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+    server = GunicornServer(port, proc, log_path)
+
+    def healthy() -> bool:
+        assert proc.poll() is None, f"gunicorn exited:\n{server.log()}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        assert wait_until(healthy, 60), f"gunicorn did not answer:\n{server.log()}"
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        # Its worker process too, should it have outlived the master.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -30,8 +30,7 @@ from domain.events.models import Event, EventStatus
 from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from domain.jobs.outbox import outbox_relay
 from tests.conftest import queued_job_ids
-from tests.domain.common.test_request_body_limit import running_gunicorn
-from tests.faults.procs import EFFECTS_DB, RedisServer, wait_until
+from tests.faults.procs import EFFECTS_DB, RedisServer, running_gunicorn, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 

@@ -27,24 +27,25 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import psycopg2
 import pytest
-from django.conf import settings
 
 from domain.access.models import Scopes
 from domain.access.services import api_key_create
 from domain.events.models import BatchPublish, Event
 from domain.jobs.models import Job
 from domain.jobs.outbox import outbox_relay
-from tests.faults.procs import RedisServer, database_url, free_port, wait_until
+from tests.faults.procs import (
+    GunicornServer,
+    RedisServer,
+    database_url,
+    free_port,
+    running_gunicorn,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -52,71 +53,12 @@ EVENTS = 500
 KEY = "batch-after-reset-1"
 
 
-@dataclass
-class Gunicorn:
-    port: int
-    proc: subprocess.Popen
-    log_path: Path
-
-    def worker_pid(self) -> int:
-        """The one worker process (the master's only child)."""
-        children = psutil.Process(self.proc.pid).children()
-        assert len(children) == 1, [c.cmdline() for c in children]
-        return children[0].pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-
 @contextlib.contextmanager
-def gunicorn(tmp_path: Path, *, broker_url: str) -> Iterator[Gunicorn]:
-    """gunicorn (gthread, one worker) on a spare port, sharing this run's test database and
-    key prefix, handing jobs to `broker_url`."""
-    port = free_port()
-    env = {**os.environ}
-    for name in ("CELERY_BROKER_URL", "CACHE_URL"):  # the test settings derive these
-        env.pop(name, None)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url(),
-        "TEST_BROKER_URL": broker_url,
-        "CONVEYOR_TEST_RUN_ID": str(settings.TEST_RUN_ID),
-        "CONVEYOR_REQUIRE_SERVICES": "1",
-        "CONVEYOR_EMBEDDED_REDIS_QUIET": "1",
-        "PYTHONUNBUFFERED": "1",
-    })
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi:application",
-             "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
-             "--worker-class", "gthread", "--worker-tmp-dir", str(tmp_path),
-             "--timeout", "60", "--access-logfile", "-", "--no-control-socket"],
-            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-    server = Gunicorn(port, proc, log_path)
-
-    def healthy() -> bool:
-        assert proc.poll() is None, f"gunicorn exited:\n{server.log()}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    try:
-        assert wait_until(healthy, 60), f"gunicorn did not answer:\n{server.log()}"
+def gunicorn(tmp_path: Path, *, broker_url: str) -> Iterator[GunicornServer]:
+    """A real gunicorn (tests/faults/procs.py) handing jobs to `broker_url`; a 60 s worker
+    timeout, so a worker blocked on a paused broker is the test's to kill, not gunicorn's."""
+    with running_gunicorn(tmp_path, timeout=60, TEST_BROKER_URL=broker_url) as server:
         yield server
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # a worker that outlived its master
 
 
 @pytest.fixture
@@ -175,7 +117,7 @@ def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes] | str:
     return int(status_line.split()[1]), headers, body
 
 
-def retry(server: Gunicorn, body: bytes, raw_key: str) -> tuple[int, dict[str, str], dict]:
+def retry(server: GunicornServer, body: bytes, raw_key: str) -> tuple[int, dict[str, str], dict]:
     """The client's retry: the same request on a new connection (served by the new worker)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
         send(sock, server.port, body, raw_key)

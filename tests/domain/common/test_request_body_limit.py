@@ -15,24 +15,19 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from domain.access.models import Scopes
 from domain.access.services import api_key_create
 from domain.common.bodies import DRAIN_FACTOR, discard_body
-from tests.faults.procs import database_url, free_port, wait_until
+from tests.faults.procs import GunicornServer
+from tests.faults.procs import running_gunicorn as procs_gunicorn
 
 MiB = 1024 * 1024
 PUBLISH = "/api/v1/events"
@@ -42,80 +37,22 @@ BATCH = "/api/v1/events/batch"
 BATCH_LIMIT = 4 * MiB
 
 
-@dataclass
-class Server:
-    port: int
-    proc: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-
 @contextlib.contextmanager
-def running_gunicorn(tmp_path: Path, **extra_env: str) -> Iterator[Server]:
-    """gunicorn with compose/django/start's worker class on a spare port, sharing this run's
-    test database and key prefix. One worker process, so the request after a refused body is
-    served by the process that refused it. --keep-alive 10 (default 2) only keeps a loaded
-    machine from closing the idle connection the keep-alive check reuses."""
-    port = free_port()
-    env = {**os.environ}
-    for name in ("CELERY_BROKER_URL", "CACHE_URL"):  # the test settings derive these
-        env.pop(name, None)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url(),
-        "CONVEYOR_TEST_RUN_ID": str(settings.TEST_RUN_ID),
-        "CONVEYOR_REQUIRE_SERVICES": "1",
-        "CONVEYOR_EMBEDDED_REDIS_QUIET": "1",
-        "API_MAX_BATCH_BODY_BYTES": str(BATCH_LIMIT),
-        "PYTHONUNBUFFERED": "1",
-        **extra_env,
-    })
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi:application",
-             "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
-             "--worker-class", "gthread", "--worker-tmp-dir", str(tmp_path),
-             "--timeout", "30", "--keep-alive", "10", "--access-logfile", "-",
-             "--no-control-socket"],
-            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-    server = Server(port, proc, log_path)
-
-    def healthy() -> bool:
-        assert proc.poll() is None, f"gunicorn exited:\n{server.log()}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    try:
-        assert wait_until(healthy, 60), f"gunicorn did not answer:\n{server.log()}"
+def running_gunicorn(tmp_path: Path, **extra_env: str) -> Iterator[GunicornServer]:
+    """A real gunicorn (tests/faults/procs.py) with this module's lowered batch limit."""
+    with procs_gunicorn(tmp_path, API_MAX_BATCH_BODY_BYTES=str(BATCH_LIMIT),
+                        **extra_env) as server:
         yield server
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        # Its worker process too, should it have outlived the master.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture
-def gunicorn(transactional_db, tmp_path) -> Iterator[Server]:
+def gunicorn(transactional_db, tmp_path) -> Iterator[GunicornServer]:
     with running_gunicorn(tmp_path) as server:
         yield server
 
 
 @pytest.fixture
-def throttled_gunicorn(transactional_db, tmp_path) -> Iterator[Server]:
+def throttled_gunicorn(transactional_db, tmp_path) -> Iterator[GunicornServer]:
     """The same server with a publish budget of one request a minute per key."""
     with running_gunicorn(tmp_path,
                           API_THROTTLE_RATES="publish=1/m,read=120000/m,write=6000/m") as server:
@@ -198,11 +135,11 @@ def post(sock: socket.socket, path: str, body: bytes, *, key: str, pace: float =
         return Answer(error=f"reading failed: {exc!r}")
 
 
-def connect(server: Server) -> socket.socket:
+def connect(server: GunicornServer) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=60)
 
 
-def assert_413(answer: Answer, limit: int, server: Server) -> None:
+def assert_413(answer: Answer, limit: int, server: GunicornServer) -> None:
     assert answer.error is None, f"{answer.error}\n{server.log()}"
     assert answer.status == 413, answer
     assert answer.headers["content-type"].startswith("application/json")
