@@ -1,10 +1,9 @@
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db.models import Count, Q
-from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from domain.access.models import ApiKey
+from domain.common.admin_actions import confirmation_page
 
 # Names the confirmation page shows of the keys it will revoke (the count covers them all).
 NAMES_SHOWN = 20
@@ -42,16 +41,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
             self.message_user(request, f"Nothing to revoke: the {counts['total']} selected "
                               "key(s) are revoked already.", messages.WARNING)
             return None
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/access/apikey/revoke_confirmation.html", {
-            **self.admin_site.each_context(request),
-            "title": f"Revoke {counts['active']} API key(s)?",
-            "opts": self.model._meta,
-            "total": counts["total"],
-            "active": counts["active"],
-            "revoked_already": counts["total"] - counts["active"],
-            "names": list(active.order_by("name").values_list("name", flat=True)[:NAMES_SHOWN]),
-            "select_across": request.POST.get("select_across") == "1",
-            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        })
+        return confirmation_page(
+            self, request, "admin/access/apikey/revoke_confirmation.html",
+            action="revoke", verb="Revoke", title=f"Revoke {counts['active']} API key(s)?",
+            submit_label=f"Yes, revoke {counts['active']} key(s)",
+            total=counts["total"], active=counts["active"],
+            revoked_already=counts["total"] - counts["active"],
+            names=list(active.order_by("name").values_list("name", flat=True)[:NAMES_SHOWN]))

@@ -1,10 +1,10 @@
 import uuid
 
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db.models import Count, QuerySet
 from django.template.response import TemplateResponse
 
+from domain.common.admin_actions import confirmation_page
 from domain.jobs.models import (
     REPLAYABLE_JOB_STATUSES,
     RUNNABLE_JOB_STATUSES,
@@ -101,25 +101,14 @@ class JobAdmin(admin.ModelAdmin):
                               f"selected job(s) is {_either(eligible_statuses)}.",
                               messages.WARNING)
             return None  # back to the list
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/jobs/job/action_confirmation.html", {
-            **self.admin_site.each_context(request),
-            "title": f"{verb} {eligible} job(s)?",
-            "opts": self.model._meta,
-            "action": action,
-            "verb": verb,
-            "past": past,
-            "total": total,
-            "eligible": eligible,
-            "effect": effect,
-            "limit": limit,
-            "statuses": [(s, by_status[s], s in eligible_statuses) for s in JobStatus.values
-                         if s in by_status],
-            "eligible_statuses": _either(eligible_statuses),
-            "select_across": request.POST.get("select_across") == "1",
-            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        })
+        return confirmation_page(
+            self, request, "admin/jobs/job/action_confirmation.html",
+            action=action, verb=verb, title=f"{verb} {eligible} job(s)?",
+            submit_label=f"Yes, {verb.lower()} {eligible} job(s)",
+            past=past, total=total, eligible=eligible, effect=effect, limit=limit,
+            statuses=[(s, by_status[s], s in eligible_statuses) for s in JobStatus.values
+                      if s in by_status],
+            eligible_statuses=_either(eligible_statuses))
 
     def _report(self, request, verb: str, done: int, eligible: int, by_status: dict[str, int],
                 eligible_statuses, *, why: str) -> None:
