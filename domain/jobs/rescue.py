@@ -61,7 +61,7 @@ def _note_run(now: datetime) -> None:
         logger.warning("orphan rescue: cannot note its run in Redis error=%r", exc)
 
 
-def _orphans(now: datetime, older_than: timedelta | None) -> Q:
+def _orphans(now: datetime, older_than: timedelta | None, judge_now: bool) -> Q:
     if older_than is not None:  # an operator's or a test's explicit threshold
         return Q(started_at__lt=now - older_than)
     grace = timedelta(seconds=settings.ORPHAN_GRACE_SECONDS)
@@ -70,22 +70,24 @@ def _orphans(now: datetime, older_than: timedelta | None) -> Q:
     # plus grace since it started.
     unleased = Q(lease_expires_at__isnull=True,
                  started_at__lt=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT) - grace)
-    if not _rescue_was_watching(now):
+    if not judge_now and not _rescue_was_watching(now):
         logger.info("orphan rescue: first run after a gap, lapsed leases judged next run")
         return unleased
     return lapsed | unleased
 
 
-def jobs_rescue_orphans(*, older_than: timedelta | None = None, batch_size: int = 500) -> dict:
+def jobs_rescue_orphans(*, older_than: timedelta | None = None, batch_size: int = 500,
+                        judge_now: bool = False) -> dict:
     """Requeue running jobs whose worker is gone (see the module docstring); a job out of
     attempts goes dead instead. `older_than` overrides the leases: every job started longer
-    ago than that is taken."""
+    ago than that is taken. `judge_now`: judge lapsed leases even on a first run (an operator
+    asking by hand, who knows the workers have had time to renew)."""
     now = timezone.now()
     with transaction.atomic():
         orphans = list(
             Job.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=JobStatus.RUNNING)
-            .filter(_orphans(now, older_than))
+            .filter(_orphans(now, older_than, judge_now))
             .order_by("started_at")[:batch_size]
         )
         if not orphans:

@@ -14,6 +14,7 @@ from domain.common.redis import redis_client, redis_key
 from domain.jobs.lifecycle import job_claim, jobs_renew_leases
 from domain.jobs.models import AttemptOutcome, JobStatus
 from domain.jobs.rescue import jobs_rescue_orphans
+from tests.conftest import run_command
 from tests.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
@@ -91,3 +92,17 @@ def test_jobs_claimed_before_leases_existed_are_judged_by_the_time_limit(watchin
     old.refresh_from_db()
     recent.refresh_from_db()
     assert old.status == JobStatus.QUEUED and recent.status == JobStatus.RUNNING
+
+
+def test_an_operator_asking_by_hand_gets_lapsed_leases_judged_at_once():
+    # given no recent run of the rescue (Beat is not running) and a lease lapsed long ago
+    redis_client().delete(redis_key("rescue", "last_run"))
+    job = _running(lease_in=-60)
+
+    # when an operator runs the relay command with the rescue
+    out, _ = run_command("relay_outbox", rescue_orphans=True)
+
+    # then the job is taken at once
+    assert "orphans: requeued=1 dead=0" in out
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED

@@ -9,10 +9,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--rescue-orphans", action="store_true",
-                            help="Also requeue jobs whose worker vanished.")
+                            help="Also run again the jobs whose worker vanished (their lease "
+                            "lapsed more than ORPHAN_GRACE_SECONDS ago).")
 
     def handle(self, *args, rescue_orphans: bool, **options):
         if rescue_orphans:
-            rescued = jobs_rescue_orphans()
+            rescued = jobs_rescue_orphans(judge_now=True)
             self.stdout.write(f"orphans: requeued={rescued['requeued']} dead={rescued['dead']}")
         self.stdout.write(f"relay: sent={outbox_relay()}")
