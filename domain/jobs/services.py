@@ -129,16 +129,7 @@ def jobs_replay(*, api_key: ApiKey | None, status: str = JobStatus.DEAD, kind: s
                                code="invalid_status", details={"status": status})
     jobs = jobs_matching_replay(api_key=api_key, status=status, kind=kind,
                                 event_type=event_type, since=since, until=until)
-    with transaction.atomic():
-        ids = list(jobs.select_for_update(skip_locked=True, of=("self",))
-                   .order_by("created_at").values_list("pk", flat=True)[:limit])
-        if not ids:
-            return 0
-        count = Job.objects.filter(pk__in=ids, status__in=REPLAYABLE_JOB_STATUSES).update(
-            **_REPLAY_FIELDS)
-        replayed = list(Job.objects.filter(pk__in=ids))
-        _reopened(replayed)
-        outbox_enqueue_on_commit(replayed)
+    count = _replay_set(jobs.values("pk"), limit)
     logger.info("jobs replayed count=%d status=%s kind=%s event_type=%s", count, status, kind,
                 event_type)
     return count
@@ -151,6 +142,15 @@ def jobs_replay_selected(*, ids: Collection | QuerySet, limit: int = 10_000) -> 
     their number (jobs_replay does the same for a filter). `ids` may be a queryset of ids
     (`….values("pk")`): an admin's selection across pages then stays in the database. At most
     `limit` jobs (the oldest first) per call, so one request stays bounded; answers how many."""
+    count = _replay_set(ids, limit)
+    logger.info("jobs replayed count=%d selected=true", count)
+    return count
+
+
+def _replay_set(ids: Collection | QuerySet, limit: int) -> int:
+    """The replay of many: lock the replayable jobs among `ids` (skipping those another
+    transaction holds), oldest first, at most `limit`; reset them in one UPDATE; reopen their
+    events; hand them to the broker after commit."""
     with transaction.atomic():
         locked = list(Job.objects.filter(pk__in=ids, status__in=REPLAYABLE_JOB_STATUSES)
                       .select_for_update(skip_locked=True).order_by("created_at")
@@ -162,7 +162,6 @@ def jobs_replay_selected(*, ids: Collection | QuerySet, limit: int = 10_000) -> 
         replayed = list(Job.objects.filter(pk__in=locked))
         _reopened(replayed)
         outbox_enqueue_on_commit(replayed)
-    logger.info("jobs replayed count=%d selected=true", count)
     return count
 
 
