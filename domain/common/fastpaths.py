@@ -18,7 +18,9 @@ equal to bulk_create's.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -85,23 +87,42 @@ def _converter(field: models.Field) -> Callable[[Any], Any] | None:
     return _CONVERTERS.get(target.get_internal_type())
 
 
+@dataclass(frozen=True)
+class _InsertPlan:
+    attnames: tuple[str, ...]
+    converters: tuple[Callable[[Any], Any], ...]
+    sql: str
+
+
+@functools.cache
+def _insert_plan(model: type[models.Model]) -> _InsertPlan | None:
+    """The statement and the converters for a model, built once per process: building them
+    (field types, quoted names) took 0.2 ms for the jobs table, on every publish. None: the
+    model goes through bulk_create."""
+    fields = model._meta.concrete_fields
+    converters = tuple(_converter(f) for f in fields)
+    if None in converters:
+        return None
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    return _InsertPlan(
+        attnames=tuple(f.attname for f in fields), converters=converters,
+        sql=f"INSERT INTO {table(model)} ({columns}) SELECT * FROM unnest({arrays})")  # noqa: S608 - names from the model's own fields
+
+
 def insert_rows(model: type[models.Model], objs: Sequence[models.Model]) -> None:
     """INSERT every object. Primary keys and defaults must already be on the objects (true of
     models whose primary key has a Python default, such as uuid4)."""
     if not objs:
         return
-    fields = model._meta.concrete_fields
-    converters = [_converter(f) for f in fields]
-    if not on_postgresql() or None in converters:
+    plan = _insert_plan(model) if on_postgresql() else None
+    if plan is None:
         model.objects.bulk_create(objs)
         return
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
-    values = [[convert(getattr(obj, f.attname)) for obj in objs]
-              for f, convert in zip(fields, converters, strict=True)]
+    values = [[convert(getattr(obj, attname)) for obj in objs]
+              for attname, convert in zip(plan.attnames, plan.converters, strict=True)]
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {table(model)} ({columns}) SELECT * FROM unnest({arrays})",  # noqa: S608 - names from the model's own fields
-                       values)
+        cursor.execute(plan.sql, values)
     for obj in objs:
         obj._state.adding = False
         obj._state.db = connection.alias
