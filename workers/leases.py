@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 class LeaseKeeper:
     def __init__(self) -> None:
         self._held: Counter[str] = Counter()  # job id -> how many runs in this process hold it
-        self._worker: dict[str, str] = {}  # job id -> the worker name its claim recorded
+        self._worker = ""  # the name claims record: the node's, the same for every task here
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -41,20 +41,16 @@ class LeaseKeeper:
         """Keep renewing these jobs' leases while the block runs."""
         ids = [str(i) for i in job_ids]
         with self._lock:
-            for job_id in ids:
-                self._held[job_id] += 1
-                self._worker[job_id] = worker
+            self._held.update(ids)
+            self._worker = worker
             if ids:
                 self._ensure_thread()
         try:
             yield
         finally:
             with self._lock:
-                for job_id in ids:
-                    self._held[job_id] -= 1
-                    if self._held[job_id] <= 0:
-                        del self._held[job_id]
-                        self._worker.pop(job_id, None)
+                self._held.subtract(ids)
+                self._held = +self._held  # drop what no run holds any more
 
     def held(self) -> set[str]:
         with self._lock:
@@ -78,22 +74,19 @@ class LeaseKeeper:
     def renew(self) -> int:
         """One round of renewals; how many leases were renewed."""
         with self._lock:
-            by_worker: dict[str, list[str]] = {}
-            for job_id in self._held:
-                by_worker.setdefault(self._worker[job_id], []).append(job_id)
-        renewed = 0
+            ids, worker = list(self._held), self._worker
+        if not ids:
+            return 0
         close_old_connections()  # CONN_MAX_AGE and health checks, as around a task
-        for worker, ids in by_worker.items():
-            try:
-                renewed += jobs_renew_leases(job_ids=ids, worker=worker)
-            except DatabaseError as exc:
-                # The database is away: the leases may lapse meanwhile; the rescue does not
-                # judge them until it has watched a full lease period again.
-                logger.warning("lease renewal failed jobs=%d error=%r", len(ids), exc)
-                close_old_connections()
-                with contextlib.suppress(DatabaseError):
-                    connection.close()
-        return renewed
+        try:
+            return jobs_renew_leases(job_ids=ids, worker=worker)
+        except DatabaseError as exc:
+            # The database is away: the leases may lapse meanwhile; the rescue does not judge
+            # them until it has watched a full lease period again.
+            logger.warning("lease renewal failed jobs=%d error=%r", len(ids), exc)
+            with contextlib.suppress(DatabaseError):
+                connection.close()
+            return 0
 
 
 keeper = LeaseKeeper()
