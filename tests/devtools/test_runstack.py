@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,27 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from config.embedded import redis_reachable
 from domain.access.models import hash_api_key
+from tests.faults.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OPTIONS = ("--host", "--port", "--flower-port", "--profile", "--prepare-only")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture
 def local_env(tmp_path) -> dict:
-    redis_port = _free_port()  # nothing listens there
+    redis_port = free_port()  # nothing listens there
     return {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.local",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
             "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "REDIS_PORT": str(redis_port)}
@@ -74,7 +63,7 @@ def test_prepare_only_prepares_says_what_and_starts_nothing(local_env):
     assert "Admin login   admin / admin (created)" in first.stdout
     assert "(created)" in first.stdout.split("Demo API key", 1)[1]
     assert "embedded" not in first.stdout + first.stderr
-    assert not _answers(redis_port)
+    assert not redis_reachable(f"redis://127.0.0.1:{redis_port}/0", 0.5)
     # and what it prepared is in the database
     db = sqlite3.connect(local_env["DATABASE_URL"].removeprefix("sqlite:///"))
     demo_key = "cvk_demo_local_only_do_not_use_in_production"
