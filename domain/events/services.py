@@ -50,10 +50,17 @@ class PublishResult:
     created: bool  # False: an idempotent replay of an earlier request
 
 
-def request_fingerprint(*, event_type: str, payload: Any, occurred_at: datetime | None) -> str:
-    body = {"type": event_type, "payload": payload,
+def _fingerprinted(event_type: str, payload: Any, occurred_at: datetime | None) -> dict:
+    return {"type": event_type, "payload": payload,
             "occurred_at": occurred_at.isoformat() if occurred_at else None}
+
+
+def _sha256(body: Any) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def request_fingerprint(*, event_type: str, payload: Any, occurred_at: datetime | None) -> str:
+    return _sha256(_fingerprinted(event_type, payload, occurred_at))
 
 
 def _check_payload_limits(payload: Any) -> None:
@@ -178,11 +185,8 @@ class BatchPublishResult:
 def batch_fingerprint(drafts: list[EventDraft]) -> str:
     """One hash for the whole batch, over the events as the client sent them. Its input differs
     in shape from a single publish's (`request_fingerprint`), so the two never match."""
-    body = {"batch": [
-        {"type": d.event_type.name, "payload": d.payload,
-         "occurred_at": d.given_occurred_at.isoformat() if d.given_occurred_at else None}
-        for d in drafts]}
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return _sha256({"batch": [_fingerprinted(d.event_type.name, d.payload, d.given_occurred_at)
+                              for d in drafts]})
 
 
 def _validate_batch(events: list[dict]) -> list[EventDraft]:
