@@ -18,9 +18,10 @@ from typing import Any, NoReturn
 
 from celery import Task, shared_task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import close_old_connections
 
 from domain.common.correlation import reset_correlation_id, set_correlation_id
+from domain.common.errors import DATABASE_UNAVAILABLE
 from domain.jobs import lifecycle
 from domain.jobs.lifecycle import FailureAction
 from domain.jobs.models import Job
@@ -30,8 +31,6 @@ from workers.leases import keeper
 
 logger = logging.getLogger(__name__)
 
-# The database did not answer (down, restarting, unreachable): nothing was claimed.
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 # Seconds a process waits before giving a message back while the database is down.
 REQUEUE_PAUSE = (0.5, 1.5)
 
