@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from domain.access.models import Scopes
 from domain.common.errors import ValidationFailed
+from domain.common.fields import InstantField
 from domain.common.openapi import (
     component_name,
     error_responses,
@@ -161,7 +162,7 @@ def prefers_minimal(request) -> bool:
 class EventInputSerializer(serializers.Serializer):
     type = serializers.CharField(max_length=100, trim_whitespace=False)  # a name, exact
     payload = serializers.JSONField()
-    occurred_at = serializers.DateTimeField(required=False)
+    occurred_at = InstantField(required=False)
 
 
 class EventInputSchema(OpenApiSerializerExtension):

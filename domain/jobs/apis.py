@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from domain.access.models import Scopes
 from domain.common.errors import ValidationFailed
+from domain.common.fields import InstantField
 from domain.common.openapi import (
     TAKEN_AS_SENT,
     component_name,
@@ -107,7 +108,7 @@ class JobListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         kind = serializers.CharField(max_length=64, trim_whitespace=False)  # a name, exact
         params = serializers.JSONField(default=dict)
-        run_at = serializers.DateTimeField(required=False)
+        run_at = InstantField(required=False)
 
     @extend_schema(
         operation_id="jobs_list",
@@ -253,8 +254,8 @@ class JobBulkRetryApi(APIView):
                                          default=JobStatus.DEAD)
         kind = serializers.CharField(required=False, max_length=64, **TAKEN_AS_SENT)
         event_type = serializers.CharField(required=False, max_length=100, **TAKEN_AS_SENT)
-        since = serializers.DateTimeField(required=False, help_text="finished at or after")
-        until = serializers.DateTimeField(
+        since = InstantField(required=False, help_text="finished at or after")
+        until = InstantField(
             required=False, help_text="finished before; after `since` if both are given (an "
             "empty or reversed range is 422, under details.until)")
         limit = serializers.IntegerField(required=False, min_value=1, max_value=10_000,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import hypothesis
@@ -55,6 +55,7 @@ from schemathesis.specs.openapi.checks import (
 
 from domain.access.models import Scopes
 from domain.access.services import api_key_create
+from domain.common.fields import InstantField
 from domain.common.parsers import INT_MAX, INT_MIN, json_depth
 from domain.events import services as event_services
 from domain.events.registry import event_types
@@ -122,6 +123,28 @@ def _until_not_after_since(case: Case, name: str) -> bool:
     return since is not None and until is not None and until <= since
 
 
+def _outside_instant_range(value: Any, messages: Any) -> bool:
+    """A date-time that is valid RFC 3339 but lies outside years 1-9999 once in UTC
+    (domain/common/fields.InstantField), refused with the field's own message."""
+    if messages != [str(InstantField.default_error_messages["overflow"])]:
+        return False
+    try:
+        parsed = parse_datetime(str(value).upper())
+    except ValueError:
+        return False
+    if parsed is None or parsed.tzinfo is None:
+        return False
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:
+        return True
+    return False
+
+
+def _body_field(case: Case, name: str) -> Any:
+    return case.body.get(name) if isinstance(case.body, dict) else None
+
+
 # error code -> whether the case breaks that rule (given the error object)
 UNSTATED_RULES: dict[str, Callable[[Case, dict], bool]] = {
     # U+0000 anywhere in a JSON body: PostgreSQL's jsonb cannot store it
@@ -143,6 +166,7 @@ UNSTATED_RULES: dict[str, Callable[[Case, dict], bool]] = {
     # description says so)
     "validation_failed": lambda case, error: bool(error["details"]) and all(
         _nul_in_query(case, name, messages) or _until_not_after_since(case, name)
+        or _outside_instant_range(_body_field(case, name), messages)
         for name, messages in error["details"].items()),
 }
 
@@ -153,13 +177,24 @@ def _breaks_an_unstated_rule(case: Case, response: Response) -> bool:
     error = _error(response)
     if response.status_code != 422 or not error:
         return False
-    errors = [error]
     if case.operation.label == "POST /api/v1/events/batch" and "events" in error["details"]:
         items = error["details"]["events"]
-        errors = list(items.values()) if isinstance(items, dict) else []
-    return bool(errors) and all(
-        isinstance(e, dict) and e.get("code") in UNSTATED_RULES
-        and UNSTATED_RULES[e["code"]](case, e) for e in errors)
+        sent = case.body.get("events") if isinstance(case.body, dict) else None
+        return isinstance(items, dict) and isinstance(sent, list) and bool(items) and all(
+            _event_breaks_an_unstated_rule(case, sent[int(index)], e)
+            for index, e in items.items())
+    return error.get("code") in UNSTATED_RULES and UNSTATED_RULES[error["code"]](case, error)
+
+
+def _event_breaks_an_unstated_rule(case: Case, event: Any, error: Any) -> bool:
+    """One refused event of a batch: an error object naming a rule of UNSTATED_RULES, or field
+    errors each of which is a date-time outside the storable range."""
+    if not isinstance(error, dict):
+        return False
+    if "code" in error:
+        return error["code"] in UNSTATED_RULES and UNSTATED_RULES[error["code"]](case, error)
+    return bool(error) and isinstance(event, dict) and all(
+        _outside_instant_range(event.get(name), messages) for name, messages in error.items())
 
 
 def positive_data_acceptance_but_unstated_rules(ctx, response, case):

@@ -1,0 +1,25 @@
+"""DRF fields the APIs share."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+INSTANT_RANGE = "years 1 to 9999 in UTC"
+
+
+class InstantField(serializers.DateTimeField):
+    """An RFC 3339 date-time given by a client. Stored and compared in UTC, so it has to fall
+    within `INSTANT_RANGE` once converted: `0001-01-01T00:30:00+01:00` is a valid date-time
+    but lies before year 1 in UTC. JSON Schema's `format: date-time` cannot state that range,
+    so it is in the field's description and refused with its own message (DRF's is "Datetime
+    value out of range.", which does not say which range)."""
+
+    default_error_messages = {
+        "overflow": f"This time is outside what can be stored: {INSTANT_RANGE}.",
+    }
+
+    def __init__(self, **kwargs):
+        help_text = kwargs.pop("help_text", "")
+        kwargs["help_text"] = (f"{help_text}; " if help_text else "") + (
+            f"RFC 3339, within {INSTANT_RANGE}")
+        super().__init__(**kwargs)
