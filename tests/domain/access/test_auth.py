@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -170,8 +173,10 @@ def test_last_used_at_is_set_on_first_use(make_client):
     assert before <= used <= timezone.now()
 
 
-def test_last_used_at_is_written_at_most_once_per_resolution(make_client):
-    # given a key used a moment ago
+def test_last_used_at_is_written_at_most_once_per_resolution(make_client, settings):
+    # given a key used a moment ago (read on every request: the test edits the row with
+    # .update(), which the process's key cache does not hear of)
+    settings.API_KEY_CACHE_SECONDS = 0
     client = make_client()
     recent = timezone.now() - LAST_USED_RESOLUTION / 2
     ApiKey.objects.filter(pk=client.api_key.pk).update(last_used_at=recent)
@@ -447,3 +452,60 @@ def test_options_describes_a_post_only_endpoint(make_client, url_name):
     # then it gets the description, not a scope error
     assert response.status_code == 200
     assert "POST" in response["Allow"]
+
+
+# --- the key cache (API_KEY_CACHE_SECONDS) -----------------------------------------------
+
+def _key_lookups(queries) -> int:
+    return sum('FROM "common_apikey"' in q["sql"] and "SELECT" in q["sql"] for q in queries)
+
+
+def test_a_key_is_looked_up_once_per_cache_period_not_per_request(make_client, settings):
+    # given a key, and a cache period longer than this test
+    settings.API_KEY_CACHE_SECONDS = 60
+    client = make_client(["jobs:read"])
+
+    # when it makes three requests
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(3):
+            assert client.get(reverse("job-list")).status_code == 200
+
+    # then the key was read from the database once
+    assert _key_lookups(queries.captured_queries) == 1
+
+
+def test_a_key_revoked_elsewhere_stops_working_within_the_cache_period(make_client, settings):
+    # given a key in use, cached for 0.3 s
+    settings.API_KEY_CACHE_SECONDS = 0.3
+    client = make_client(["jobs:read"])
+    assert client.get(reverse("job-list")).status_code == 200
+
+    # when another process revokes it (a row update this process does not hear of)
+    ApiKey.objects.filter(pk=client.api_key.pk).update(revoked_at=timezone.now())
+
+    # then it still works at most until its entry is 0.3 s old, and is refused after that
+    time.sleep(0.35)
+    assert_error(client.get(reverse("job-list")), 401, "authentication_failed")
+
+
+def test_a_key_revoked_in_this_process_stops_working_at_once(make_client, settings):
+    # given a key in use and cached for a minute
+    settings.API_KEY_CACHE_SECONDS = 60
+    client = make_client(["jobs:read"])
+    assert client.get(reverse("job-list")).status_code == 200
+
+    # when this process revokes it (the admin, the revoke command)
+    api_key_revoke(api_key=ApiKey.objects.get(pk=client.api_key.pk))
+
+    # then the next request is refused
+    assert_error(client.get(reverse("job-list")), 401, "authentication_failed")
+
+
+def test_a_scope_removed_in_this_process_applies_to_the_next_request(make_client, settings):
+    settings.API_KEY_CACHE_SECONDS = 60
+    client = make_client(["jobs:read"])
+    assert client.get(reverse("job-list")).status_code == 200
+    key = ApiKey.objects.get(pk=client.api_key.pk)
+    key.scopes = ["events:read"]
+    key.save()
+    assert_error(client.get(reverse("job-list")), 403)
