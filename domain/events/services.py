@@ -16,14 +16,14 @@ from django.utils import timezone
 
 from domain.access.models import ApiKey
 from domain.common.errors import Conflict, ValidationFailed
-from domain.common.fastpaths import insert_rows
+from domain.common.fastpaths import insert_rows, insert_rows_together
 from domain.common.parsers import json_depth
 from domain.events.models import BatchPublish, Event, EventStatus
 from domain.events.registry import EventType, get_event_type
 from domain.events.selectors import batch_publish_idempotent, event_idempotent, events_with_jobs
 from domain.jobs.models import Job
 from domain.jobs.selectors import event_jobs
-from domain.jobs.services import job_build, jobs_add
+from domain.jobs.services import job_build, jobs_add, jobs_inserted
 
 
 @dataclass(frozen=True)
@@ -128,10 +128,26 @@ def _build(draft: EventDraft, *, api_key: ApiKey | None, correlation_id: str,
     return event, jobs
 
 
-def _write(pairs: list[tuple[Event, list[Job]]]) -> None:
+def _insert(pairs: list[tuple[Event, list[Job]]]) -> None:
     """Insert events and their jobs (the caller holds the transaction), send after commit."""
     insert_rows(Event, [event for event, _ in pairs])
     jobs_add(jobs=[job for _, jobs in pairs for job in jobs])
+
+
+def _write(pairs: list[tuple[Event, list[Job]]]) -> None:
+    """Store events and their jobs all or nothing, and hand the jobs over after the commit.
+
+    Outside a transaction (an API request; ATOMIC_REQUESTS is off) on PostgreSQL that is one
+    statement committing by itself: one round trip where BEGIN, two INSERTs and COMMIT were
+    four. Inside the caller's transaction, a savepoint in it."""
+    events = [event for event, _ in pairs]
+    jobs = [job for _, jobs in pairs for job in jobs]
+    if not transaction.get_connection().in_atomic_block and insert_rows_together(
+            [(Event, events), (Job, jobs)]):
+        jobs_inserted(jobs=jobs)
+        return
+    with transaction.atomic():
+        _insert(pairs)
 
 
 def event_publish(
@@ -155,8 +171,7 @@ def event_publish(
     event, jobs = _build(draft, api_key=api_key, correlation_id=correlation_id,
                          idempotency_key=idempotency_key, now=timezone.now())
     try:
-        with transaction.atomic():
-            _write([(event, jobs)])
+        _write([(event, jobs)])
     except IntegrityError:
         existing = (event_idempotent(api_key=api_key, idempotency_key=idempotency_key)
                     if idempotency_key else None)
@@ -229,8 +244,7 @@ def event_publish_batch(
     pairs = [_build(d, api_key=api_key, correlation_id=correlation_id, idempotency_key=None,
                     now=now) for d in drafts]
     if idempotency_key is None:
-        with transaction.atomic():
-            _write(pairs)
+        _write(pairs)
         return _created(pairs)
     request_hash = batch_fingerprint(drafts)
     first = pairs[0][0]
@@ -243,7 +257,7 @@ def event_publish_batch(
     try:
         with transaction.atomic():
             record.save(force_insert=True)
-            _write(pairs)
+            _insert(pairs)
     except IntegrityError:
         replayed = _batch_replay(api_key=api_key, idempotency_key=idempotency_key,
                                  request_hash=request_hash)

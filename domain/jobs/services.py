@@ -64,6 +64,13 @@ def jobs_add(*, jobs: list[Job]) -> None:
     outbox_enqueue_on_commit(jobs)
 
 
+def jobs_inserted(*, jobs: list[Job]) -> None:
+    """Jobs built by `job_build` that the caller inserted itself, in one statement with its
+    own rows: hand them to the broker after the commit (at once if that statement was its
+    own transaction)."""
+    outbox_enqueue_on_commit(jobs)
+
+
 # --- Operators: cancel and replay -----------------------------------------------------------
 
 def job_cancel(*, job: Job) -> Job:

@@ -51,3 +51,39 @@ def test_dispatched_in_the_stamp_statement_equals_the_portable_statements():
     assert fast == portable
     assert [e["status"] for e in fast[:3]] == ["dispatched", "pending", "dispatched"]
     assert fast[2]["dispatched_at"] < now  # an event already dispatched keeps its time
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_publish_outside_a_transaction_is_one_statement_and_a_replay_still_finds_the_first(
+        broker):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from domain.access.services import api_key_create
+    from domain.events.services import event_publish
+    from domain.jobs.models import Job
+
+    key, _ = api_key_create(name="one statement", scopes=["events:publish"])
+
+    # when an event is published outside any transaction, as an API request does
+    with CaptureQueriesContext(connection) as queries:
+        first = event_publish(event_type="demo.ping", payload={"message": "one"},
+                              api_key=key, idempotency_key="k-1")
+
+    # then the event and its job went in with one statement (no BEGIN, savepoint or COMMIT
+    # of Django's: the statement is its own transaction), both rows committed; what follows
+    # is the send's stamp (OUTBOX_SEND=inline here)
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert statements[0].startswith('WITH w0 AS (INSERT INTO "events_event"')
+    assert 'INSERT INTO "events_job"' in statements[0]
+    assert not any("INSERT" in sql or "SAVEPOINT" in sql for sql in statements[1:])
+    assert Job.objects.filter(event_id=first.event.pk).count() == 1
+
+    # and the same key again fails that statement on the unique constraint, which leaves no
+    # transaction broken: the replay reads the first event and writes nothing
+    again = event_publish(event_type="demo.ping", payload={"message": "one"},
+                          api_key=key, idempotency_key="k-1")
+    assert not again.created and again.event.pk == first.event.pk
+    assert [job.pk for job in again.jobs] == [job.pk for job in first.jobs]
+    assert Job.objects.count() == 1
