@@ -6,6 +6,7 @@ The environment variables are documented in README.md ("Configuration").
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -89,6 +90,9 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if "postgresql" in DATABASES["default"]["ENGINE"]:
+    # Django's backend with a health check that polls the socket before it sends SELECT 1
+    # (config/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
     # A database host that drops packets (rather than refusing) must not hang requests and
     # workers: give up connecting after a few seconds, and answer 503 / requeue.
     # https://www.postgresql.org/docs/15/libpq-connect.html#LIBPQ-CONNECT-CONNECT-TIMEOUT
@@ -204,6 +208,18 @@ API_MAX_PAYLOAD_BYTES = env.int("API_MAX_PAYLOAD_BYTES", default=65_536)
 API_MAX_PAYLOAD_DEPTH = env.int("API_MAX_PAYLOAD_DEPTH", default=16)
 # Any JSON request body nests at most this deep (a payload sits two or three levels down).
 API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=64)
+# An API key is looked up once per this many seconds per process, not on every request; a key
+# revoked, expired or changed stops working everywhere within this time (0: look up every time).
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=1.0)
+# Who hands committed jobs to the broker: "background" (default), one dispatcher thread per
+# process, so a request answers right after its commit; "inline", the committing thread itself
+# before it returns (what the in-process tests use, to see the send they caused).
+OUTBOX_SEND = env.str("OUTBOX_SEND", default="background")
+if OUTBOX_SEND not in ("background", "inline"):
+    raise ImproperlyConfigured(
+        f"OUTBOX_SEND must be 'background' or 'inline', not {OUTBOX_SEND!r}")
+# At most this many jobs per dispatcher round (one producer connection, one stamping UPDATE).
+OUTBOX_DISPATCH_MAX_JOBS = env.int("OUTBOX_DISPATCH_MAX_JOBS", default=2000)
 # Jobs committed but not yet on the broker for this long are enqueued by the outbox relay.
 OUTBOX_RELAY_GRACE_SECONDS = env.int("OUTBOX_RELAY_GRACE_SECONDS", default=10)
 OUTBOX_RELAY_BATCH_SIZE = env.int("OUTBOX_RELAY_BATCH_SIZE", default=500)

@@ -56,6 +56,9 @@ else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_conveyor_{TEST_RUN_ID}"}
 
 OUTBOX_RELAY_GRACE_SECONDS = 0
+# In process, a test sees the send its request caused before the request returns; the gunicorn
+# and worker processes the fault tests start set OUTBOX_SEND=background, production's default.
+OUTBOX_SEND = env.str("OUTBOX_SEND", default="inline")
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 0}
 LOGGING = {
     "version": 1,

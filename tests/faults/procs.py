@@ -300,6 +300,7 @@ class WorkerFactory:
             "CONVEYOR_TEST_RUN_ID": str(settings.TEST_RUN_ID),
             "CONVEYOR_REQUIRE_SERVICES": "1",
             "CONVEYOR_EMBEDDED_REDIS_QUIET": "1",
+            "OUTBOX_SEND": "background",  # production's default, not the in-process tests'
             "CONN_MAX_AGE": "0",
             # Short limits: nothing in this suite runs for more than a few seconds, and
             # Redis must hand back a dead worker's unacknowledged messages quickly.
@@ -429,6 +430,7 @@ def running_gunicorn(tmp_path: Path, *, timeout: int = 30,
         "CONVEYOR_TEST_RUN_ID": str(settings.TEST_RUN_ID),
         "CONVEYOR_REQUIRE_SERVICES": "1",
         "CONVEYOR_EMBEDDED_REDIS_QUIET": "1",
+        "OUTBOX_SEND": "background",  # production's default, not the in-process tests'
         "PYTHONUNBUFFERED": "1",
         **extra_env,
     })

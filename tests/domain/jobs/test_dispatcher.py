@@ -1,0 +1,81 @@
+"""The outbox dispatcher (OUTBOX_SEND=background): a committed job reaches the broker from the
+process's dispatcher thread, jobs of several requests share a message and a stamp, and an exit
+sends what is waiting."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from domain.events.models import Event, EventStatus
+from domain.events.services import event_publish
+from domain.jobs.models import Job
+from domain.jobs.outbox import OutboxDispatcher, dispatcher
+from tests.conftest import queued_job_ids, queued_tasks, wait_for
+from tests.factories import EventFactory, JobFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _all_stamped(n: int) -> bool:
+    return Job.objects.filter(enqueued_at__isnull=False).count() == n
+
+
+def test_a_publish_answers_before_the_send_and_the_dispatcher_sends_and_stamps_it(
+        broker, settings):
+    # given the production setting: the dispatcher thread sends
+    settings.OUTBOX_SEND = "background"
+
+    # when an event is published outside any transaction (as a request does)
+    result = event_publish(event_type="demo.ping", payload={"message": "hi"})
+
+    # then the event and its job are committed, and the objects the answer is rendered from
+    # are left alone by the dispatcher (they said "pending" when the answer was made)
+    assert Event.objects.filter(pk=result.event.pk).exists()
+    assert result.event.status == EventStatus.PENDING
+
+    # and within moments the job is on its queue, stamped, and its event dispatched
+    wait_for(lambda: _all_stamped(1), timeout=10)
+    assert queued_job_ids(broker, "events") == [str(result.jobs[0].pk)]
+    assert Event.objects.get(pk=result.event.pk).status == EventStatus.DISPATCHED
+    assert result.event.status == EventStatus.PENDING
+
+
+def test_jobs_committed_by_several_requests_share_one_message_and_one_round(broker):
+    # given three requests' committed noop jobs waiting for a dispatcher that has not run yet
+    # (its queue filled before its thread starts, as when the thread is busy with the
+    # previous round)
+    jobs = [JobFactory(kind="noop", params={}, event=EventFactory()) for _ in range(3)]
+    own = OutboxDispatcher()
+    own._pid = os.getpid()  # this process's dispatcher, thread not started yet
+    for job in jobs:
+        own._queue.put([job])
+
+    # when its thread runs
+    own._ensure_running()
+    assert own.flush(timeout=10)
+
+    # then the three jobs of a micro-batched kind travel in one message, and one round
+    # stamped them all and dispatched their events
+    tasks = queued_tasks(broker, "events")
+    assert len(tasks) == 1
+    assert sorted(tasks[0]["arg"]) == sorted(str(job.pk) for job in jobs)
+    assert _all_stamped(3)
+    assert set(Event.objects.values_list("status", flat=True)) == {EventStatus.DISPATCHED}
+
+
+def test_flush_sends_what_is_waiting_and_stops_the_thread(broker, settings):
+    # given a job handed to the process's dispatcher
+    settings.OUTBOX_SEND = "background"
+    result = event_publish(event_type="demo.ping", payload={"message": "exit"})
+
+    # when the process exits (atexit calls flush)
+    finished = dispatcher.flush(timeout=10)
+
+    # then the job was sent before the thread stopped, and a later submit starts a new thread
+    assert finished
+    assert queued_job_ids(broker, "events") == [str(result.jobs[0].pk)]
+    assert _all_stamped(1)
+    event_publish(event_type="demo.ping", payload={"message": "after"})
+    wait_for(lambda: _all_stamped(2), timeout=10)
