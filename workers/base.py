@@ -47,6 +47,11 @@ class JobTask(ConveyorTask):
 
     job_kind: JobKind
     job_body: Callable[[Job], Any]
+    # The job row holds the result, the error and every attempt (what the API, the admin and
+    # replay read); a django-celery-results row per job task was a second INSERT for each job
+    # that nothing reads. Flower still shows job tasks and their results (from task events),
+    # and periodic and maintenance tasks keep their result rows.
+    ignore_result = True
 
     @property
     def retry_policy(self) -> RetryPolicy:  # type: ignore[override]
