@@ -244,6 +244,9 @@ API_THROTTLE_RATES = env.dict("API_THROTTLE_RATES", default={
     "read": "120000/m",
     "write": "6000/m",
 })
+# A process takes up to this many requests of a key's window from Redis at once (at most 1% of
+# the limit) and counts them locally: one Redis round trip per share, not per request.
+API_THROTTLE_LEASE_MAX = env.int("API_THROTTLE_LEASE_MAX", default=100)
 
 # --- REST framework and OpenAPI -------------------------------------------------------
 REST_FRAMEWORK = {

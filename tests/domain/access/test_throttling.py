@@ -153,3 +153,28 @@ def test_unauthenticated_requests_are_401_not_counted(client, low_rates):
     for _ in range(5):
         assert client.post(reverse("event-publish"), PING,
                            content_type="application/json").status_code == 401
+
+
+def test_a_high_limit_is_counted_in_shares_and_never_exceeded(client_all, settings, low_rates):
+    # given a read limit of 500 a minute: this process takes shares of 5 from Redis
+    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "read": "500/m"}
+    assert throttling.lease_size(500) == 5
+    counter = project_redis.redis_client()
+
+    def incrby_calls() -> int:
+        return counter.info("commandstats").get("cmdstat_incrby", {}).get("calls", 0)
+
+    # when the key reads 500 times
+    before = incrby_calls()
+    statuses = [client_all.get(reverse("job-list")).status_code for _ in range(500)]
+    counted = incrby_calls() - before
+
+    # then all 500 are served, with one Redis count per share (100 counts of 5, not 500 of 1)
+    assert set(statuses) == {200}
+    keys = list(counter.scan_iter(match=f"*throttle:read:{client_all.api_key.pk}:*"))
+    assert len(keys) == 1 and int(counter.get(keys[0])) == 500
+    assert counted == 100
+
+    # and the 501st is refused: the limit holds exactly
+    refused = client_all.get(reverse("job-list"))
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
