@@ -254,7 +254,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["domain.access.auth.HasScope"],
     "DEFAULT_THROTTLE_CLASSES": ["domain.access.throttling.ApiKeyRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["domain.common.parsers.LimitedJSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["domain.common.renderers.OrjsonRenderer"],
     "EXCEPTION_HANDLER": "domain.common.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

@@ -3,19 +3,23 @@ them, without its per-field machinery (see domain/jobs/apis.py, JobOutputSeriali
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.urls import reverse
-from django.utils import timezone
 
 _URL_MARK = "00000000-0000-4000-8000-00000000c0de"
 
 
 def iso(value: datetime | None) -> str | None:
-    """DRF's DateTimeField output under USE_TZ with TIME_ZONE = "UTC": ISO 8601, "Z"."""
+    """DRF's DateTimeField output under USE_TZ with TIME_ZONE = "UTC" (the API never activates
+    another zone): ISO 8601 in UTC, "Z". Converted directly rather than with
+    `timezone.localtime`, whose lookup of the current zone was half of this function's time in
+    a 500-event answer."""
     if value is None:
         return None
-    text = timezone.localtime(value).isoformat()
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC) if value.tzinfo is not None else value
+    text = value.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
