@@ -120,10 +120,18 @@ def stamp_sent(sent: list[Job], now: datetime) -> bool:
 
 
 def _stamp_pg(job_ids: list[str], now: datetime, follow: str) -> None:
+    # SKIP LOCKED: a row locked now is being claimed or finished by a worker (its message is
+    # out, so it was sent; a claimed job is not one the relay re-sends). Waiting for it instead
+    # let this statement and a worker's, each holding some of a micro-batch's rows, wait for
+    # each other: a deadlock, seen under load with 500-job batches. The claim still waits for
+    # the stamp (domain/jobs/lifecycle.jobs_claim), so no cycle is left.
+    jobs = table(Job)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH stamped AS (UPDATE {table(Job)} SET enqueued_at = %(now)s "  # noqa: S608 - the model's own table name; `follow` is code, not input
-            f"WHERE id = ANY(%(jobs)s::uuid[]) RETURNING event_id) {follow}",
+            f"WITH stamped AS (UPDATE {jobs} SET enqueued_at = %(now)s "  # noqa: S608 - the model's own table name; `follow` is code, not input
+            f"WHERE id IN (SELECT id FROM {jobs} WHERE id = ANY(%(jobs)s::uuid[]) "
+            "FOR UPDATE SKIP LOCKED) RETURNING event_id) "
+            f"{follow}",
             {"now": now, "jobs": job_ids})
 
 

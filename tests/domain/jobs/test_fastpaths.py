@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from domain.jobs import fastpaths
 from domain.jobs.models import Job, JobAttempt, JobStatus
-from tests.factories import JobFactory
+from tests.factories import EventFactory, JobFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -94,3 +95,36 @@ def test_succeed_pg_equals_succeed_portable():
     assert _attempts(fast) == _attempts(portable)
     assert [r["status"] for r in _rows(fast)] == ["succeeded", "succeeded", "queued"]
     assert [a["job"] for a in _attempts(fast)] == [0, 1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_stamp_skips_a_row_a_worker_holds_instead_of_waiting_for_it():
+    import psycopg2
+    from django.db import connections
+
+    # given two committed jobs of one event, and another connection (a worker mid-claim)
+    # holding a lock on the first
+    event = EventFactory()
+    held, free = JobFactory(event=event, handler="a"), JobFactory(event=event, handler="b")
+    worker = psycopg2.connect(**connections["default"].get_connection_params())
+    try:
+        with worker.cursor() as cursor:
+            cursor.execute("SELECT id FROM events_job WHERE id = %s FOR UPDATE", [str(held.pk)])
+
+            # when the dispatcher stamps both as sent, with a short lock timeout so that a
+            # wait would fail the test instead of hanging it
+            with connection.cursor() as own:
+                own.execute("SET lock_timeout = '2s'")
+            try:
+                fastpaths.stamp_sent([held, free], timezone.now())
+            finally:
+                with connection.cursor() as own:
+                    own.execute("SET lock_timeout = 0")
+    finally:
+        worker.rollback()
+        worker.close()
+
+    # then it did not wait: the free job is stamped, the held one left as the worker has it
+    held.refresh_from_db()
+    free.refresh_from_db()
+    assert free.enqueued_at is not None and held.enqueued_at is None
