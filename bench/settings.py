@@ -7,5 +7,6 @@ load generator sends, so the throttle still runs on every request but never answ
 
 from config.settings.production import *  # noqa: F403
 
-# The project's URLs plus the baseline view, served by the same gunicorn and middleware.
+# The project's URLs plus the baseline views (bench/urls.py), served by the same gunicorn and
+# middleware.
 ROOT_URLCONF = "bench.urls"
