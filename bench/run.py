@@ -144,34 +144,58 @@ class Suite:
     # --- scenarios ----------------------------------------------------------------------
 
     def ingest(self, port: int) -> None:
-        """Single publish vs the minimal JSON view, then batch publish; no worker running."""
+        """Single publish (with and without an Idempotency-Key) next to its baselines, then
+        batch publish; no worker running.
+
+        The baselines, on the same gunicorn and middleware (bench/urls.py): the minimal JSON
+        view, the naive recipe (a plain Django view: `Event.objects.create` + `.delay()`) and
+        the naive recipe with a DRF serializer and `.delay()` on commit.
+        """
         c = self.cfg
         common = {"port": port, "connections": c["connections"], "duration": c["ingest_seconds"],
-                  "warmup": c["warmup_seconds"]}
-        # Baseline and publish alternate, and each figure is the median of its rounds: a
-        # neighbour's burst on a shared 2-core machine then hits both, not one.
-        bases, singles = [], []
-        for round_no in range(1, c["ingest_rounds"] + 1):
-            log(f"ingest round {round_no}/{c['ingest_rounds']}: baseline view")
-            bases.append(loadgen(self.stack, {**common, "method": "POST",
-                                              "path": "/bench/baseline",
-                                              "body": self._ping_body()}))
-            log(f"ingest round {round_no}/{c['ingest_rounds']}: single publish")
-            single = loadgen(self.stack, {
-                **common, "method": "POST", "path": "/api/v1/events", "body": self._ping_body(),
+                  "warmup": c["warmup_seconds"], "method": "POST", "body": self._ping_body()}
+        variants = {
+            "baseline": ("minimal JSON view", lambda: {"path": "/bench/baseline"}),
+            "naive": ("naive recipe", lambda: {"path": "/bench/naive"}),
+            "drf": ("naive DRF recipe", lambda: {"path": "/bench/naive-drf"}),
+            "publish": ("single publish", lambda: {"path": "/api/v1/events",
+                                                   "headers": self.headers()}),
+            "idem": ("single publish with an Idempotency-Key", lambda: {
+                "path": "/api/v1/events",
                 "headers": {**self.headers(), "Idempotency-Key": "bench-{seq}"},
-                "seq_start": self._next_seq(10_000_000)})
-            self._check(single, "single publish")
-            singles.append(single)
-        base, single = _median_run(bases), _median_run(singles)
+                "seq_start": self._next_seq(10_000_000)}),
+        }
+        # The five alternate, and each figure is the median of its rounds: a neighbour's burst
+        # on a shared 2-core machine then hits all of them, not one.
+        runs: dict[str, list[dict]] = {key: [] for key in variants}
+        for round_no in range(1, c["ingest_rounds"] + 1):
+            for key, (what, spec) in variants.items():
+                log(f"ingest round {round_no}/{c['ingest_rounds']}: {what}")
+                run = loadgen(self.stack, {**common, **spec()})
+                self._check(run, what)
+                runs[key].append(run)
+        m = {key: _median_run(rs) for key, rs in runs.items()}
+        pub, idem, naive, drf, base = (m[k] for k in ("publish", "idem", "naive", "drf",
+                                                      "baseline"))
         self.results["publish_single"] = {
-            "rps": single["ok_rps"], "p50_ms": single["p50_ms"], "p99_ms": single["p99_ms"],
+            "rps": pub["ok_rps"], "p50_ms": pub["p50_ms"], "p99_ms": pub["p99_ms"],
+            "naive_rps": naive["ok_rps"], "naive_p50_ms": naive["p50_ms"],
+            "naive_p99_ms": naive["p99_ms"], "ratio_naive": _ratio(pub["ok_rps"],
+                                                                   naive["ok_rps"]),
+            "goal": ">= 1.0x naive recipe req/s, p99 <= naive p99",
+            "met": pub["ok_rps"] >= naive["ok_rps"] and pub["p99_ms"] <= naive["p99_ms"],
+            "drf_rps": drf["ok_rps"], "drf_p50_ms": drf["p50_ms"], "drf_p99_ms": drf["p99_ms"],
+            "ratio_drf": _ratio(pub["ok_rps"], drf["ok_rps"]),
             "baseline_rps": base["ok_rps"], "baseline_p50_ms": base["p50_ms"],
-            "baseline_p99_ms": base["p99_ms"], "ratio": _ratio(single["ok_rps"], base["ok_rps"]),
-            "goal": ">= 0.5x baseline req/s", "met": single["ok_rps"] >= 0.5 * base["ok_rps"],
-            "rounds": {"publish_rps": [r["ok_rps"] for r in singles],
-                       "baseline_rps": [r["ok_rps"] for r in bases]},
-            "raw": {"publish": single, "baseline": base}}
+            "baseline_p99_ms": base["p99_ms"], "ratio": _ratio(pub["ok_rps"], base["ok_rps"]),
+            "baseline_goal": ">= 0.5x minimal JSON view req/s",
+            "baseline_met": pub["ok_rps"] >= 0.5 * base["ok_rps"],
+            "idem_rps": idem["ok_rps"], "idem_p50_ms": idem["p50_ms"],
+            "idem_p99_ms": idem["p99_ms"], "ratio_idem": _ratio(idem["ok_rps"], pub["ok_rps"]),
+            "idem_goal": ">= 0.9x single publish without a key",
+            "idem_met": idem["ok_rps"] >= 0.9 * pub["ok_rps"],
+            "rounds": {f"{key}_rps": [r["ok_rps"] for r in rs] for key, rs in runs.items()},
+            "raw": m}
         self.reset()
         n = c["batch_size"]
         batches = []

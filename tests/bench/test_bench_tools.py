@@ -172,6 +172,50 @@ def test_report_renders_every_figure_with_its_baseline_and_ratio(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_single_publish_is_set_against_each_of_its_baselines():
+    # given a report as the suite writes it
+    report = json.loads((Path(__file__).parent / "sample_report.json").read_text())
+    lines = table(report).splitlines()
+
+    def row(*parts: str) -> str:
+        [line] = [line for line in lines if all(part in line for part in parts)]
+        return line
+
+    # then single publish without a key is set against the naive recipe (the goal), the naive
+    # DRF recipe (a reference) and the minimal JSON view (the moonshot), each with its ratio
+    publish = "273 req/s (p50 114.83 ms, p99 207.26 ms)"
+    naive = row("naive recipe, create + .delay()")
+    assert publish in naive and "610 req/s naive recipe, create + .delay() (p50 48.2 ms, " \
+        "p99 95.71 ms)" in naive
+    assert "0.45x" in naive and ">= 1.0x, p99 <= naive p99" in naive and "NO" in naive
+    drf = row("naive DRF recipe")
+    assert publish in drf and "402 req/s" in drf and "0.68x" in drf and "reference" in drf
+    view = row("minimal JSON view")
+    assert publish in view and "2,613 req/s minimal JSON view" in view
+    assert "0.10x" in view and "moonshot" in view
+    # and with an Idempotency-Key against without one
+    idem = row("with an Idempotency-Key")
+    assert "251 req/s (p50 120.4 ms, p99 230.15 ms)" in idem
+    assert "273 req/s without a key" in idem
+    assert "0.92x" in idem and ">= 0.9x" in idem and "yes" in idem
+
+
+def test_a_report_from_before_the_naive_recipe_still_renders(tmp_path):
+    # given a single-publish figure as the suite wrote it before (only the JSON view)
+    report = json.loads((Path(__file__).parent / "sample_report.json").read_text())
+    p = report["results"]["publish_single"]
+    report["results"] = {"publish_single": {
+        k: p[k] for k in ("rps", "p50_ms", "p99_ms", "baseline_rps", "baseline_p50_ms",
+                          "baseline_p99_ms", "ratio")} | {"met": False}}
+
+    # then it is one row against the JSON view, and the chart is drawn
+    text = table(report)
+    assert len(text.splitlines()) == 3 + 1
+    assert "minimal JSON view" in text and "0.10x" in text and ">= 0.5x" in text
+    chart(report, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_web_memory_summary_takes_the_worst_worker_of_the_worst_round():
     # given two rounds of two workers each
     rounds = [
