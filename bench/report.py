@@ -26,11 +26,20 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str, str]]:
     for key, label in labels.items():
         if key in r:
             p = r[key]
-            out.append((label, f"{p['events_per_s']:,.0f} events/s ({p['events']:,} in "
-                        f"{p['elapsed_s']} s)",
+            out.append((label, _events(p),
                         f"{p['baseline_per_s']:,.0f} tasks/s bare Celery no-op, prefork -c 2",
                         f"{p['ratio']:.2f}x", ">= 1.0x" if p["met"] is not None else "reference",
                         yes(p["met"])))
+    if "e2e_solo" in r:
+        p = r["e2e_solo"]
+        label = "end to end, bench.solo -> one job per message (batch publish)"
+        out.append((label, _events(p),
+                    f"{p['baseline_per_s']:,.0f} tasks/s bare Celery no-op storing its result "
+                    "(django-celery-results), prefork -c 2", f"{p['ratio']:.2f}x", ">= 1.0x",
+                    yes(p["met"])))
+        out.append((label, _events(p),
+                    f"{p['bare_per_s']:,.0f} tasks/s bare Celery no-op, prefork -c 2",
+                    f"{p['ratio_bare']:.2f}x", "reference", "-"))
     if "latency" in r:
         p = r["latency"]
         out.append((f"publish -> running at {p['rate_per_s']:.0f}/s (half the single-POST "
@@ -71,6 +80,10 @@ def _publish_single_rows(p: dict, yes) -> list[tuple[str, str, str, str, str, st
         ("single publish with an Idempotency-Key", rate("idem_"), rate("", "without a key"),
          f"{p['ratio_idem']:.2f}x", ">= 0.9x", yes(p["idem_met"])),
     ]
+
+
+def _events(p: dict) -> str:
+    return f"{p['events_per_s']:,.0f} events/s ({p['events']:,} in {p['elapsed_s']} s)"
 
 
 def _web_memory_rows(p: dict) -> list[tuple[str, str, str, str, str, str]]:
@@ -131,7 +144,8 @@ def chart(report: dict, path: Path) -> None:
         bars.append(("batch publish\nevents/s", p["events_per_s"], 10_000, "goal 10,000/s"))
     for key, label in (("e2e_noop", "end to end\nnoop (batch)"),
                        ("e2e_product", "end to end\nproduct.updated"),
-                       ("e2e_single", "end to end\nnoop (1 POST/event)")):
+                       ("e2e_single", "end to end\nnoop (1 POST/event)"),
+                       ("e2e_solo", "end to end\n1 job/message\nvs stored results")):
         if key in r:
             bars.append((label, r[key]["events_per_s"], r[key]["baseline_per_s"],
                          "bare Celery no-op"))

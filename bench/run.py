@@ -27,14 +27,16 @@ FULL = {
     "ingest_seconds": 8, "ingest_rounds": 3, "warmup_seconds": 2,
     "connections": 32, "batch_connections": 8,
     "batch_size": 500, "e2e_events": 20_000, "e2e_single_events": 5_000,
-    "latency_seconds": 10, "memory_small": 10_000, "memory_large": 100_000,
+    "e2e_solo_events": 5_000, "latency_seconds": 10,
+    "memory_small": 10_000, "memory_large": 100_000,
     "memory_batch": 10, "web_memory_batches": 3, "web_memory_rounds": 2,
 }
 QUICK = {
     "ingest_seconds": 4, "ingest_rounds": 2, "warmup_seconds": 1,
     "connections": 32, "batch_connections": 8,
     "batch_size": 500, "e2e_events": 5_000, "e2e_single_events": 1_500,
-    "latency_seconds": 4, "memory_small": 2_000, "memory_large": 20_000,
+    "e2e_solo_events": 1_500, "latency_seconds": 4,
+    "memory_small": 2_000, "memory_large": 20_000,
     "memory_batch": 10, "web_memory_batches": 1, "web_memory_rounds": 1,
 }
 SCENARIOS = ("ingest", "e2e", "memory", "web_memory")
@@ -136,10 +138,10 @@ class Suite:
         return self.stack.start_worker("worker", PROFILES["all"].command(
             hostname=f"bench-{uuid.uuid4().hex[:6]}@%h"))
 
-    def _bare_worker(self):
-        return self.stack.start_worker("bare", [
-            "celery", "-A", "bench.bare", "worker", "-l", "INFO", "-Q", "bare", "-c", "2",
-            "-P", "prefork", "-O", "fair", "-n", f"bare-{uuid.uuid4().hex[:6]}@%h"])
+    def _bare_worker(self, module: str, queue: str):
+        return self.stack.start_worker(queue, [
+            "celery", "-A", module, "worker", "-l", "INFO", "-Q", queue, "-c", "2",
+            "-P", "prefork", "-O", "fair", "-n", f"{queue}-{uuid.uuid4().hex[:6]}@%h"])
 
     # --- scenarios ----------------------------------------------------------------------
 
@@ -220,23 +222,28 @@ class Suite:
             "raw": batch}
         self.reset()
 
+    def _e2e_batches(self, port: int, event_type: str, n: int) -> dict:
+        """n events of a type through the batch endpoint, from the first request until the
+        last job is done (a worker running)."""
+        c = self.cfg
+        log(f"end to end: {n} x {event_type} through the batch endpoint")
+        run = loadgen(self.stack, {
+            "port": port, "connections": c["batch_connections"], "duration": 600,
+            "requests": n // c["batch_size"], "method": "POST",
+            "path": "/api/v1/events/batch", "body": self._batch_body(event_type, c["batch_size"]),
+            "headers": self.headers()})
+        self._check(run, f"end to end {event_type}")
+        last = self._wait_jobs_done(n, timeout=600)
+        elapsed = last - run["started_at"]
+        return {"events": n, "events_per_s": round(n / elapsed, 1),
+                "elapsed_s": round(elapsed, 2), "publish_elapsed_s": run["elapsed_s"]}
+
     def end_to_end(self, port: int) -> None:
         c = self.cfg
         n = c["e2e_events"]
         worker = self._project_worker()
         for event_type, key in (("demo.ping", "e2e_noop"), ("product.updated", "e2e_product")):
-            log(f"end to end: {n} x {event_type} through the batch endpoint")
-            body = self._batch_body(event_type, c["batch_size"])
-            run = loadgen(self.stack, {
-                "port": port, "connections": c["batch_connections"], "duration": 600,
-                "requests": n // c["batch_size"], "method": "POST",
-                "path": "/api/v1/events/batch", "body": body, "headers": self.headers()})
-            self._check(run, key)
-            last = self._wait_jobs_done(n, timeout=600)
-            elapsed = last - run["started_at"]
-            self.results[key] = {"events": n, "events_per_s": round(n / elapsed, 1),
-                                 "elapsed_s": round(elapsed, 2),
-                                 "publish_elapsed_s": run["elapsed_s"]}
+            self.results[key] = self._e2e_batches(port, event_type, n)
             self.reset()
         ns = c["e2e_single_events"]
         log(f"end to end: {ns} x demo.ping, one POST /api/v1/events each")
@@ -250,13 +257,15 @@ class Suite:
                                       "elapsed_s": round(elapsed, 2),
                                       "publish_elapsed_s": run["elapsed_s"]}
         self.reset()
+        # A job alone on its message: the bench.solo kind has batch_size 1 (bench/solo.py).
+        self.results["e2e_solo"] = self._e2e_batches(port, "bench.solo", c["e2e_solo_events"])
+        self.reset()
         self.latency(port)
         self.stack.stop(worker)
         self.reset()
-        # Two baseline runs; the faster one is used, which can only make our ratio smaller.
-        bares = [self.bare_drain(n) for _ in range(2)]
-        bare = max(bares, key=lambda b: b["per_s"])
-        bare["runs_per_s"] = [b["per_s"] for b in bares]
+        # Two runs of each baseline; the faster one is used, which can only make our ratio
+        # smaller.
+        bare = _faster([self.bare_drain(n) for _ in range(2)])
         for key in ("e2e_noop", "e2e_product", "e2e_single"):
             r = self.results[key]
             r.update({"baseline_per_s": bare["per_s"], "ratio": _ratio(r["events_per_s"],
@@ -266,30 +275,58 @@ class Suite:
         # One POST per event is the unbatched reference: what each event costs on its own.
         self.results["e2e_single"].update({"goal": "reference (no batching)", "met": None})
         self.results["bare_celery"] = bare
+        stored = _faster([self.bare_drain(c["e2e_solo_events"], stored=True)
+                          for _ in range(2)])
+        solo = self.results["e2e_solo"]
+        solo.update({"baseline_per_s": stored["per_s"],
+                     "ratio": _ratio(solo["events_per_s"], stored["per_s"]),
+                     "goal": ">= 1.0x bare Celery no-op with django-celery-results",
+                     "met": solo["events_per_s"] >= stored["per_s"],
+                     "bare_per_s": bare["per_s"],
+                     "ratio_bare": _ratio(solo["events_per_s"], bare["per_s"])})
+        self.results["bare_celery_results"] = stored
 
-    def bare_drain(self, n: int) -> dict:
+    def bare_drain(self, n: int, stored: bool = False) -> dict:
         """The baseline: n bare no-op tasks, sent with .delay() from another process, drained
-        by a prefork worker with the project worker's pool and concurrency."""
+        by a prefork worker with the project worker's pool and concurrency.
+
+        `stored`: the app of bench/bare_results.py, whose worker stores every result with
+        django-celery-results in the bench database (checked: n rows afterwards)."""
         import redis
 
-        log(f"baseline: {n} bare Celery no-op tasks, prefork -c 2")
-        worker = self._bare_worker()
+        module, queue = ("bench.bare_results", "bare_results") if stored else ("bench.bare",
+                                                                               "bare")
+        if stored:
+            self.reset()  # an empty result table each run
+        log(f"baseline: {n} bare Celery no-op tasks{' storing results' if stored else ''}, "
+            "prefork -c 2")
+        worker = self._bare_worker(module, queue)
         client = redis.Redis(port=self.stack.redis_port)
         producer = subprocess.run(
             [str(BIN / "python"), "-c",
-             "import time,sys; from bench.bare import noop; t=time.time(); "
+             "import time,sys; from " + module + " import noop; t=time.time(); "
              f"[noop.delay() for _ in range({n})]; print(t, time.time()-t)"],
             cwd=ROOT, env=self.stack.env, capture_output=True, text=True, check=True)
         started, send_s = (float(x) for x in producer.stdout.split())
 
         def drained() -> bool:
-            return client.llen("bare") == 0 and client.hlen("unacked") == 0
+            return client.llen(queue) == 0 and client.hlen("unacked") == 0
 
-        wait_until(drained, 600, "the bare queue to drain", interval=0.01)
+        wait_until(drained, 600, f"the {queue} queue to drain", interval=0.01)
         elapsed = time.time() - started
         self.stack.stop(worker)
-        return {"tasks": n, "per_s": round(n / elapsed, 1), "elapsed_s": round(elapsed, 2),
-                "enqueue_per_s": round(n / send_s, 1)}
+        result = {"tasks": n, "per_s": round(n / elapsed, 1), "elapsed_s": round(elapsed, 2),
+                  "enqueue_per_s": round(n / send_s, 1)}
+        if stored:
+            from django.db import connection
+            from django_celery_results.models import TaskResult
+
+            result["results_stored"] = TaskResult.objects.filter(status="SUCCESS").count()
+            connection.close()
+            if result["results_stored"] != n:
+                raise RuntimeError(f"baseline: {result['results_stored']} results stored for "
+                                   f"{n} tasks; see {self.stack.dir / (queue + '.log')}")
+        return result
 
     def latency(self, port: int) -> None:
         """Publish -> running at half the single-publish end-to-end rate, open loop."""
@@ -473,6 +510,12 @@ def worst_batch_body() -> tuple[str, dict]:
     return text, {"events_per_batch": n, "body_bytes": len(text.encode()),
                   "body_limit_bytes": limit, "payload_bytes": largest_payload + size,
                   "payload_limit_bytes": settings.API_MAX_PAYLOAD_BYTES}
+
+
+def _faster(drains: list[dict]) -> dict:
+    """The faster of a baseline's drains, with every run's rate."""
+    best = max(drains, key=lambda d: d["per_s"])
+    return {**best, "runs_per_s": [d["per_s"] for d in drains]}
 
 
 def _median_run(runs: list[dict]) -> dict:

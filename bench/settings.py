@@ -10,3 +10,6 @@ from config.settings.production import *  # noqa: F403
 # The project's URLs plus the baseline views (bench/urls.py), served by the same gunicorn and
 # middleware.
 ROOT_URLCONF = "bench.urls"
+
+# The suite's own job kind and event type (bench/solo.py): a job alone on its message.
+INSTALLED_APPS = [*INSTALLED_APPS, "bench.apps.BenchConfig"]  # noqa: F405

@@ -200,6 +200,20 @@ def test_single_publish_is_set_against_each_of_its_baselines():
     assert "0.92x" in idem and ">= 0.9x" in idem and "yes" in idem
 
 
+def test_a_job_alone_on_its_message_is_set_against_bare_celery_with_and_without_results():
+    report = json.loads((Path(__file__).parent / "sample_report.json").read_text())
+    lines = [line for line in table(report).splitlines() if "one job per message" in line]
+
+    # then two rows: against the no-op storing its result (the goal), and without results
+    assert len(lines) == 2
+    stored, bare = lines
+    assert "180 events/s (1,500 in 8.31 s)" in stored and "180 events/s" in bare
+    assert "413 tasks/s bare Celery no-op storing its result" in stored
+    assert "0.44x" in stored and ">= 1.0x" in stored and "NO" in stored
+    assert "900 tasks/s bare Celery no-op, prefork -c 2" in bare
+    assert "0.20x" in bare and "reference" in bare
+
+
 def test_a_report_from_before_the_naive_recipe_still_renders(tmp_path):
     # given a single-publish figure as the suite wrote it before (only the JSON view)
     report = json.loads((Path(__file__).parent / "sample_report.json").read_text())
