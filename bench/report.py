@@ -58,8 +58,8 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str, str]]:
 
 
 def _publish_single_rows(p: dict, yes) -> list[tuple[str, str, str, str, str, str]]:
-    """Single publish against the naive recipe (the goal), the naive DRF recipe and the minimal
-    JSON view; and with an Idempotency-Key against without one."""
+    """Single publish against the naive recipe (the goal) and the minimal JSON view; and with
+    an Idempotency-Key against without one."""
 
     def rate(prefix: str, name: str = "") -> str:
         return (f"{p[prefix + 'rps']:,.0f} req/s{' ' + name if name else ''} "
@@ -73,8 +73,6 @@ def _publish_single_rows(p: dict, yes) -> list[tuple[str, str, str, str, str, st
     return [
         (label, rate(""), rate("naive_", "naive recipe, create + .delay()"),
          f"{p['ratio_naive']:.2f}x", ">= 1.0x, p99 <= naive p99", yes(p["met"])),
-        (label, rate(""), rate("drf_", "naive DRF recipe, serializer + .delay() on commit"),
-         f"{p['ratio_drf']:.2f}x", "reference", "-"),
         (label, rate(""), rate("baseline_", "minimal JSON view"), f"{p['ratio']:.2f}x",
          ">= 0.5x (moonshot)", yes(p["baseline_met"])),
         ("single publish with an Idempotency-Key", rate("idem_"), rate("", "without a key"),

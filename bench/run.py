@@ -150,8 +150,7 @@ class Suite:
         batch publish; no worker running.
 
         The baselines, on the same gunicorn and middleware (bench/urls.py): the minimal JSON
-        view, the naive recipe (a plain Django view: `Event.objects.create` + `.delay()`) and
-        the naive recipe with a DRF serializer and `.delay()` on commit.
+        view and the naive recipe (a plain Django view: `Event.objects.create` + `.delay()`).
         """
         c = self.cfg
         common = {"port": port, "connections": c["connections"], "duration": c["ingest_seconds"],
@@ -159,7 +158,6 @@ class Suite:
         variants = {
             "baseline": ("minimal JSON view", lambda: {"path": "/bench/baseline"}),
             "naive": ("naive recipe", lambda: {"path": "/bench/naive"}),
-            "drf": ("naive DRF recipe", lambda: {"path": "/bench/naive-drf"}),
             "publish": ("single publish", lambda: {"path": "/api/v1/events",
                                                    "headers": self.headers()}),
             "idem": ("single publish with an Idempotency-Key", lambda: {
@@ -167,7 +165,7 @@ class Suite:
                 "headers": {**self.headers(), "Idempotency-Key": "bench-{seq}"},
                 "seq_start": self._next_seq(10_000_000)}),
         }
-        # The five alternate, and each figure is the median of its rounds: a neighbour's burst
+        # The four alternate, and each figure is the median of its rounds: a neighbour's burst
         # on a shared 2-core machine then hits all of them, not one.
         runs: dict[str, list[dict]] = {key: [] for key in variants}
         for round_no in range(1, c["ingest_rounds"] + 1):
@@ -177,8 +175,7 @@ class Suite:
                 self._check(run, what)
                 runs[key].append(run)
         m = {key: _median_run(rs) for key, rs in runs.items()}
-        pub, idem, naive, drf, base = (m[k] for k in ("publish", "idem", "naive", "drf",
-                                                      "baseline"))
+        pub, idem, naive, base = (m[k] for k in ("publish", "idem", "naive", "baseline"))
         self.results["publish_single"] = {
             "rps": pub["ok_rps"], "p50_ms": pub["p50_ms"], "p99_ms": pub["p99_ms"],
             "naive_rps": naive["ok_rps"], "naive_p50_ms": naive["p50_ms"],
@@ -186,8 +183,6 @@ class Suite:
                                                                    naive["ok_rps"]),
             "goal": ">= 1.0x naive recipe req/s, p99 <= naive p99",
             "met": pub["ok_rps"] >= naive["ok_rps"] and pub["p99_ms"] <= naive["p99_ms"],
-            "drf_rps": drf["ok_rps"], "drf_p50_ms": drf["p50_ms"], "drf_p99_ms": drf["p99_ms"],
-            "ratio_drf": _ratio(pub["ok_rps"], drf["ok_rps"]),
             "baseline_rps": base["ok_rps"], "baseline_p50_ms": base["p50_ms"],
             "baseline_p99_ms": base["p99_ms"], "ratio": _ratio(pub["ok_rps"], base["ok_rps"]),
             "baseline_goal": ">= 0.5x minimal JSON view req/s",

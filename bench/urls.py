@@ -5,7 +5,6 @@ configuration and middleware as the API:
 - `/bench/naive`: the naive recipe, a plain Django view doing `Event.objects.create` and then
   `.delay()` of a no-op task on the project's Celery app (no auth, no throttle, no DRF, no
   validation beyond json.loads, no idempotency).
-- `/bench/naive-drf`: the same with a DRF serializer and `.delay()` on commit.
 
 The naive task goes to a queue no worker consumes (`bench_naive`); its messages wait there
 until the suite flushes Redis between scenarios.
@@ -14,18 +13,11 @@ until the suite flushes Redis between scenarios.
 import json
 
 from celery import shared_task
-from django.db import transaction
 from django.http import JsonResponse
 from django.urls import path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from kombu import Exchange, Queue
-from rest_framework import serializers
-from rest_framework.parsers import JSONParser
-from rest_framework.permissions import AllowAny
-from rest_framework.renderers import JSONRenderer
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from config.urls import urlpatterns as project_urlpatterns
 from domain.events.models import Event
@@ -54,30 +46,5 @@ def naive(request):
     return JsonResponse({"id": str(event.pk)}, status=202)
 
 
-class NaiveEventSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Event
-        fields = ("id", "type", "payload")
-
-
-class NaiveDrfView(APIView):
-    """DRF's stock parser and renderer, nothing of the project's API settings."""
-
-    authentication_classes = ()
-    permission_classes = (AllowAny,)
-    throttle_classes = ()
-    parser_classes = (JSONParser,)
-    renderer_classes = (JSONRenderer,)
-
-    def post(self, request):
-        serializer = NaiveEventSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        now = timezone.now()
-        with transaction.atomic():
-            event = serializer.save(occurred_at=now, created_at=now, correlation_id="")
-            transaction.on_commit(lambda: naive_noop.delay(str(event.pk)))
-        return Response(serializer.data, status=202)
-
-
 urlpatterns = [path("bench/baseline", baseline), path("bench/naive", naive),
-               path("bench/naive-drf", NaiveDrfView.as_view()), *project_urlpatterns]
+               *project_urlpatterns]
