@@ -27,7 +27,7 @@ FULL = {
     "ingest_seconds": 8, "ingest_rounds": 3, "warmup_seconds": 2,
     "connections": 32, "batch_connections": 8,
     "batch_size": 500, "e2e_events": 20_000, "e2e_single_events": 5_000,
-    "e2e_solo_events": 5_000, "latency_seconds": 10,
+    "e2e_solo_events": 2_500, "latency_seconds": 10,
     "memory_small": 10_000, "memory_large": 100_000,
     "memory_batch": 10, "web_memory_batches": 3, "web_memory_rounds": 2,
 }
