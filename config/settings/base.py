@@ -218,7 +218,8 @@ OUTBOX_SEND = env.str("OUTBOX_SEND", default="background")
 if OUTBOX_SEND not in ("background", "inline"):
     raise ImproperlyConfigured(
         f"OUTBOX_SEND must be 'background' or 'inline', not {OUTBOX_SEND!r}")
-# At most this many jobs per dispatcher round (one producer connection, one stamping UPDATE).
+# At most this many jobs per dispatcher round (one producer connection, one stamping UPDATE),
+# and at most this many waiting for the thread: beyond it a request sends its own jobs.
 OUTBOX_DISPATCH_MAX_JOBS = env.int("OUTBOX_DISPATCH_MAX_JOBS", default=2000)
 # Jobs committed but not yet on the broker for this long are enqueued by the outbox relay.
 OUTBOX_RELAY_GRACE_SECONDS = env.int("OUTBOX_RELAY_GRACE_SECONDS", default=10)

@@ -66,11 +66,12 @@ class EventRollup(JobHooks):
         return fastpaths.dispatched_after_stamp_sql()
 
     def jobs_sent(self, *, sent: list[Job], given: list[Job], now: datetime,
-                  in_statement: bool) -> None:
+                  in_statement: bool, objects: bool = True) -> None:
         event_ids = {job.event_id for job in sent if job.event_id}
         if event_ids and not in_statement:
             fastpaths.mark_dispatched(event_ids, now)
-        _show_dispatched(sent, given, now)
+        if objects:
+            _show_dispatched(sent, given, now)
 
     def jobs_finished(self, *, event_ids: Collection) -> None:
         events_refresh_status(event_ids=event_ids)

@@ -34,9 +34,10 @@ class JobHooks:
     sent_sql: str = ""
 
     def jobs_sent(self, *, sent: list[Job], given: list[Job], now: datetime,
-                  in_statement: bool) -> None:
+                  in_statement: bool, objects: bool = True) -> None:
         """Jobs were handed to the broker (`given` is every job the caller passed: one of them
-        not sent keeps its event waiting). `in_statement`: `sent_sql` already ran."""
+        not sent keeps its event waiting). `in_statement`: `sent_sql` already ran. `objects`:
+        whether the caller's objects (the jobs' cached events) may be updated to match."""
 
     def jobs_finished(self, *, event_ids: Collection) -> None:
         """Jobs of these events reached a terminal status (after their own commit)."""

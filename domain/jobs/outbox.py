@@ -78,9 +78,21 @@ class OutboxDispatcher:
         self._queue: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
+        self._waiting = 0  # jobs queued for the thread and not yet sent
 
     def submit(self, jobs: list[Job]) -> None:
+        """Queue the jobs for the thread, or, when it already has OUTBOX_DISPATCH_MAX_JOBS
+        waiting, send them in the caller's thread: the process's requests then send side by
+        side, as they would inline, and the backlog (memory, and the delay of every job
+        behind it) stays bounded however fast requests commit."""
         self._ensure_running()
+        with self._lock:
+            backlog = self._waiting >= settings.OUTBOX_DISPATCH_MAX_JOBS
+            if not backlog:
+                self._waiting += len(jobs)
+        if backlog:
+            outbox_send(jobs)
+            return
         self._queue.put(jobs)
 
     def _ensure_running(self) -> None:
@@ -92,6 +104,7 @@ class OutboxDispatcher:
                 return
             if self._pid != pid:  # a forked child: the parent's thread and queue stay behind
                 self._queue = queue.SimpleQueue()
+                self._waiting = 0
                 atexit.register(self.flush)
             self._pid = pid
             self._thread = threading.Thread(target=self._run, name="outbox-dispatcher",
@@ -117,18 +130,17 @@ class OutboxDispatcher:
             if stop:
                 return
 
-    @staticmethod
-    def _send(jobs: list[Job]) -> None:
-        # Copies: the requests that committed these jobs may still be rendering them (and
-        # their events) while this thread records what it sent.
-        own = [Job(id=job.id, kind=job.kind, run_at=job.run_at, event_id=job.event_id,
-                   correlation_id=job.correlation_id) for job in jobs]
+    def _send(self, jobs: list[Job]) -> None:
         try:
-            outbox_send(own)
+            # The requests that committed these jobs may still be rendering them (and their
+            # events): this thread reads them and leaves them as they are.
+            outbox_send(jobs, update_objects=False)
         except Exception:  # outbox_send logs its own failures; this thread must outlive any
             logger.exception("outbox dispatcher: sending %d jobs failed; the relay will send "
-                             "them", len(own))
+                             "them", len(jobs))
         finally:
+            with self._lock:
+                self._waiting -= len(jobs)
             connection = transaction.get_connection()
             connection.close_if_unusable_or_obsolete()
 
@@ -146,7 +158,8 @@ class OutboxDispatcher:
 dispatcher = OutboxDispatcher()
 
 
-def outbox_send(jobs: list[Job], *, max_batch: int | None = None) -> list[Job]:
+def outbox_send(jobs: list[Job], *, max_batch: int | None = None,
+                update_objects: bool = True) -> list[Job]:
     """Publish every due job over one producer connection; record what was handed over.
 
     Jobs of a kind with `batch_size` > 1 travel together: one message carries up to that many
@@ -154,6 +167,9 @@ def outbox_send(jobs: list[Job], *, max_batch: int | None = None) -> list[Job]:
     domain/jobs/lifecycle.py).
     A message carrying one job keeps the job id as its task id. `max_batch` caps the jobs per
     message below the kinds' own sizes (1: one message per job).
+
+    `update_objects=False` leaves the Job (and Event) objects as they are, for a sender that
+    does not own them (the dispatcher: the request that built them may still be rendering).
 
     Returns the jobs sent. A broker failure of any kind is logged, not raised: the rows are
     durable and the relay retries them. Called after commit, an exception here would turn the
@@ -191,7 +207,7 @@ def outbox_send(jobs: list[Job], *, max_batch: int | None = None) -> list[Job]:
                              "the relay will retry", len(sent), len(due) - len(sent))
     if sent:
         try:
-            _mark_sent(sent, jobs, now)
+            _mark_sent(sent, jobs, now, update_objects=update_objects)
         except DatabaseError:
             if transaction.get_connection().in_atomic_block:
                 raise  # the relay's transaction: it rolls back and the jobs are found again
@@ -222,13 +238,16 @@ def _messages(due: list[Job], max_batch: int | None) -> Iterator[tuple[str, list
             yield task_name, group
 
 
-def _mark_sent(sent: list[Job], given: list[Job], now: datetime) -> None:
+def _mark_sent(sent: list[Job], given: list[Job], now: datetime, *,
+               update_objects: bool = True) -> None:
     """Stamp the jobs as handed over; their events follow through the installed hooks (in the
     same statement on PostgreSQL, domain/jobs/fastpaths.py)."""
     in_statement = fastpaths.stamp_sent(sent, now)
-    for job in sent:
-        job.enqueued_at = now
-    hooks().jobs_sent(sent=sent, given=given, now=now, in_statement=in_statement)
+    if update_objects:
+        for job in sent:
+            job.enqueued_at = now
+    hooks().jobs_sent(sent=sent, given=given, now=now, in_statement=in_statement,
+                      objects=update_objects)
 
 
 def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = None,

@@ -79,3 +79,23 @@ def test_flush_sends_what_is_waiting_and_stops_the_thread(broker, settings):
     assert _all_stamped(1)
     event_publish(event_type="demo.ping", payload={"message": "after"})
     wait_for(lambda: _all_stamped(2), timeout=10)
+
+
+def test_with_a_full_backlog_the_committing_thread_sends_its_own_jobs(broker, settings):
+    # given a dispatcher that already has OUTBOX_DISPATCH_MAX_JOBS waiting for its thread
+    settings.OUTBOX_DISPATCH_MAX_JOBS = 10
+    own = OutboxDispatcher()
+    own._ensure_running()
+    own._waiting = 10
+    job = JobFactory(kind="noop", params={}, event=EventFactory())
+
+    # when a request's jobs are submitted
+    own.submit([job])
+
+    # then they were sent and stamped before submit returned, in the caller's thread (its
+    # objects say so too), and nothing was added to the thread's backlog
+    assert queued_job_ids(broker, "events") == [str(job.pk)]
+    assert job.enqueued_at is not None and _all_stamped(1)
+    assert own._waiting == 10
+    own._waiting = 0
+    assert own.flush(timeout=10)

@@ -26,7 +26,7 @@ class Recording(JobHooks):
     def __init__(self) -> None:
         self.calls: list[tuple[str, set]] = []
 
-    def jobs_sent(self, *, sent, given, now, in_statement) -> None:
+    def jobs_sent(self, *, sent, given, now, in_statement, objects=True) -> None:
         self.calls.append(("sent", {j.event_id for j in sent}))
 
     def jobs_finished(self, *, event_ids) -> None:
