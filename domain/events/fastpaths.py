@@ -17,18 +17,21 @@ from domain.jobs.models import Job
 def dispatched_after_stamp_sql() -> str:
     """PostgreSQL: move to `dispatched` the pending events of the jobs just stamped, unless one
     of their jobs still waits to be handed over. It follows the jobs' stamp in one statement
-    (`WITH stamped AS (UPDATE … RETURNING event_id)`, parameters %(now)s and %(jobs)s): one
+    (`WITH …, stamped AS (UPDATE … RETURNING event_id)`, parameters %(now)s and %(jobs)s): one
     round trip and one commit on every publish. In a data-modifying WITH the outer statement
     sees the rows as they were, hence "not one of the jobs just stamped". An event row locked
     now (a worker rolling it up to `completed`) is skipped, as the stamp skips job rows, so
     this statement never waits on a worker's."""
     dispatched, pending = EventStatus.DISPATCHED.value, EventStatus.PENDING.value
+    # Starts with a CTE of its own (the statement's WITH list goes on): the locked events are
+    # joined, not tested with IN (SELECT … FOR UPDATE), for the reason given at the stamp.
     return (
-        f"UPDATE {table(Event)} AS e SET status = '{dispatched}', "  # noqa: S608 - table names and status values from the code
-        "dispatched_at = %(now)s "
-        f"WHERE e.id IN (SELECT l.id FROM {table(Event)} AS l WHERE l.id IN "
-        f"(SELECT event_id FROM stamped) AND l.status = '{pending}' FOR UPDATE SKIP LOCKED) "
-        f"AND e.status = '{pending}' "
+        f", events_locked AS (SELECT l.id FROM {table(Event)} AS l "  # noqa: S608 - table names and status values from the code
+        f"WHERE l.id IN (SELECT event_id FROM stamped) AND l.status = '{pending}' "
+        "FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {table(Event)} AS e SET status = '{dispatched}', "
+        "dispatched_at = %(now)s FROM events_locked "
+        f"WHERE e.id = events_locked.id AND e.status = '{pending}' "
         f"AND NOT EXISTS (SELECT 1 FROM {table(Job)} AS j WHERE j.event_id = e.id "
         "AND j.enqueued_at IS NULL AND NOT (j.id = ANY(%(jobs)s::uuid[])))"
     )

@@ -126,11 +126,16 @@ def _stamp_pg(job_ids: list[str], now: datetime, follow: str) -> None:
     # each other: a deadlock, seen under load with 500-job batches. The claim still waits for
     # the stamp (domain/jobs/lifecycle.jobs_claim), so no cycle is left.
     jobs = table(Job)
+    # The locked rows are a CTE joined by the UPDATE, not `WHERE id IN (SELECT … FOR UPDATE
+    # SKIP LOCKED)`: in that form a row a worker changed meanwhile sends PostgreSQL's recheck
+    # into the subquery again, and two such stamps spun at full CPU for minutes under load
+    # while holding the rows every claim waited for (seen in the benchmark).
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH stamped AS (UPDATE {jobs} SET enqueued_at = %(now)s "  # noqa: S608 - the model's own table name; `follow` is code, not input
-            f"WHERE id IN (SELECT id FROM {jobs} WHERE id = ANY(%(jobs)s::uuid[]) "
-            "FOR UPDATE SKIP LOCKED) RETURNING event_id) "
+            f"WITH locked AS (SELECT id FROM {jobs} WHERE id = ANY(%(jobs)s::uuid[]) "  # noqa: S608 - the model's own table name; `follow` is code, not input
+            "FOR UPDATE SKIP LOCKED), "
+            f"stamped AS (UPDATE {jobs} AS s SET enqueued_at = %(now)s FROM locked "
+            "WHERE s.id = locked.id RETURNING s.event_id) "
             f"{follow}",
             {"now": now, "jobs": job_ids})
 

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 class JobHooks:
     #: PostgreSQL only: a statement that follows the one marking jobs sent, in the same round
-    #: trip, as `WITH stamped AS (UPDATE <jobs> … RETURNING event_id) <sent_sql>`. It may use
-    #: the parameters %(now)s and %(jobs)s (the ids just stamped, uuid[]). Empty: the stamp runs
+    #: trip, as `WITH locked AS (…), stamped AS (UPDATE <jobs> … RETURNING event_id)
+    #: <sent_sql>`: a statement, or `, <more CTEs> <statement>`. It may use the parameters
+    #: %(now)s and %(jobs)s (the ids given to the stamp, uuid[]). Empty: the stamp runs
     #: alone and `jobs_sent(…, in_statement=False)` does the events' part.
     sent_sql: str = ""
 
