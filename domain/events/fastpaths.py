@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef
 
 from domain.common.fastpaths import table
 from domain.events.models import Event, EventStatus
-from domain.jobs.models import Job
+from domain.jobs.models import TERMINAL_JOB_STATUSES, Job, JobStatus
 
 
 def dispatched_after_stamp_sql() -> str:
@@ -34,6 +34,33 @@ def dispatched_after_stamp_sql() -> str:
         f"WHERE e.id = events_locked.id AND e.status = '{pending}' "
         f"AND NOT EXISTS (SELECT 1 FROM {table(Job)} AS j WHERE j.event_id = e.id "
         "AND j.enqueued_at IS NULL AND NOT (j.id = ANY(%(jobs)s::uuid[])))"
+    )
+
+
+def completed_after_success_sql() -> str:
+    """PostgreSQL: close the events of the jobs just recorded as succeeded (`done`), in the
+    same statement, when none of their other jobs is open: `failed` if one is dead, else
+    `completed`; RETURNING the events closed. The statement sees the rows as they were, so a
+    job of the same event finishing in another transaction at this moment still counts as
+    open: then neither closes the event here and the roll-up after the commit does
+    (rollup.events_refresh_status, for the events not returned). Event rows are taken in id
+    order and a locked one is skipped (that roll-up runs for it too), so no two of these
+    statements wait for each other."""
+    closed = ", ".join(f"'{s.value}'" for s in (EventStatus.COMPLETED, EventStatus.FAILED))
+    terminal = ", ".join(f"'{s}'" for s in TERMINAL_JOB_STATUSES)
+    dead, completed, failed = (JobStatus.DEAD.value, EventStatus.COMPLETED.value,
+                               EventStatus.FAILED.value)
+    events, jobs = table(Event), table(Job)
+    return (
+        f", finished_events AS (SELECT l.id FROM {events} AS l "  # noqa: S608 - table names and status values from the code
+        f"WHERE l.id IN (SELECT event_id FROM done) AND l.status NOT IN ({closed}) "
+        f"AND NOT EXISTS (SELECT 1 FROM {jobs} AS o WHERE o.event_id = l.id "
+        f"AND o.status NOT IN ({terminal}) AND o.id NOT IN (SELECT id FROM done)) "
+        "ORDER BY l.id FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {events} AS e SET status = CASE WHEN EXISTS (SELECT 1 FROM {jobs} AS d "
+        f"WHERE d.event_id = e.id AND d.status = '{dead}') THEN '{failed}' "
+        f"ELSE '{completed}' END, completed_at = %(now)s FROM finished_events "
+        "WHERE e.id = finished_events.id RETURNING e.id"
     )
 
 

@@ -65,6 +65,10 @@ class EventRollup(JobHooks):
     def sent_sql(self) -> str:  # type: ignore[override]
         return fastpaths.dispatched_after_stamp_sql()
 
+    @cached_property
+    def succeeded_sql(self) -> str:  # type: ignore[override]
+        return fastpaths.completed_after_success_sql()
+
     def jobs_sent(self, *, sent: list[Job], given: list[Job], now: datetime,
                   in_statement: bool, objects: bool = True) -> None:
         event_ids = {job.event_id for job in sent if job.event_id}

@@ -33,6 +33,13 @@ class JobHooks:
     #: %(now)s and %(jobs)s (the ids given to the stamp, uuid[]). Empty: the stamp runs
     #: alone and `jobs_sent(…, in_statement=False)` does the events' part.
     sent_sql: str = ""
+    #: PostgreSQL only: what follows the statement recording successes, in the same
+    #: statement, as `WITH v AS (…), done AS (UPDATE <jobs> … RETURNING id, event_id, …),
+    #: attempts AS (INSERT …) <succeeded_sql>`: a statement, or `, <more CTEs> <statement>`,
+    #: returning one column, the ids of the events it closed. It sees the rows as they were
+    #: before the statement (the jobs in `done` still `running`) and may use %(now)s. Events
+    #: of the jobs that it did not close get `jobs_finished` after the commit, as without it.
+    succeeded_sql: str = ""
 
     def jobs_sent(self, *, sent: list[Job], given: list[Job], now: datetime,
                   in_statement: bool, objects: bool = True) -> None:

@@ -92,10 +92,12 @@ def jobs_succeed(*, outcomes: list[tuple[Job, Any]]) -> None:
     if not outcomes:
         return
     now = timezone.now()
-    fastpaths.succeed(outcomes, now)
+    closed = fastpaths.succeed(outcomes, now)
     for job, _ in outcomes:
         job.status, job.finished_at = JobStatus.SUCCEEDED, now
-    _finished({job.event_id for job, _ in outcomes if job.event_id})
+    # Events the statement closed are done; the others (another of their jobs was open when
+    # the statement began, perhaps finishing at this moment) roll up after the commit.
+    _finished({job.event_id for job, _ in outcomes if job.event_id} - closed)
 
 
 def _finished(event_ids: Collection) -> None:

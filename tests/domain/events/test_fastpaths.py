@@ -87,3 +87,37 @@ def test_a_publish_outside_a_transaction_is_one_statement_and_a_replay_still_fin
     assert not again.created and again.event.pk == first.event.pk
     assert [job.pk for job in again.jobs] == [job.pk for job in first.jobs]
     assert Job.objects.count() == 1
+
+
+def test_a_success_closes_its_event_in_the_same_statement_only_when_no_other_job_is_open():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from domain.events.models import EventStatus
+    from domain.jobs.lifecycle import jobs_claim, jobs_succeed
+    from domain.jobs.models import JobStatus
+
+    # given three events: one with a single job, one whose other job is still queued, and
+    # one whose other job is dead; the first job of each claimed
+    alone, waiting, with_dead = EventFactory(), EventFactory(), EventFactory()
+    jobs = [JobFactory(event=alone, handler="a"), JobFactory(event=waiting, handler="a"),
+            JobFactory(event=with_dead, handler="a")]
+    JobFactory(event=waiting, handler="b")
+    JobFactory(event=with_dead, handler="b", status=JobStatus.DEAD)
+    claimed = jobs_claim(job_ids=[str(j.pk) for j in jobs], worker="w@h")
+
+    # when their successes are recorded together
+    with CaptureQueriesContext(connection) as queries:
+        jobs_succeed(outcomes=[(job, None) for job in claimed])
+
+    # then the single-job event completed and the one with a dead job failed, in the success's
+    # own statement; the event with an open job stays open, and only it was rolled up after
+    for event in (alone, waiting, with_dead):
+        event.refresh_from_db()
+    assert alone.status == EventStatus.COMPLETED and alone.completed_at is not None
+    assert with_dead.status == EventStatus.FAILED
+    assert waiting.status != EventStatus.COMPLETED and waiting.completed_at is None
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len(statements) == 2, statements
+    assert "finished_events" in statements[0]
+    assert str(waiting.pk) in statements[1] and str(alone.pk) not in statements[1]

@@ -87,7 +87,7 @@ def test_succeed_pg_equals_succeed_portable():
     later = NOW + timedelta(seconds=2)
 
     # when each set's successes are recorded by one version
-    fastpaths._succeed_pg(list(zip(fast, results, strict=True)), later)
+    fastpaths._succeed_pg(list(zip(fast, results, strict=True)), later, "")
     fastpaths._succeed_portable(list(zip(portable, results, strict=True)), later)
 
     # then the rows and the attempt rows are the same, twin for twin
