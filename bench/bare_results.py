@@ -17,6 +17,8 @@ import environ
 from celery import Celery
 from django.conf import settings
 
+from bench.bare import BARE_CONF
+
 # No Celery Django fix-up (it is installed when DJANGO_SETTINGS_MODULE is set): it would close
 # the database connection before and after every task. Django is configured here instead.
 os.environ.pop("DJANGO_SETTINGS_MODULE", None)
@@ -28,14 +30,8 @@ if not settings.configured:
 
 app = Celery("bare_results", broker=os.environ["BENCH_BROKER_URL"])
 app.conf.update(
-    task_serializer="json",
-    accept_content=["json"],
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
+    BARE_CONF,
     task_default_queue="bare_results",
-    broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
     result_backend="django-db",
     result_serializer="json",
     task_ignore_result=False,

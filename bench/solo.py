@@ -7,22 +7,18 @@ which only bench/settings.py installs. Its task is named in the demo family, so 
 `events` queue like the `noop` kind's (workers/queues.py) and the `all` worker consumes it.
 """
 
+from dataclasses import replace
+
 from domain.events.registry import EventType, Handler, register_event_type
+from domain.jobs.kinds import NOOP
 from domain.jobs.models import Job
-from domain.jobs.registry import JobKind, register_job_kind
-from domain.jobs.retry import TRANSIENT
+from domain.jobs.registry import register_job_kind
 from workers.base import job_task
 
-SOLO = register_job_kind(
-    JobKind(
-        name="bench.solo",
-        task_name="conveyor.demo.bench_solo",
-        description="Benchmark only: a no-op job, one per message.",
-        params_schema={"type": "object"},
-        retry=TRANSIENT,
-        batch_size=1,
-    )
-)
+# The noop kind's twin, alone on its message.
+SOLO = register_job_kind(replace(
+    NOOP, name="bench.solo", task_name="conveyor.demo.bench_solo",
+    description="Benchmark only: a no-op job, one per message.", batch_size=1))
 
 
 @job_task(kind=SOLO)

@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from domain.access.keycache import key_cache
 from domain.access.models import ApiKey
 from domain.common.admin_actions import confirmation_page
 
@@ -27,12 +28,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
         """A revoked key is refused at once by every client holding it, and cannot be
         restored: so, as Django's "Delete selected", a page first says how many keys (and
         which, by name) the action will revoke, and posts the same selection back with
-        `post=yes`. Two queries for the page and one UPDATE, whatever the selection's size
+        `post=yes`. Two queries for the page, then one SELECT of the keys' hashes (to forget
+        them in this process's key cache) and one UPDATE, whatever the selection's size
         (also "select all N" across pages)."""
         selection = ApiKey.objects.filter(pk__in=queryset.values("pk"))
         active = selection.filter(revoked_at__isnull=True)
         if request.POST.get("post") == "yes":
+            hashes = list(active.values_list("key_hash", flat=True))
             count = active.update(revoked_at=timezone.now())
+            for key_hash in hashes:  # refused at once in this process, within the cache
+                key_cache.forget(key_hash)  # period (API_KEY_CACHE_SECONDS) in the others
             self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
             return None
         counts = selection.aggregate(total=Count("pk"),

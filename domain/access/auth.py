@@ -1,15 +1,12 @@
 """Bearer API-key authentication and per-view scope checks."""
 
-import time
 from datetime import timedelta
 
-from django.conf import settings
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
+from domain.access.keycache import key_cache
 from domain.access.models import ApiKey, hash_api_key
 
 # Writing last_used_at on every request would add a write to every read; once a minute is
@@ -28,47 +25,6 @@ class ApiPrincipal:
 
     def __str__(self) -> str:
         return f"api-key:{self.api_key.prefix}"
-
-
-class _KeyCache:
-    """The API keys this process authenticated recently, by hash, for API_KEY_CACHE_SECONDS.
-
-    Why: the key lookup was a SELECT on every request (13% of a single publish). A key that
-    is revoked, expires, loses a scope or is deleted stops working here within the TTL (1 s by
-    default), in every process, with no message to send: each entry is simply too old then.
-    In the process that made the change it stops at once (the receivers below). Expiry is
-    checked on every request against the clock, cached or not. Unknown keys are not cached
-    (each one costs its SELECT, as before), and the cache holds at most MAX_ENTRIES keys.
-    """
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[ApiKey, float]] = {}
-
-    def get(self, key_hash: str) -> ApiKey | None:
-        entry = self._entries.get(key_hash)
-        if entry is None or time.monotonic() - entry[1] >= settings.API_KEY_CACHE_SECONDS:
-            return None
-        return entry[0]
-
-    def put(self, key: ApiKey) -> None:
-        if settings.API_KEY_CACHE_SECONDS <= 0:
-            return
-        if len(self._entries) >= self.MAX_ENTRIES:
-            self._entries.clear()
-        self._entries[key.key_hash] = (key, time.monotonic())
-
-    def forget(self, key_hash: str) -> None:
-        self._entries.pop(key_hash, None)
-
-
-key_cache = _KeyCache()
-
-
-@receiver([post_save, post_delete], sender=ApiKey, dispatch_uid="access.forget_cached_key")
-def _forget_changed_key(sender, instance: ApiKey, **kwargs) -> None:
-    key_cache.forget(instance.key_hash)
 
 
 def _lookup(key_hash: str) -> ApiKey:

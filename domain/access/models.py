@@ -6,6 +6,8 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
+from domain.access.keycache import key_cache
+
 
 class Scopes(models.TextChoices):
     """What an API key may do. A key holds a list of these."""
@@ -44,6 +46,14 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def save(self, *args, **kwargs) -> None:
+        super().save(*args, **kwargs)
+        key_cache.forget(self.key_hash)  # a revocation or a scope change applies here at once
+
+    def delete(self, *args, **kwargs):
+        key_cache.forget(self.key_hash)
+        return super().delete(*args, **kwargs)
 
     def is_active(self, at=None) -> bool:
         at = at or timezone.now()

@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from pytest_django.asserts import assertContains
+from rest_framework.test import APIClient
 
 from domain.access.models import ApiKey
 from domain.access.services import api_key_create
@@ -20,14 +21,21 @@ def test_the_key_list_loads_with_a_search(operator):
     assert_changelist_loads(operator, "access/apikey")
 
 
-def test_keys_are_revoked_by_the_action_and_not_added_in_the_admin(operator):
-    key, _ = api_key_create(name="to-revoke", scopes=["jobs:read"])
+def test_keys_are_revoked_by_the_action_and_not_added_in_the_admin(operator, settings):
+    # given a key in use, cached by this process for a minute
+    settings.API_KEY_CACHE_SECONDS = 60
+    key, raw = api_key_create(name="to-revoke", scopes=["jobs:read"])
+    user = APIClient()
+    user.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert user.get(reverse("job-list")).status_code == 200
     url = reverse("admin:access_apikey_changelist")
     response = operator.post(url, {"action": "revoke", "_selected_action": [str(key.pk)],
                                    "post": "yes"})
     assert response.status_code == 302
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
     assert operator.get(reverse("admin:access_apikey_add")).status_code == 403
+    # and the revoked key is refused at once, cached or not
+    assert user.get(reverse("job-list")).status_code == 401
 
 
 # --- "Revoke selected": a confirmation page first ---------------------------------------------
