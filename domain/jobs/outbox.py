@@ -14,7 +14,9 @@ import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import kombu.exceptions
 import redis.exceptions
@@ -52,6 +54,27 @@ def outbox_enqueue_on_commit(jobs: Iterable[Job]) -> None:
         transaction.on_commit(lambda: dispatcher.submit(jobs))
 
 
+@dataclass(frozen=True, slots=True)
+class _Handover:
+    """What sending a job and stamping it need, and no more: the dispatcher keeps these, not
+    the request's Job objects, which hold their events (payloads and all) and would keep a
+    500-event batch's memory alive until the round is sent."""
+
+    id: Any
+    kind: str
+    run_at: datetime | None
+    correlation_id: str
+    event_id: Any
+
+    @property
+    def pk(self) -> Any:
+        return self.id
+
+    @classmethod
+    def of(cls, job: Job) -> _Handover:
+        return cls(job.id, job.kind, job.run_at, job.correlation_id, job.event_id)
+
+
 class OutboxDispatcher:
     """One thread per process that sends committed jobs to the broker for every request.
 
@@ -75,7 +98,7 @@ class OutboxDispatcher:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Handover] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
         self._waiting = 0  # jobs queued for the thread and not yet sent
@@ -93,7 +116,7 @@ class OutboxDispatcher:
         if backlog:
             outbox_send(jobs)
             return
-        self._queue.put(jobs)
+        self._queue.put([_Handover.of(job) for job in jobs])
 
     def _ensure_running(self) -> None:
         pid = os.getpid()
@@ -115,7 +138,7 @@ class OutboxDispatcher:
         while True:
             first = self._queue.get()
             stop = first is None
-            round_: list[Job] = [] if first is None else list(first)
+            round_: list[_Handover] = [] if first is None else list(first)
             while len(round_) < settings.OUTBOX_DISPATCH_MAX_JOBS:
                 try:
                     more = self._queue.get_nowait()
@@ -130,11 +153,10 @@ class OutboxDispatcher:
             if stop:
                 return
 
-    def _send(self, jobs: list[Job]) -> None:
+    def _send(self, jobs: list[_Handover]) -> None:
         try:
-            # The requests that committed these jobs may still be rendering them (and their
-            # events): this thread reads them and leaves them as they are.
-            outbox_send(jobs, update_objects=False)
+            # Not the requests' objects (they may still be rendering them): nothing to update.
+            outbox_send(jobs, update_objects=False)  # type: ignore[arg-type] - duck-typed Job
         except Exception:  # outbox_send logs its own failures; this thread must outlive any
             logger.exception("outbox dispatcher: sending %d jobs failed; the relay will send "
                              "them", len(jobs))
