@@ -529,7 +529,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller runs, under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="smaller runs, under 3 minutes")
     parser.add_argument("--only", default=",".join(SCENARIOS),
                         help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))
