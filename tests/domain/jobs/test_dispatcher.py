@@ -99,3 +99,31 @@ def test_with_a_full_backlog_the_committing_thread_sends_its_own_jobs(broker, se
     assert own._waiting == 10
     own._waiting = 0
     assert own.flush(timeout=10)
+
+
+@pytest.mark.postgres  # another connection's view, read with psycopg2
+def test_no_202_is_sent_before_its_commit(client_all, settings):
+    """The sequence the README states: the event and its jobs are committed, then the answer,
+    then the dispatcher's send. Another connection sees both rows as soon as the 202 is in."""
+    import psycopg2
+    from django.db import connections
+    from django.urls import reverse
+
+    settings.OUTBOX_SEND = "background"
+    other = psycopg2.connect(**connections["default"].get_connection_params())
+    other.autocommit = True
+    try:
+        for _ in range(20):
+            response = client_all.post(reverse("event-publish"),
+                                       {"type": "demo.ping", "payload": {"message": "c"}},
+                                       format="json")
+            assert response.status_code == 202
+            body = response.json()
+            with other.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM events_event WHERE id = %s", [body["id"]])
+                assert cursor.fetchone()[0] == 1
+                cursor.execute("SELECT count(*) FROM events_job WHERE id = %s",
+                               [body["jobs"][0]["id"]])
+                assert cursor.fetchone()[0] == 1
+    finally:
+        other.close()
