@@ -28,12 +28,19 @@ def absolute_url(request, name: str, pk) -> str:
     each URL name, scheme, host and script prefix (they were 10% of a single publish's CPU,
     two URLs per answer), and the id is put into that template. The hosts are those
     ALLOWED_HOSTS let through; the cache holds at most _MAX_TEMPLATES templates."""
-    key = (name, request.scheme, request.get_host(), get_script_prefix())
-    template = _templates.get(key)
+    # Per request first: a 500-event answer renders 1,000 URLs, and the process-wide key
+    # (the Host header checked against ALLOWED_HOSTS) is then made once per name, not per URL.
+    mine = request.__dict__.setdefault("_url_templates", {})
+    template = mine.get(name)
     if template is None:
-        if len(_templates) >= _MAX_TEMPLATES:
-            _templates.clear()
-        template = _templates[key] = request.build_absolute_uri(reverse(name, args=[_URL_MARK]))
+        key = (name, request.scheme, request.get_host(), get_script_prefix())
+        template = _templates.get(key)
+        if template is None:
+            if len(_templates) >= _MAX_TEMPLATES:
+                _templates.clear()
+            template = _templates[key] = request.build_absolute_uri(
+                reverse(name, args=[_URL_MARK]))
+        mine[name] = template
     return template.replace(_URL_MARK, str(pk))
 
 
