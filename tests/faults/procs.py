@@ -328,12 +328,7 @@ class WorkerFactory:
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-l", "INFO",
         ]
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=self.env(env), stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        worker = Worker(name=name, proc=proc, log_path=log_path)
-        self.workers.append(worker)
+        worker = self._spawn(name, cmd, log_path, env)
         if ready_timeout:
             self.wait_ready(worker, ready_timeout)
         return worker
@@ -346,13 +341,19 @@ class WorkerFactory:
         log_path = self.log_dir / f"{name}.log"
         cmd = [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "INFO",
                "--max-interval", "1"]
+        return self._spawn(name, cmd, log_path, env)
+
+    def _spawn(self, name: str, cmd: list[str], log_path: Path,
+               env: dict[str, str] | None) -> Worker:
+        """Start a Celery process in its own session, logging to `log_path`; stopped by
+        PID with the others."""
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=BASE_DIR, env=self.env(env), stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
-        beat = Worker(name=name, proc=proc, log_path=log_path)
-        self.workers.append(beat)
-        return beat
+        worker = Worker(name=name, proc=proc, log_path=log_path)
+        self.workers.append(worker)
+        return worker
 
     def ping(self, worker: Worker, timeout: float = 0.5) -> bool:
         try:
