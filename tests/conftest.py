@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -274,3 +275,30 @@ def assert_changelist_loads(operator, model: str) -> None:
     url = reverse(f"admin:{app_label}_{model_name}_changelist")
     assert operator.get(url).status_code == 200
     assert operator.get(url + "?q=x").status_code == 200
+
+
+def simultaneously(count: int, send: Callable[[], object], timeout: float = 60) -> list:
+    """Run `send` in `count` threads released together (a barrier), each on its own database
+    connection, closed after; return what each returned, in thread order. An exception in a
+    thread, or a thread still running after `timeout`, fails the test."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[index] = send()
+        except BaseException as exc:  # noqa: BLE001 - reported below, in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not errors, errors
+    assert all(not t.is_alive() for t in threads)
+    return results

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -19,7 +17,7 @@ from domain.catalog.event_types import PRODUCT_UPDATED
 from domain.events.event_types import DEMO_PING
 from domain.events.models import Event, EventStatus
 from domain.jobs.models import Job, JobStatus
-from tests.conftest import assert_error, message_args, queued_messages
+from tests.conftest import assert_error, bearer, message_args, queued_messages, simultaneously
 from tests.factories import EventFactory, JobFactory, ProductFactory
 
 PUBLISH = "event-publish"
@@ -563,31 +561,12 @@ def test_concurrent_requests_with_the_same_idempotency_key_make_one_event(make_c
     # given 8 clients sharing one API key, ready to send the same request at once
     owner = make_client([Scopes.EVENTS_PUBLISH], name="racer")
     threads_count = 8
-    barrier = threading.Barrier(threads_count)
-    responses: list = [None] * threads_count
-    errors: list[BaseException] = []
-
-    def send(index: int) -> None:
-        try:
-            client = APIClient()
-            client.credentials(HTTP_AUTHORIZATION=f"Bearer {owner.raw_key}")
-            barrier.wait(timeout=10)
-            responses[index] = publish(client, PING, HTTP_IDEMPOTENCY_KEY="race-1")
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
-        finally:
-            connection.close()
 
     # when they all post simultaneously
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    responses = simultaneously(threads_count, lambda: publish(
+        bearer(owner.raw_key), PING, HTTP_IDEMPOTENCY_KEY="race-1"))
 
     # then every request answered with the same event, exactly one of them as its creator
-    assert not errors, errors
-    assert all(not t.is_alive() for t in threads)
     statuses = sorted(r.status_code for r in responses)
     assert set(statuses) <= {200, 202}, [r.content for r in responses]
     assert statuses.count(202) == 1

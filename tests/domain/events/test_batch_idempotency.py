@@ -4,17 +4,14 @@ and single and batch publishes share one key space per API key."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from domain.access.models import Scopes
 from domain.events.models import Event
 from domain.jobs.models import Job, JobStatus
-from tests.conftest import assert_error, bearer, message_args, queued_messages
+from tests.conftest import assert_error, bearer, message_args, queued_messages, simultaneously
 
 BATCH = "event-batch-publish"
 PUBLISH = "event-publish"
@@ -201,31 +198,13 @@ def test_concurrent_batches_with_the_same_key_store_one_batch(make_client, broke
     # given 6 clients sharing one API key, ready to send the same batch of 20 at once
     owner = make_client([Scopes.EVENTS_PUBLISH], name="racer")
     count = 6
-    barrier = threading.Barrier(count)
-    responses: list = [None] * count
-    errors: list[BaseException] = []
-
-    def send(index: int) -> None:
-        try:
-            client = bearer(owner.raw_key)
-            barrier.wait(timeout=10)
-            responses[index] = batch(client, pings(20), key="race-1")
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
-        finally:
-            connection.close()
 
     # when they all post simultaneously
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    responses = simultaneously(
+        count, lambda: batch(bearer(owner.raw_key), pings(20), key="race-1"), timeout=120)
 
     # then every request answered with the same 20 events in the same order, exactly one of
     # them as their creator
-    assert not errors, errors
-    assert all(not t.is_alive() for t in threads)
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * (count - 1) + [202], [r.content[:300] for r in responses]
     assert len({tuple(ids(r)) for r in responses}) == 1
