@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Callable
 
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
@@ -64,33 +65,39 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Replay selected dead or cancelled jobs")
     def replay_jobs(self, request, queryset):
-        by_status = _count_by_status(queryset)
-        eligible = sum(by_status.get(s, 0) for s in REPLAYABLE_JOB_STATUSES)
-        if request.POST.get("post") != "yes":
-            return self._confirmation(
-                request, action="replay_jobs", verb="Replay", past="replayed",
-                by_status=by_status,
-                eligible_statuses=REPLAYABLE_JOB_STATUSES, eligible=eligible,
-                effect="Each runs again with fresh attempts; its attempt history is kept.",
-                limit=ADMIN_REPLAY_LIMIT if eligible > ADMIN_REPLAY_LIMIT else None)
-        done = jobs_replay_selected(ids=queryset.values("pk"), limit=ADMIN_REPLAY_LIMIT)
-        self._report(request, "Replayed", done, eligible, by_status, REPLAYABLE_JOB_STATUSES,
-                     why=f"changed meanwhile, busy, or past the {ADMIN_REPLAY_LIMIT} one "
-                     "action replays")
+        return self._act(
+            request, queryset, action="replay_jobs", verb="Replay", past="replayed",
+            eligible_statuses=REPLAYABLE_JOB_STATUSES,
+            effect="Each runs again with fresh attempts; its attempt history is kept.",
+            limit=ADMIN_REPLAY_LIMIT,
+            run=lambda: jobs_replay_selected(ids=queryset.values("pk"), limit=ADMIN_REPLAY_LIMIT),
+            why=f"changed meanwhile, busy, or past the {ADMIN_REPLAY_LIMIT} one action replays")
 
     @admin.action(description="Cancel selected queued or retrying jobs")
     def cancel_jobs(self, request, queryset):
+        return self._act(
+            request, queryset, action="cancel_jobs", verb="Cancel", past="cancelled",
+            eligible_statuses=RUNNABLE_JOB_STATUSES,
+            effect="They never run; a message already on the broker finds them cancelled.",
+            run=lambda: jobs_cancel_selected(ids=queryset.values("pk")),
+            why="a worker started them or they changed meanwhile")
+
+    def _act(self, request, queryset, *, action: str, verb: str, past: str, eligible_statuses,
+             effect: str, run: Callable[[], int], why: str,
+             limit: int | None = None) -> TemplateResponse | None:
+        """The flow both actions share: count the selection by status; without `post=yes`,
+        the confirmation page (or a warning when nothing is eligible); with it, `run` the
+        service and report what it did and what it left."""
         by_status = _count_by_status(queryset)
-        eligible = sum(by_status.get(s, 0) for s in RUNNABLE_JOB_STATUSES)
+        eligible = sum(by_status.get(s, 0) for s in eligible_statuses)
         if request.POST.get("post") != "yes":
             return self._confirmation(
-                request, action="cancel_jobs", verb="Cancel", past="cancelled",
-                by_status=by_status,
-                eligible_statuses=RUNNABLE_JOB_STATUSES, eligible=eligible,
-                effect="They never run; a message already on the broker finds them cancelled.")
-        done = jobs_cancel_selected(ids=queryset.values("pk"))
-        self._report(request, "Cancelled", done, eligible, by_status, RUNNABLE_JOB_STATUSES,
-                     why="a worker started them or they changed meanwhile")
+                request, action=action, verb=verb, past=past, by_status=by_status,
+                eligible_statuses=eligible_statuses, eligible=eligible, effect=effect,
+                limit=limit if limit is not None and eligible > limit else None)
+        self._report(request, past.capitalize(), run(), eligible, by_status,
+                     eligible_statuses, why=why)
+        return None
 
     def _confirmation(self, request, *, action: str, verb: str, past: str,
                       by_status: dict[str, int], eligible_statuses, eligible: int, effect: str,
