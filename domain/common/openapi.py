@@ -27,8 +27,11 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 # schema's minLength and maxLength count other characters than the server did (" " was
 # refused as blank, 64 letters between spaces accepted past maxLength 64). What is refused
 # instead, a string of spaces only, the schema says with this pattern (drf-spectacular writes
-# a RegexValidator's as `pattern`).
-NOT_BLANK = RegexValidator(r"\S", "This field may not be blank.")
+# a RegexValidator's as `pattern`). Whitespace is spelled out as JSON Schema's patterns (ECMA
+# 262) define `\s`, not as Python's `\S`, which also counts U+001C-U+001F and U+0085 as space:
+# "\x85" was refused here while a client validating against the schema would send it.
+ECMA_WHITESPACE = "\t\n\x0b\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+NOT_BLANK = RegexValidator(f"[^{ECMA_WHITESPACE}]", "This field may not be blank.")
 TAKEN_AS_SENT = {"trim_whitespace": False, "validators": [NOT_BLANK]}
 
 
