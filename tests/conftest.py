@@ -69,6 +69,17 @@ def _clean_redis():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_webhook_subscriptions():
+    """Which event types have a webhook endpoint is cached per process for a second; a test's
+    rolled-back endpoints must not give the next test's events a fan-out job."""
+    from domain.notifications.subscriptions import subscriptions
+
+    subscriptions.forget()
+    yield
+    subscriptions.forget()
+
+
 @pytest.fixture
 def broker() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL)

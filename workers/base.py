@@ -23,10 +23,10 @@ from django.db import close_old_connections
 from domain.common.correlation import reset_correlation_id, set_correlation_id
 from domain.common.errors import DATABASE_UNAVAILABLE
 from domain.jobs import lifecycle
-from domain.jobs.lifecycle import FailureAction
+from domain.jobs.lifecycle import Deferred, FailureAction
 from domain.jobs.models import Job
 from domain.jobs.registry import JobKind
-from domain.jobs.retry import NEVER, RetryPolicy
+from domain.jobs.retry import MAX_BROKER_COUNTDOWN, NEVER, RetryPolicy
 from workers.leases import keeper
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,11 @@ class JobTask(ConveyorTask):
 
     job_kind: JobKind
     job_body: Callable[[Job], Any]
+    # A body that takes a message's jobs together (webhook deliveries are sent concurrently)
+    # and answers, for each job in order, its result, the exception it failed with, or
+    # `Deferred` (not now, and not an attempt). Each answer is then carried out as for a
+    # job of its own.
+    jobs_body: Callable[[list[Job]], list[Any]] | None = None
     # The job row holds the result, the error and every attempt (what the API, the admin and
     # replay read); a django-celery-results row per job task was a second INSERT for each job
     # that nothing reads. Flower still shows job tasks and their results (from task events),
@@ -58,6 +63,8 @@ class JobTask(ConveyorTask):
         return self.job_kind.retry
 
     def run_job(self, job_id: str) -> Any:
+        if self.jobs_body is not None:
+            return self.run_jobs([job_id])
         job = self._claim(lifecycle.job_claim, job_id=job_id)
         if job is None:
             # Already done, cancelled, running elsewhere, or not due: this delivery is a
@@ -132,10 +139,13 @@ class JobTask(ConveyorTask):
         """
         jobs = self._claim(lifecycle.jobs_claim, job_ids=job_ids)
         counts = {"jobs": len(job_ids), "claimed": len(jobs), "succeeded": 0, "retrying": 0,
-                  "parked": 0, "dead": 0, "released": 0}
+                  "parked": 0, "dead": 0, "released": 0, "deferred": 0}
         outcomes: list[tuple[Job, Any]] = []
         with keeper.hold([job.pk for job in jobs], jobs[0].worker if jobs else ""):
-            self._run_batch(jobs, counts, outcomes)
+            if self.jobs_body is not None:
+                self._run_together(jobs, counts, outcomes)
+            else:
+                self._run_batch(jobs, counts, outcomes)
         counts["succeeded"] = len(outcomes)
         logger.info("job batch done task=%s %s", self.name,
                     " ".join(f"{k}={v}" for k, v in counts.items()))
@@ -160,6 +170,47 @@ class JobTask(ConveyorTask):
         finally:
             lifecycle.jobs_succeed(outcomes=outcomes)
 
+    def _run_together(self, jobs: list[Job], counts: dict,
+                      outcomes: list[tuple[Job, Any]]) -> None:
+        if not jobs:
+            return
+        try:
+            answers = self.jobs_body(jobs)
+        except SoftTimeLimitExceeded as exc:
+            answers = [TimeoutError(f"soft time limit exceeded: {exc}")] * len(jobs)
+        except Exception as exc:  # noqa: BLE001 - the whole body failed: each job's failure
+            answers = [exc] * len(jobs)
+        deferred: dict[int, list[Job]] = {}
+        for job, answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, Deferred):
+                deferred.setdefault(answer.countdown, []).append(job)
+                continue
+            if not isinstance(answer, BaseException):
+                try:
+                    outcomes.append((job, _storable(answer)))
+                    continue
+                except (TypeError, ValueError) as exc:
+                    answer = exc
+            counts[self._failed_in_batch(job, answer)] += 1
+        lifecycle.jobs_succeed(outcomes=outcomes)
+        for countdown, group in deferred.items():
+            counts["deferred"] += len(self._defer(group, countdown))
+
+    def _defer(self, jobs: list[Job], countdown: int) -> list[Job]:
+        """Carry out `Deferred`: the jobs wait in the database (`jobs_defer`), and a message
+        with all of them is sent with the countdown; a long wait, or a message that cannot be
+        sent, is left to the relay, which sends them when due."""
+        via_broker = countdown <= MAX_BROKER_COUNTDOWN
+        deferred = lifecycle.jobs_defer(jobs=jobs, countdown=countdown, via_broker=via_broker)
+        if deferred and via_broker:
+            try:
+                self.apply_async(args=[[str(job.pk) for job in deferred]], countdown=countdown)
+            except Exception as publish_error:  # noqa: BLE001 - the relay takes it from here
+                lifecycle.jobs_not_sent(jobs=deferred)
+                logger.error("deferred jobs not published, left to the relay count=%d "
+                             "error=%r", len(deferred), publish_error)
+        return deferred
+
     def _failed_in_batch(self, job: Job, exc: Exception) -> str:
         decision = lifecycle.job_failed(job=job, exc=exc)
         if decision.action == FailureAction.RETRY:
@@ -180,14 +231,32 @@ def _storable(result: Any) -> Any:
     return result
 
 
-def job_task(*, kind: JobKind) -> Callable[[Callable[[Job], Any]], JobTask]:
+def jobs_task(*, kind: JobKind) -> Callable[[Callable[[list[Job]], list[Any]]], JobTask]:
+    """Declare the task of a job kind whose body takes a message's jobs together:
+    `fn(jobs) -> [result | exception | Deferred, …]`, one answer per job, in order."""
+
+    def decorator(fn: Callable[[list[Job]], list[Any]]) -> JobTask:
+        def one(job: Job) -> Any:
+            answer = fn([job])[0]
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+
+        task = job_task(kind=kind, jobs_body=staticmethod(fn))(one)
+        task.__doc__ = fn.__doc__
+        return task
+
+    return decorator
+
+
+def job_task(*, kind: JobKind, **options: Any) -> Callable[[Callable[[Job], Any]], JobTask]:
     """Declare the task of a job kind: `fn(job) -> result` becomes a Celery task taking a job
     id, named by the kind (`kind.task_name`, which also picks its queue), with the kind's
     retry policy. One declaration, nothing repeated."""
 
     def decorator(fn: Callable[[Job], Any]) -> JobTask:
         @shared_task(name=kind.task_name, bind=True, base=JobTask, job_kind=kind,
-                     job_body=staticmethod(fn))
+                     job_body=staticmethod(fn), **options)
         def run(self: JobTask, job_id: str | list[str]) -> Any:
             # A list is a micro-batch (domain/jobs/outbox.py sends one for kinds with
             # batch_size > 1); a string is one job, and the message's task id is its id.

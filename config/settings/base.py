@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "domain.jobs",
     "domain.events",
     "domain.catalog",
+    "domain.notifications",
     # The worker runtime and the schedules; task modules (tasks/) are not an app.
     "workers",
     "scheduler",
@@ -248,6 +249,45 @@ API_THROTTLE_RATES = env.dict("API_THROTTLE_RATES", default={
 # A process takes up to this many requests of a key's window from Redis at once (at most 1% of
 # the limit) and counts them locally: one Redis round trip per share, not per request.
 API_THROTTLE_LEASE_MAX = env.int("API_THROTTLE_LEASE_MAX", default=100)
+
+# --- Webhooks (domain/notifications; README "Webhooks for operators") ----------------
+# Outbound HTTP: a connection must open within WEBHOOK_CONNECT_TIMEOUT and the receiver must
+# keep sending within WEBHOOK_READ_TIMEOUT; quick connection failures (refused, reset, a DNS
+# error) are tried again inside the same attempt for up to WEBHOOK_CONNECT_RETRY_SECONDS.
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)
+WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=15.0)
+WEBHOOK_CONNECT_RETRY_SECONDS = env.float("WEBHOOK_CONNECT_RETRY_SECONDS", default=3.0)
+# Seconds between attempts: after the n-th failed attempt the delivery waits the n-th figure
+# (±10% jitter); one attempt more than figures. About 27.6 hours in all, as Svix's schedule.
+WEBHOOK_RETRY_SCHEDULE = env.list(
+    "WEBHOOK_RETRY_SCHEDULE", cast=int, default=[5, 300, 1800, 7200, 18000, 36000, 36000])
+# Networks the SSRF guard lets through although they are not public (CIDRs, comma-separated).
+WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
+# In flight at once: per worker process, and per endpoint in a worker process.
+WEBHOOK_MAX_IN_FLIGHT = env.int("WEBHOOK_MAX_IN_FLIGHT", default=256)
+WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = env.int("WEBHOOK_ENDPOINT_MAX_IN_FLIGHT", default=32)
+# At most this many bytes of a receiver's answer are kept with the attempt.
+WEBHOOK_RESPONSE_EXCERPT_BYTES = env.int("WEBHOOK_RESPONSE_EXCERPT_BYTES", default=1024)
+# A rotated-out secret keeps signing (beside the new one) this long.
+WEBHOOK_SECRET_OVERLAP_SECONDS = env.int("WEBHOOK_SECRET_OVERLAP_SECONDS", default=86_400)
+# Health: an endpoint whose every attempt failed for this long and this many times is
+# `degraded` (its owner is warned: webhook_endpoint.degraded), and later `disabled`.
+WEBHOOK_DEGRADE_AFTER_SECONDS = env.int("WEBHOOK_DEGRADE_AFTER_SECONDS", default=86_400)
+WEBHOOK_DEGRADE_MIN_FAILURES = env.int("WEBHOOK_DEGRADE_MIN_FAILURES", default=5)
+WEBHOOK_DISABLE_AFTER_SECONDS = env.int("WEBHOOK_DISABLE_AFTER_SECONDS", default=432_000)
+WEBHOOK_DISABLE_MIN_FAILURES = env.int("WEBHOOK_DISABLE_MIN_FAILURES", default=15)
+# Circuit breaker: this many failed attempts in a row open it for the cool-down (doubling on
+# each failed probe, up to the maximum); its deliveries wait, parked, without using attempts.
+WEBHOOK_CIRCUIT_FAILURES = env.int("WEBHOOK_CIRCUIT_FAILURES", default=5)
+WEBHOOK_CIRCUIT_COOLDOWN_SECONDS = env.int("WEBHOOK_CIRCUIT_COOLDOWN_SECONDS", default=30)
+WEBHOOK_CIRCUIT_COOLDOWN_MAX_SECONDS = env.int("WEBHOOK_CIRCUIT_COOLDOWN_MAX_SECONDS",
+                                              default=600)
+# A delivery waits in the worker at most this long for its endpoint's rate limit; a longer
+# wait goes back to the queue (its attempt not counted).
+WEBHOOK_RATE_WAIT_SECONDS = env.float("WEBHOOK_RATE_WAIT_SECONDS", default=2.0)
+# Which event types have a subscribed endpoint is read once per this many seconds per process.
+WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS = env.float("WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS",
+                                                default=1.0)
 
 # --- REST framework and OpenAPI -------------------------------------------------------
 REST_FRAMEWORK = {

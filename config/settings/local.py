@@ -21,3 +21,5 @@ LOCAL_ADMIN_PASSWORD = env("LOCAL_ADMIN_PASSWORD", default="admin")
 FLOWER_USER = env("FLOWER_USER", default="admin")
 FLOWER_PASSWORD = env("FLOWER_PASSWORD", default="admin")
 DEMO_API_KEY = env("DEMO_API_KEY", default="cvk_demo_local_only_do_not_use_in_production")
+# Webhooks to a receiver on this machine (the SSRF guard refuses loopback unless allowed).
+WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=["127.0.0.1/32"])

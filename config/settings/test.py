@@ -60,6 +60,11 @@ OUTBOX_RELAY_GRACE_SECONDS = 0
 # and worker processes the fault tests start set OUTBOX_SEND=background, production's default.
 OUTBOX_SEND = env.str("OUTBOX_SEND", default="inline")
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 0}
+# Webhook receivers in the tests listen on 127.0.0.1, which the SSRF guard refuses unless
+# allowed; retries are seconds apart instead of minutes and hours.
+WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=["127.0.0.1/32"])
+WEBHOOK_RETRY_SCHEDULE = env.list("WEBHOOK_RETRY_SCHEDULE", cast=int, default=[1, 2, 2])
+WEBHOOK_CONNECT_RETRY_SECONDS = env.float("WEBHOOK_CONNECT_RETRY_SECONDS", default=0.5)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

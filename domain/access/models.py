@@ -18,6 +18,8 @@ class Scopes(models.TextChoices):
     JOBS_WRITE = "jobs:write", "Trigger, retry and cancel jobs"
     PRODUCTS_READ = "products:read", "Read the catalog"
     PRODUCTS_WRITE = "products:write", "Change the catalog"
+    WEBHOOKS_MANAGE = "webhooks:manage", "Manage webhook endpoints (and read their deliveries)"
+    NOTIFICATIONS_READ = "notifications:read", "Read deliveries and their attempts"
     ADMIN = "admin", "See every key's events and jobs"
 
 

@@ -179,7 +179,7 @@ class EventInputSchema(OpenApiSerializerExtension):
                 **base, "description": t.description,
                 "properties": {**base["properties"], "type": {"type": "string", "enum": [t.name]},
                                "payload": openapi_schema(t.schema)}}
-            for t in event_types()})
+            for t in event_types(publishable=True)})
 
 
 def _idempotency_key(request) -> str | None:

@@ -56,6 +56,9 @@ def event_type_markdown(event_type: EventType) -> str:
     lines = [f"#### `{event_type.name}`", "", event_type.description, ""]
     handlers = ", ".join(f"`{h.name}` → a `{h.kind}` job" for h in event_type.handlers)
     lines += [f"Handlers: {handlers or 'none (the event is stored and completed at once)'}.", ""]
+    if not event_type.publishable:
+        lines += ["Published by the server only: `POST /api/v1/events` refuses it "
+                  "(`422 unknown_event_type`).", ""]
     if schema.get("properties"):
         lines += [*_fields(schema), ""]
     extra = schema.get("additionalProperties", True)

@@ -34,6 +34,9 @@ class EventType:
     # A payload that passes the schema: shown in the README and GET /api/v1/event-types, and
     # checked against the schema when the type is registered, so the example cannot rot.
     example: dict | None = field(default=None, compare=False)
+    # Whether clients may publish it; the server's own operational events are not (a client
+    # must not be able to announce that someone's endpoint was disabled).
+    publishable: bool = True
     validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -47,6 +50,22 @@ class EventType:
 
 
 _event_types: dict[str, EventType] = {}
+# Handlers added at publish time by the apps above this one, for subscriptions made at run
+# time rather than in code (a webhook endpoint subscribes to a type through the API): each
+# answers the extra handlers an event of a type gets now. Plain calls, not signals: the
+# publish asks, in its own transaction, and nothing happens behind its back.
+_subscribers: list[Callable[[str], tuple[Handler, ...]]] = []
+
+
+def register_subscriber(subscriber: Callable[[str], tuple[Handler, ...]]) -> None:
+    if subscriber not in _subscribers:
+        _subscribers.append(subscriber)
+
+
+def handlers_for(event_type: EventType) -> tuple[Handler, ...]:
+    """The event type's handlers and, after them, those its subscribers add now."""
+    extra = tuple(h for subscriber in _subscribers for h in subscriber(event_type.name))
+    return event_type.handlers + extra if extra else event_type.handlers
 
 
 def register_event_type(event_type: EventType) -> EventType:
@@ -59,16 +78,20 @@ def register_event_type(event_type: EventType) -> EventType:
     return event_type
 
 
-def event_types() -> list[EventType]:
-    return sorted(_event_types.values(), key=lambda t: t.name)
+def event_types(*, publishable: bool = False) -> list[EventType]:
+    """Every registered type, by name; with `publishable`, those clients may publish."""
+    return sorted((t for t in _event_types.values() if t.publishable or not publishable),
+                  key=lambda t: t.name)
 
 
-def get_event_type(name: str) -> EventType:
-    try:
-        return _event_types[name]
-    except KeyError:
+def get_event_type(name: str, *, publishable: bool = False) -> EventType:
+    """The type of this name; with `publishable`, only one clients may publish."""
+    found = _event_types.get(name)
+    if found is None or (publishable and not found.publishable):
         raise ValidationFailed(
             f"Unknown event type {name!r}.",
             code="unknown_event_type",
-            details={"type": name, "known": sorted(_event_types)},
-        ) from None
+            details={"type": name,
+                     "known": [t.name for t in event_types(publishable=publishable)]},
+        )
+    return found

@@ -19,7 +19,7 @@ from domain.common.errors import Conflict, ValidationFailed
 from domain.common.fastpaths import insert_rows, insert_rows_together
 from domain.common.parsers import json_depth
 from domain.events.models import BatchPublish, Event, EventStatus
-from domain.events.registry import EventType, get_event_type
+from domain.events.registry import EventType, get_event_type, handlers_for
 from domain.events.selectors import batch_publish_idempotent, event_idempotent, events_with_jobs
 from domain.jobs.models import Job
 from domain.jobs.selectors import event_jobs
@@ -84,10 +84,11 @@ def _check_payload_limits(payload: Any) -> None:
             details={"limit": settings.API_MAX_PAYLOAD_BYTES, "size": size})
 
 
-def event_validate(*, event_type: str, payload: Any, occurred_at: datetime | None) -> EventDraft:
-    """Check the type, the payload's size and depth, and the payload against its schema;
-    raise ValidationFailed (422)."""
-    registered = get_event_type(event_type)
+def event_validate(*, event_type: str, payload: Any, occurred_at: datetime | None,
+                   by_server: bool = False) -> EventDraft:
+    """Check the type (one clients may publish, unless `by_server`), the payload's size and
+    depth, and the payload against its schema; raise ValidationFailed (422)."""
+    registered = get_event_type(event_type, publishable=not by_server)
     _check_payload_limits(payload)
     errors = registered.validate_payload(payload)
     if errors:
@@ -116,14 +117,15 @@ def _build(draft: EventDraft, *, api_key: ApiKey | None, correlation_id: str,
         request_hash=draft.request_hash if idempotency_key else "",
         correlation_id=correlation_id,
     )
-    if not draft.event_type.handlers:
+    handlers = handlers_for(draft.event_type)
+    if not handlers:
         event.status = EventStatus.COMPLETED
         event.completed_at = now
     jobs = [
         job_build(kind=handler.kind, params=handler.params(draft.payload), created_at=now,
                   handler=handler.name, event=event, api_key=api_key,
                   correlation_id=correlation_id)
-        for handler in draft.event_type.handlers
+        for handler in handlers
     ]
     return event, jobs
 
@@ -158,13 +160,16 @@ def event_publish(
     api_key: ApiKey | None = None,
     idempotency_key: str | None = None,
     correlation_id: str = "",
+    by_server: bool = False,
 ) -> PublishResult:
     """Store an event and one job per handler in one transaction; enqueue them on commit.
 
     With an idempotency key, the same key from the same API key returns the first event
     (also when two requests race: the unique constraint decides, the loser reads the winner).
+    `by_server`: the server's own operational events (types clients may not publish).
     """
-    draft = event_validate(event_type=event_type, payload=payload, occurred_at=occurred_at)
+    draft = event_validate(event_type=event_type, payload=payload, occurred_at=occurred_at,
+                           by_server=by_server)
     # No lookup first: the insert is tried and the unique constraint answers for a key seen
     # before. A first request (the common case) saves a round trip; a replay pays a failed
     # INSERT instead of a SELECT.

@@ -165,7 +165,7 @@ class JobInputSchema(OpenApiSerializerExtension):
     def map_serializer(self, auto_schema, direction):
         base = auto_schema._map_serializer(self.target_class, direction, bypass_extensions=True)
         branches = {}
-        for kind in job_kinds():
+        for kind in job_kinds(triggerable=True):
             try:  # params may be left out (they default to {}) when {} is valid params
                 kind.validate_params({})
                 required = ["kind"]

@@ -82,6 +82,24 @@ def jobs_release(*, jobs: list[Job]) -> list[Job]:
     return released
 
 
+def jobs_defer(*, jobs: list[Job], countdown: int, via_broker: bool = True) -> list[Job]:
+    """Claimed jobs that may not run now for a reason that is not their failure (their
+    destination asks them to wait: a rate limit, an open circuit): back to `queued`, due in
+    `countdown` seconds, the attempt not counted and no attempt row written. With
+    `via_broker` the caller sends them again with that countdown; otherwise the relay sends
+    them when due. Returns the jobs deferred."""
+    deferred = [job for job in jobs if job.status == JobStatus.RUNNING]
+    if deferred:
+        now = timezone.now()
+        Job.objects.filter(pk__in=[j.pk for j in deferred], status=JobStatus.RUNNING).update(
+            status=JobStatus.QUEUED, attempts=F("attempts") - 1, started_at=None, worker="",
+            lease_expires_at=None, run_at=now + timedelta(seconds=countdown),
+            enqueued_at=now if via_broker and countdown <= MAX_BROKER_COUNTDOWN else None)
+        for job in deferred:
+            job.status = JobStatus.QUEUED
+    return deferred
+
+
 def job_succeed(*, job: Job, result: Any = None) -> None:
     jobs_succeed(outcomes=[(job, result)])
 
@@ -119,12 +137,27 @@ class FailureDecision:
     countdown: int | None = None
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """What a batch body answers for a job that must wait `countdown` seconds without it
+    counting as an attempt (see `jobs_defer`)."""
+
+    countdown: int
+    reason: str = ""
+
+
+def will_retry(*, job: Job, exc: BaseException) -> bool:
+    """Whether `job_failed` would give the job another attempt after `exc` (a body that
+    records its own outcome, a webhook delivery's, says "will retry" or "gave up" with it)."""
+    return get_job_kind(job.kind).retry.is_transient(exc) and job.attempts < job.max_attempts
+
+
 def job_failed(*, job: Job, exc: BaseException) -> FailureDecision:
     """A claimed job's body raised `exc`: record the attempt and decide what happens next,
     by the job kind's retry policy. The job row's max_attempts (fixed when the job was
     created) is the authority on how many attempts it gets."""
     policy = get_job_kind(job.kind).retry
-    if policy.is_transient(exc) and job.attempts < job.max_attempts:
+    if will_retry(job=job, exc=exc):
         countdown = policy.countdown(job.attempts, exc)
         if countdown > MAX_BROKER_COUNTDOWN:
             # A long wait is kept in the database, not as a broker ETA: Redis would redeliver
@@ -165,6 +198,12 @@ def job_retry_not_sent(*, job: Job) -> None:
     """The retry message could not be published: the row says `retrying` with no message in
     flight, which is exactly what the outbox relay looks for."""
     Job.objects.filter(pk=job.pk, status=JobStatus.RETRYING).update(enqueued_at=None)
+
+
+def jobs_not_sent(*, jobs: list[Job]) -> None:
+    """Deferred jobs whose message could not be published: the relay sends them when due."""
+    Job.objects.filter(pk__in=[j.pk for j in jobs], status=JobStatus.QUEUED).update(
+        enqueued_at=None)
 
 
 def job_fail(*, job: Job, exc: BaseException) -> None:

@@ -28,6 +28,9 @@ class JobKind:
     # that is cheap and short (a batch shares one soft time limit); slow or external work
     # (webhooks, email) keeps 1, one message per job. See workers/base.py.
     batch_size: int = 1
+    # Whether clients may start it with POST /api/v1/jobs. Work a domain app starts itself
+    # (a webhook delivery: its endpoint, message and signature are the app's to make) is not.
+    triggerable: bool = True
     validator: Draft202012Validator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -52,20 +55,24 @@ def register_job_kind(kind: JobKind) -> JobKind:
     return kind
 
 
-def job_kinds() -> list[JobKind]:
-    return sorted(_job_kinds.values(), key=lambda k: k.name)
+def job_kinds(*, triggerable: bool = False) -> list[JobKind]:
+    """Every registered kind, by name; with `triggerable`, those clients may start."""
+    return sorted((k for k in _job_kinds.values() if k.triggerable or not triggerable),
+                  key=lambda k: k.name)
 
 
 def is_job_kind(name: str) -> bool:
     return name in _job_kinds
 
 
-def get_job_kind(name: str) -> JobKind:
-    try:
-        return _job_kinds[name]
-    except KeyError:
+def get_job_kind(name: str, *, triggerable: bool = False) -> JobKind:
+    """The kind of this name; with `triggerable`, only one clients may start."""
+    kind = _job_kinds.get(name)
+    if kind is None or (triggerable and not kind.triggerable):
         raise ValidationFailed(
             f"Unknown job kind {name!r}.",
             code="unknown_job_kind",
-            details={"kind": name, "known": sorted(_job_kinds)},
-        ) from None
+            details={"kind": name,
+                     "known": [k.name for k in job_kinds(triggerable=triggerable)]},
+        )
+    return kind

@@ -11,6 +11,8 @@ record of it in our Job rows; the preset carries that split.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import kombu.exceptions
@@ -49,6 +51,20 @@ class RetryPolicy:
     backoff_factor: int = 1  # seconds; the n-th retry waits up to factor * 2**n
     backoff_max: int = 600  # seconds, the cap
     retry_on: tuple[type[BaseException], ...] = field(default=TRANSIENT_ERRORS)
+    # A fixed schedule instead of exponential backoff: after the n-th failed attempt, wait
+    # the n-th figure, scaled by a random factor within ±`jitter` (webhooks: seconds, then
+    # minutes, then hours). Built with `RetryPolicy.scheduled`.
+    schedule: tuple[int, ...] = ()
+    jitter: float = 0.0
+
+    @classmethod
+    def scheduled(cls, name: str, schedule: Sequence[int], *, jitter: float = 0.1,
+                  retry_on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS) -> RetryPolicy:
+        """A policy of len(schedule) + 1 attempts spaced by `schedule` (seconds)."""
+        if not schedule or any(s < 0 for s in schedule):
+            raise ValueError(f"retry policy {name!r}: the schedule needs non-negative figures")
+        return cls(name, max_attempts=len(schedule) + 1, backoff_max=max(schedule),
+                   retry_on=retry_on, schedule=tuple(schedule), jitter=jitter)
 
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, self.retry_on)
@@ -58,6 +74,10 @@ class RetryPolicy:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return int(min(max(retry_after, 0), self.backoff_max))
+        if self.schedule:
+            base = self.schedule[min(max(attempts, 1), len(self.schedule)) - 1]
+            spread = random.uniform(1 - self.jitter, 1 + self.jitter)  # noqa: S311 - jitter
+            return max(round(base * spread), 0)
         return get_exponential_backoff_interval(
             factor=self.backoff_factor,
             retries=max(attempts - 1, 0),

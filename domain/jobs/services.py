@@ -37,7 +37,7 @@ def job_create(
 ) -> Job:
     """A job triggered directly (no event): validated against its kind, stored, and handed
     to the broker after commit (or by the relay once `run_at` is due)."""
-    job_kind = get_job_kind(kind)
+    job_kind = get_job_kind(kind, triggerable=True)
     job_kind.validate_params(params)
     job = Job(kind=job_kind.name, params=params, max_attempts=job_kind.retry.max_attempts,
               api_key=api_key, run_at=run_at, correlation_id=correlation_id)

@@ -308,8 +308,8 @@ def seeded(_wsgi_in_test_transaction) -> dict:
         finished_at=now, progress_done=1, progress_total=1)
     return {
         "headers": {"Authorization": f"Bearer {raw}"},
-        "event_types": [t.name for t in event_types()],
-        "job_kinds": [k.name for k in job_kinds()],
+        "event_types": [t.name for t in event_types(publishable=True)],
+        "job_kinds": [k.name for k in job_kinds(triggerable=True)],
         "ids": {
             "event_id": [str(published.event.pk)],
             "job_id": [str(j.pk) for j in (queued, dead, cancelled, succeeded)],

@@ -1,0 +1,54 @@
+"""Reads for notifications. A key sees only its own endpoints and their deliveries, unless
+it has the admin scope."""
+
+from __future__ import annotations
+
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from domain.access.models import ApiKey
+from domain.access.selectors import visible_to
+from domain.common.errors import NotFound
+from domain.jobs.models import Job
+from domain.notifications.models import Delivery, DeliveryAttempt, WebhookEndpoint
+
+
+def endpoint_list(*, api_key: ApiKey | None) -> QuerySet[WebhookEndpoint]:
+    return visible_to(WebhookEndpoint.objects.all(), api_key)
+
+
+def endpoint_get(*, endpoint_id, api_key: ApiKey | None) -> WebhookEndpoint:
+    endpoint = endpoint_list(api_key=api_key).filter(pk=endpoint_id).first()
+    if endpoint is None:
+        raise NotFound("Webhook endpoint not found.")
+    return endpoint
+
+
+def _with_next_attempt(deliveries: QuerySet[Delivery]) -> QuerySet[Delivery]:
+    # A delivery waiting for a retry waits on its job's schedule: the job row knows when.
+    return deliveries.select_related("message").annotate(
+        job_next_retry_at=Subquery(Job.objects.filter(pk=OuterRef("job_id"))
+                                   .values("next_retry_at")[:1]))
+
+
+def delivery_list(*, api_key: ApiKey | None, status: str | None = None, endpoint_id=None,
+                  event_id=None) -> QuerySet[Delivery]:
+    deliveries = visible_to(Delivery.objects.all(), api_key)
+    if status:
+        deliveries = deliveries.filter(status=status)
+    if endpoint_id:
+        deliveries = deliveries.filter(endpoint_id=endpoint_id)
+    if event_id:
+        deliveries = deliveries.filter(message__event_id=event_id)
+    return _with_next_attempt(deliveries)
+
+
+def delivery_get(*, delivery_id, api_key: ApiKey | None) -> Delivery:
+    delivery = _with_next_attempt(visible_to(Delivery.objects.all(), api_key)).filter(
+        pk=delivery_id).first()
+    if delivery is None:
+        raise NotFound("Delivery not found.")
+    return delivery
+
+
+def delivery_attempts(*, delivery: Delivery) -> QuerySet[DeliveryAttempt]:
+    return DeliveryAttempt.objects.filter(delivery=delivery).order_by("number", "id")

@@ -1,0 +1,245 @@
+"""Outbound webhook HTTP: many deliveries at once from one worker process.
+
+One asyncio loop per process, in a thread of its own, with one aiohttp session (one pool of
+keep-alive connections), sends whatever the process's tasks hand it: a task gives its batch
+and waits for the outcomes, so a batch's deliveries travel concurrently and a slow receiver
+holds only its own requests, never the others'. Concurrency is bounded per process
+(WEBHOOK_MAX_IN_FLIGHT) and per endpoint (WEBHOOK_ENDPOINT_MAX_IN_FLIGHT).
+
+Why not `requests` in Celery's prefork pool: each process would wait on one receiver at a time
+(a receiver taking 10 s holds a process for 10 s), and a machine delivers a few dozen a second
+(README "Webhooks: speed"). Why aiohttp and not httpx: its resolver is pluggable, which is
+where the SSRF guard sits (the connection goes to the address the guard approved, with no
+second lookup), and it is the faster client of the two on this machine.
+
+The split of retries (README "Webhooks for operators"): tenacity retries a connection that
+could not be opened (refused, reset before sending, a DNS failure) inside one attempt, for up
+to WEBHOOK_CONNECT_RETRY_SECONDS; anything after the request went out (a timeout, a 5xx) ends
+the attempt, and the job's retry policy spaces the next one (seconds, minutes, then hours).
+Redirects are not followed: a 3xx is a permanent failure, as other 4xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver
+from django.conf import settings
+from django.utils import timezone
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_random
+
+from domain.common.errors import PermanentError, TransientError
+from domain.common.http import RETRY_LATER, retry_after_seconds
+from domain.notifications import ratelimit, ssrf
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Send:
+    key: Any  # the caller's (a delivery id)
+    endpoint_id: Any
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    rate_limit: int | None = None  # messages a second, shared by every worker
+
+
+@dataclass
+class SendResult:
+    key: Any
+    started_at: datetime
+    latency_ms: int | None = None
+    http_status: int | None = None
+    excerpt: str = ""
+    error: BaseException | None = None  # TransientError, PermanentError or EndpointGone
+    error_type: str = ""  # the original error's class (the attempt shows it)
+    error_message: str = ""
+    deferred: float | None = None  # not sent: the rate limit frees a slot in this many seconds
+
+    @property
+    def delivered(self) -> bool:
+        return self.error is None
+
+
+class EndpointGone(PermanentError):
+    """410 Gone: the receiver says this endpoint no longer exists; it is disabled."""
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, through the SSRF guard: the addresses returned are the only ones
+    the connection may use, and each was checked (domain/notifications/ssrf.py)."""
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        addresses = await loop.run_in_executor(None, ssrf.checked_addresses, host, port)
+        return [{"hostname": host, "host": address, "port": port,
+                 "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                 "proto": 0, "flags": socket.AI_NUMERICHOST} for address in addresses]
+
+    async def close(self) -> None:
+        return None
+
+
+def _connect_failed(exc: BaseException) -> bool:
+    return isinstance(exc, aiohttp.ClientConnectorError)
+
+
+class _Engine:
+    """The process's loop thread and its session. Made on first use, again after a fork."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="webhook-sender", daemon=True)
+        self.thread.start()
+        self.ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._start())
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def _start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(), limit=settings.WEBHOOK_MAX_IN_FLIGHT,
+            limit_per_host=settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT, ttl_dns_cache=10,
+            enable_cleanup_closed=True)
+        self.session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=settings.WEBHOOK_CONNECT_TIMEOUT,
+                sock_read=settings.WEBHOOK_READ_TIMEOUT))
+        self.in_flight = asyncio.Semaphore(settings.WEBHOOK_MAX_IN_FLIGHT)
+        self.per_endpoint: dict[Any, asyncio.Semaphore] = {}
+
+    def run(self, sends: Sequence[Send]) -> list[SendResult]:
+        future = asyncio.run_coroutine_threadsafe(self._send_all(sends), self.loop)
+        return future.result()
+
+    async def _send_all(self, sends: Sequence[Send]) -> list[SendResult]:
+        return list(await asyncio.gather(*(self._send(s) for s in sends)))
+
+    def _endpoint_slots(self, endpoint_id: Any) -> asyncio.Semaphore:
+        slots = self.per_endpoint.get(endpoint_id)
+        if slots is None:
+            slots = self.per_endpoint[endpoint_id] = asyncio.Semaphore(
+                settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT)
+        return slots
+
+    async def _send(self, send: Send) -> SendResult:
+        async with self._endpoint_slots(send.endpoint_id), self.in_flight:
+            if send.rate_limit:
+                wait = await self._rate_slot(send)
+                if wait is not None:
+                    return SendResult(key=send.key, started_at=timezone.now(), deferred=wait)
+            started = time.perf_counter()
+            result = SendResult(key=send.key, started_at=timezone.now())
+            try:
+                await self._post(send, result)
+            except Exception as exc:  # noqa: BLE001 - every failure is an attempt's outcome
+                _record_error(result, exc)
+            result.latency_ms = round((time.perf_counter() - started) * 1000)
+            return result
+
+    async def _rate_slot(self, send: Send) -> float | None:
+        """Wait for a slot of the endpoint's rate (shared through Redis) for up to
+        WEBHOOK_RATE_WAIT_SECONDS; None once it has one, or the seconds still to wait."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + settings.WEBHOOK_RATE_WAIT_SECONDS
+        while True:
+            granted, wait = await loop.run_in_executor(
+                None, ratelimit.take, send.endpoint_id, send.rate_limit, 1)
+            if granted:
+                return None
+            if time.monotonic() + wait > deadline:
+                return wait
+            await asyncio.sleep(wait)
+
+    async def _post(self, send: Send, result: SendResult) -> None:
+        host = urlsplit(send.url).hostname or ""
+        if _is_ip(host):
+            # aiohttp connects to an address given literally without asking the resolver.
+            ssrf.checked_addresses(host, 0)
+        async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(aiohttp.ClientConnectorError),
+                stop=stop_after_delay(settings.WEBHOOK_CONNECT_RETRY_SECONDS),
+                wait=wait_random(0.05, 0.5), reraise=True):
+            with attempt:
+                async with self.session.post(send.url, data=send.body, headers=send.headers,
+                                             allow_redirects=False) as response:
+                    result.http_status = response.status
+                    excerpt = await response.content.read(
+                        settings.WEBHOOK_RESPONSE_EXCERPT_BYTES)
+                    result.excerpt = excerpt.decode("utf-8", "replace")
+                    _judge(response.status, response.headers)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        import ipaddress
+
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _judge(status: int, headers: Any) -> None:
+    if 200 <= status < 300:
+        return
+    if status == 410:
+        raise EndpointGone("the receiver answered 410 Gone")
+    if status in RETRY_LATER or status >= 500:
+        raise TransientError(f"the receiver answered {status}",
+                             retry_after=retry_after_seconds(headers.get("Retry-After")))
+    raise PermanentError(f"the receiver answered {status}" +
+                         (" (redirects are not followed)" if 300 <= status < 400 else ""))
+
+
+def _record_error(result: SendResult, exc: BaseException) -> None:
+    result.error_type = type(exc).__name__
+    result.error_message = str(exc)[:2000] or repr(exc)
+    if isinstance(exc, (TransientError, PermanentError)):
+        result.error = exc
+    elif isinstance(exc, (aiohttp.ClientError, OSError, asyncio.TimeoutError)):
+        # Timeouts, refused or reset connections, a receiver gone mid-answer: try later.
+        result.error = TransientError(f"{result.error_type}: {result.error_message}")
+    else:
+        result.error = PermanentError(f"{result.error_type}: {result.error_message}")
+
+
+_engine: _Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def engine() -> _Engine:
+    global _engine
+    with _engine_lock:
+        if _engine is None or _engine.pid != os.getpid() or not _engine.thread.is_alive():
+            _engine = _Engine()
+        return _engine
+
+
+def send_all(sends: Sequence[Send]) -> list[SendResult]:
+    """Send every request concurrently; answer each one's outcome, in the order given."""
+    if not sends:
+        return []
+    return engine().run(sends)
+
+
+__all__ = ["EndpointGone", "Send", "SendResult", "send_all"]
