@@ -120,10 +120,7 @@ class _Engine:
             limit_per_host=settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT, ttl_dns_cache=10,
             enable_cleanup_closed=True)
         self.session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=settings.WEBHOOK_CONNECT_TIMEOUT,
-                sock_read=settings.WEBHOOK_READ_TIMEOUT))
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",))
         self.in_flight = asyncio.Semaphore(settings.WEBHOOK_MAX_IN_FLIGHT)
         self.per_endpoint: dict[Any, asyncio.Semaphore] = {}
 
@@ -181,12 +178,18 @@ class _Engine:
                 wait=wait_random(0.05, 0.5), reraise=True):
             with attempt:
                 async with self.session.post(send.url, data=send.body, headers=send.headers,
-                                             allow_redirects=False) as response:
+                                             allow_redirects=False, timeout=_timeout()) as response:
                     result.http_status = response.status
                     excerpt = await response.content.read(
                         settings.WEBHOOK_RESPONSE_EXCERPT_BYTES)
                     result.excerpt = excerpt.decode("utf-8", "replace")
                     _judge(response.status, response.headers)
+
+
+def _timeout() -> aiohttp.ClientTimeout:
+    # Read per request, so a changed setting applies without a new session.
+    return aiohttp.ClientTimeout(total=None, sock_connect=settings.WEBHOOK_CONNECT_TIMEOUT,
+                                 sock_read=settings.WEBHOOK_READ_TIMEOUT)
 
 
 def _is_ip(host: str) -> bool:
