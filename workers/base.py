@@ -139,10 +139,11 @@ class JobTask(ConveyorTask):
         """
         jobs = self._claim(lifecycle.jobs_claim, job_ids=job_ids)
         counts = {"jobs": len(job_ids), "claimed": len(jobs), "succeeded": 0, "retrying": 0,
-                  "parked": 0, "dead": 0, "released": 0, "deferred": 0}
+                  "parked": 0, "dead": 0, "released": 0}
         outcomes: list[tuple[Job, Any]] = []
         with keeper.hold([job.pk for job in jobs], jobs[0].worker if jobs else ""):
             if self.jobs_body is not None:
+                counts["deferred"] = 0
                 self._run_together(jobs, counts, outcomes)
             else:
                 self._run_batch(jobs, counts, outcomes)

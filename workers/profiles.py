@@ -1,7 +1,12 @@
 """Worker profiles: which queues a worker consumes and how, by role.
 
-`all` is the one-machine default. In production run one worker per profile so slow bulk work
-never delays cache invalidation (see compose/). The concurrency defaults follow the queue
+`all` is every queue in one prefork worker (the smallest install). `main` is every queue but
+`notifications`, which its own worker (`notifications`) consumes with a pool of threads:
+webhook deliveries wait on other people's servers, and a thread waiting on a slow receiver
+costs a thread, where a prefork process waiting on it would be a process taken from every
+other queue (up to the read timeout, 15 s). `runstack` and compose run `main` +
+`notifications`. In production run one worker per profile so slow bulk work never delays
+cache invalidation (see compose/). The concurrency defaults follow the queue
 figures in the README's "Performance" section: on 2 cores a prefork worker's drain rate grows
 with its consuming processes, not with prefetch or pool options.
 
@@ -36,9 +41,15 @@ PROFILES = {
     p.name: p
     for p in (
         WorkerProfile("all", ALL_QUEUES, concurrency=2),
+        WorkerProfile("main", ",".join(q.value for q in Queues if q != Queues.NOTIFICATIONS),
+                      concurrency=2),
         WorkerProfile("fast", f"{Queues.EVENTS},{Queues.CACHE},{Queues.MAINTENANCE}",
                       concurrency=2),
-        WorkerProfile("notifications", Queues.NOTIFICATIONS.value, concurrency=4),
+        # Threads: each takes a message of up to 50 deliveries and waits while the process's
+        # one asyncio loop sends them (domain/notifications/sender.py), so 16 threads keep
+        # hundreds of requests in flight on one core's worth of Python.
+        WorkerProfile("notifications", Queues.NOTIFICATIONS.value, concurrency=16,
+                      pool="threads"),
         WorkerProfile("bulk", Queues.BULK.value, concurrency=1),
     )
 }

@@ -1,4 +1,4 @@
-"""Run the whole stack on one machine: API, a worker on every queue, Beat and Flower.
+"""Run the whole stack on one machine: API, workers for every queue, Beat and Flower.
 
 Local development only (it prints the local passwords). Prepares the database first: migrate,
 demo catalog, schedules, an admin login and a demo API key, all idempotent. Starts a Redis from
@@ -27,6 +27,7 @@ from domain.access.services import api_key_create
 from domain.catalog.services import demo_catalog_load
 from scheduler.sync import schedules_sync
 from workers.profiles import PROFILES
+from workers.queues import Queues
 
 
 @dataclass
@@ -49,12 +50,14 @@ class Command(BaseCommand):
                             help="Port of the API, admin and docs (default: %(default)s).")
         parser.add_argument("--flower-port", type=int, default=5555,
                             help="Port of Flower (default: %(default)s).")
-        parser.add_argument("--profile", default="all", choices=sorted(PROFILES),
-                            help="Worker profile from workers/profiles.py: which queues the one "
-                            "worker consumes (default: %(default)s, every queue). Any other "
-                            "profile leaves queues with no consumer: e.g. `bulk` runs no "
-                            "events, cache or maintenance work, so published events never "
-                            "complete and the relay never runs.")
+        parser.add_argument("--profile", default="main", choices=sorted(PROFILES),
+                            help="Worker profile from workers/profiles.py: which queues the "
+                            "worker consumes (default: %(default)s, every queue but "
+                            "notifications, which a second worker, `notifier`, consumes with "
+                            "threads whenever the profile leaves it out; `all` is one worker "
+                            "for every queue). Other profiles leave queues with no consumer: "
+                            "e.g. `bulk` runs no events, cache or maintenance work, so "
+                            "published events never complete and the relay never runs.")
         parser.add_argument("--prepare-only", action="store_true",
                             help="Do the set-up steps, say what they did, and start nothing "
                             "(no Redis either).")
@@ -128,6 +131,12 @@ class Command(BaseCommand):
         bin_dir = os.path.dirname(sys.executable)
         worker = PROFILES[profile].command(hostname=f"{profile}@%h")
         worker[0] = os.path.join(bin_dir, "celery")
+        workers = {"worker": shlex.join(worker)}
+        if Queues.NOTIFICATIONS.value not in PROFILES[profile].queues.split(","):
+            # Webhook deliveries get their own worker, with threads (workers/profiles.py).
+            notifier = PROFILES["notifications"].command(hostname="notifications@%h")
+            notifier[0] = worker[0]
+            workers["notifier"] = shlex.join(notifier)
         flower_auth = shlex.quote(f"{settings.FLOWER_USER}:{settings.FLOWER_PASSWORD}")
         return {
             # compose/django/start's recycling too (GUNICORN_MAX_REQUESTS, _JITTER), so a
@@ -138,7 +147,7 @@ class Command(BaseCommand):
                    "--max-requests-jitter "
                    f"{int(os.environ.get('GUNICORN_MAX_REQUESTS_JITTER') or 500)} "
                    "--access-logfile -",
-            "worker": shlex.join(worker),
+            **workers,
             "beat": f"{os.path.join(bin_dir, 'celery')} -A config beat -l INFO",
             "flower": f"{os.path.join(bin_dir, 'celery')} -A config flower "
                       f"--address={host} --port={flower_port} "
