@@ -57,7 +57,7 @@ def test_the_readme_receiver_verifies_and_deduplicates(celery_worker_thread, cli
     script.write_text(_example())
     out = tmp_path / "out.txt"
     with out.open("w") as sink:
-        process = subprocess.Popen(  # noqa: S603 - our interpreter, our file
+        process = subprocess.Popen(
             [sys.executable, str(script)], stdout=sink, stderr=subprocess.STDOUT,
             env={**os.environ, "CONVEYOR_WEBHOOK_SECRET": secret, "PORT": str(port)})
     try:

@@ -63,7 +63,6 @@ def test_a_publish_outside_a_transaction_is_one_statement_and_a_replay_still_fin
     from domain.access.services import api_key_create
     from domain.events.services import event_publish
     from domain.jobs.models import Job
-
     from domain.notifications.subscriptions import subscriptions
 
     key, _ = api_key_create(name="one statement", scopes=["events:publish"])
