@@ -29,7 +29,7 @@ from domain.common.errors import PermanentError
 from domain.events.models import Event
 from domain.jobs.lifecycle import Deferred, will_retry
 from domain.jobs.models import Job
-from domain.jobs.services import job_build, jobs_add
+from domain.jobs.services import job_build, jobs_add, jobs_cancel_selected
 from domain.notifications import health
 from domain.notifications.kinds import WEBHOOK_DELIVERY
 from domain.notifications.models import (
@@ -117,8 +117,6 @@ def deliveries_requeue(*, deliveries: list[Delivery]) -> int:
     """Send these deliveries again with new jobs, oldest first (a resume, a recovery): each
     becomes `pending`; its earlier job, if still waiting, is cancelled, and would find itself
     superseded anyway. Called inside the caller's transaction."""
-    from domain.jobs.services import jobs_cancel_selected
-
     deliveries = sorted(deliveries, key=lambda d: (d.created_at, str(d.pk)))
     old_jobs = [d.job_id for d in deliveries if d.job_id]
     now = timezone.now()
@@ -132,8 +130,9 @@ def deliveries_requeue(*, deliveries: list[Delivery]) -> int:
         jobs_cancel_selected(ids=old_jobs)
     jobs_add(jobs=new_jobs)
     for delivery in deliveries:
-        Delivery.objects.filter(pk=delivery.pk).update(
-            status=DeliveryStatus.PENDING, job_id=delivery.job_id, next_attempt_at=None)
+        delivery.status, delivery.next_attempt_at = DeliveryStatus.PENDING, None
+    Delivery.objects.bulk_update(deliveries, ["status", "job_id", "next_attempt_at"],
+                                 batch_size=1000)
     return len(deliveries)
 
 
