@@ -87,6 +87,11 @@ class LeaseKeeper:
             with contextlib.suppress(DatabaseError):
                 connection.close()
             return 0
+        finally:
+            # And after, as after a task: with CONN_MAX_AGE=0 the connection closes now, not
+            # at the next round with jobs to renew, which may never come (an idle worker held
+            # it open for good, and a test run could not drop its database).
+            close_old_connections()
 
 
 keeper = LeaseKeeper()

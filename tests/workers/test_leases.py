@@ -38,3 +38,30 @@ def test_the_keeper_thread_runs_in_the_process_that_holds_jobs():
     job_claim(job_id=str(job.pk), worker="w@h")
     with keeper.hold([job.pk], "w@h"):
         assert keeper._thread is not None and keeper._thread.is_alive()
+
+
+def test_a_renewal_round_leaves_no_connection_open_with_conn_max_age_0():
+    # given the test settings (CONN_MAX_AGE=0: a connection lives for one unit of work) and a
+    # job held by a keeper, renewed from a thread of its own as the keeper's thread does
+    import threading
+
+    from django.db import connection
+
+    keeper = LeaseKeeper()
+    job = JobFactory()
+    job_claim(job_id=str(job.pk), worker="w@h")
+    after: list[bool] = []
+
+    def round_() -> None:
+        assert keeper.renew() == 1
+        after.append(connection.connection is None)
+
+    # when one renewal round runs
+    with keeper.hold([job.pk], "w@h"):
+        thread = threading.Thread(target=round_)
+        thread.start()
+        thread.join(timeout=10)
+
+    # then its connection was closed after the round, not left open until a next round with
+    # jobs to renew (which an idle worker never has: the test database could not be dropped)
+    assert after == [True]
