@@ -1,4 +1,5 @@
-"""A real HTTP receiver for webhook tests: it listens on 127.0.0.1, verifies every request's
+"""A real HTTP receiver for webhook tests: it listens on 127.0.0.1 (or on every address, for
+a test that must see a request to another loopback address arrive), verifies every request's
 Standard-Webhooks signature with the `standardwebhooks` library's verifier (against each
 secret it is told), records what arrived, and answers what a test scripts: a status (with
 headers such as Retry-After), a sequence of them (500 then 200), or a hang past the client's
@@ -48,7 +49,9 @@ class Answer:
 
 
 class Receiver:
-    def __init__(self) -> None:
+    def __init__(self, bind: str = "127.0.0.1") -> None:
+        """`bind="0.0.0.0"` listens on every address: 127.0.0.0/8 is all loopback on Linux,
+        so a request a guard should have stopped (to 127.0.0.2, say) would arrive here."""
         self.received: list[Received] = []
         self.secrets: list[str] = []
         self._script: dict[str, list[Answer]] = {}
@@ -86,10 +89,12 @@ class Receiver:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((bind, 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: shutdown() waits for the loop to notice, 0.5 s by default, per test.
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> Receiver:
         self.thread.start()
