@@ -263,7 +263,10 @@ def _record(to_send: list[tuple[int, Job, Delivery]], results: list[SendResult],
             continue
         tally.failed += 1
         tally.gone = tally.gone or isinstance(result.error, EndpointGone)
-        retry = will_retry(job=job, exc=result.error) and not tally.gone
+        # The 410 itself is permanent (gave up). Another delivery of the same endpoint that
+        # failed in this batch keeps its retry: the disabling below parks it, to be resumed
+        # when the endpoint is enabled again, and its job, retried, finds it parked.
+        retry = will_retry(job=job, exc=result.error)
         failed.append((delivery, result, retry))
         attempts.append(_attempt(delivery, result,
                                  AttemptResult.FAILED if retry else AttemptResult.GAVE_UP))

@@ -231,6 +231,52 @@ def test_a_410_disables_the_endpoint_without_a_retry(celery_worker_thread, clien
         assert len(receiver.at("/hook")) == 1
 
 
+def test_a_410_parks_the_other_deliveries_sent_with_it_instead_of_giving_them_up(
+        celery_worker_thread, client_all, settings):
+    # given one request at a time per endpoint, so a batch's deliveries reach the receiver in
+    # the batch's order
+    settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = 1
+    with Receiver() as receiver:
+        # and two failed deliveries of an endpoint (its receiver answered 400)
+        endpoint = _register(client_all, receiver)
+        receiver.script("/hook", [400])
+        start = timezone.now()
+        first, second = (_settled(_publish(client_all, m), DeliveryStatus.FAILED)
+                         for m in ("a", "b"))
+
+        # when both are recovered together (one batch, oldest first) and the receiver answers
+        # the first with 410 Gone and the second with 500
+        receiver.script("/hook", [410, 500])
+        answer = client_all.post(reverse("webhook-endpoint-recover", args=[endpoint["id"]]),
+                                 {"since": start.isoformat()}, format="json")
+        assert answer.status_code == 202, answer.content
+
+        # then the endpoint is disabled, the 410's delivery failed for good
+        wait_for(lambda: WebhookEndpoint.objects.get(pk=endpoint["id"]).state == "disabled",
+                 message="the endpoint disabled")
+        first = _settled(first.message.event_id, DeliveryStatus.FAILED)
+        assert [a["outcome"] for a in _attempts(client_all, first)] == ["gave_up", "gave_up"]
+        # and the other is parked, waiting for the endpoint to be enabled: its 500 was not
+        # the last word (the attempt says it will be tried again, as it will on re-enabling)
+        second = _settled(second.message.event_id, DeliveryStatus.PARKED)
+        attempts = _attempts(client_all, second)
+        assert [(a["outcome"], a["http_status"]) for a in attempts] == [
+            ("gave_up", 400), ("failed", 500)]
+
+        # when the endpoint is enabled again, the receiver answering 200
+        receiver.script("/hook", [200])
+        enabled = client_all.patch(reverse("webhook-endpoint-detail", args=[endpoint["id"]]),
+                                   {"enabled": True}, format="json")
+        assert enabled.status_code == 200, enabled.content
+
+        # then the parked one is delivered; the one the receiver said is gone is not re-sent
+        second = _settled(second.message.event_id, DeliveryStatus.DELIVERED)
+        assert Delivery.objects.get(pk=first.pk).status == DeliveryStatus.FAILED
+        assert [r.message_id for r in receiver.at("/hook")] == [
+            first.message_id, second.message_id, first.message_id, second.message_id,
+            second.message_id]
+
+
 def test_a_429_with_retry_after_is_retried_no_sooner_than_asked(celery_worker_thread,
                                                                  client_all):
     with Receiver() as receiver:
