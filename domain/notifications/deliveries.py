@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from domain.access.models import Scopes
 from domain.common.errors import PermanentError
 from domain.events.models import Event
 from domain.jobs.lifecycle import Deferred, will_retry
@@ -59,11 +60,13 @@ def message_id_for_event(event_id) -> str:
 
 def webhooks_fan_out(jobs: list[Job]) -> list[Any]:
     """For each job's event: its message, and one delivery (with its job) per endpoint that
-    subscribes to its type and existed when it was published. A disabled endpoint's delivery
-    is made `parked`, to be sent when it is enabled again."""
+    subscribes to its type, existed when it was published and whose owner may see it (the
+    publisher's own endpoints, and those of admin keys). A disabled endpoint's delivery is
+    made `parked`, to be sent when it is enabled again."""
     events = {e.pk: e for e in Event.objects.filter(pk__in=[j.event_id for j in jobs if j.event_id])
-              .only("id", "type", "payload", "occurred_at", "created_at", "correlation_id")}
-    endpoints = list(WebhookEndpoint.objects.all())
+              .only("id", "type", "payload", "occurred_at", "created_at", "correlation_id",
+                    "api_key_id")}
+    endpoints = list(WebhookEndpoint.objects.select_related("api_key"))
     now = timezone.now()
     answers: list[Any] = []
     with transaction.atomic():
@@ -87,6 +90,7 @@ def webhooks_fan_out(jobs: list[Job]) -> list[Any]:
             made = 0
             for endpoint in endpoints:
                 if (not endpoint.subscribes_to(event.type) or endpoint.created_at > event.created_at
+                        or not _may_see(endpoint, event)
                         or (message.id, endpoint.pk) in existing):
                     continue
                 delivery = Delivery(message=message, endpoint=endpoint, created_at=now,
@@ -103,6 +107,15 @@ def webhooks_fan_out(jobs: list[Job]) -> list[Any]:
         Delivery.objects.bulk_create(deliveries)
         jobs_add(jobs=delivery_jobs)
     return answers
+
+
+def _may_see(endpoint: WebhookEndpoint, event: Event) -> bool:
+    """Whether the endpoint's owner may see the event, by the rule of every read
+    (domain/access/selectors.visible_to): a key sees the events it published; an `admin` key,
+    or none (an endpoint an operator made), sees every key's. A webhook is a read pushed to
+    the owner's URL: another key's events must not reach it."""
+    owner = endpoint.api_key
+    return owner is None or Scopes.ADMIN in owner.scopes or owner.pk == event.api_key_id
 
 
 def _delivery_job(delivery: Delivery, now: datetime, correlation_id: str = "") -> Job:

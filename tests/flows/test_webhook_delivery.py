@@ -805,6 +805,40 @@ def test_one_event_fans_out_once_to_its_subscribers_only(celery_worker_thread, c
         assert receiver.at("/late") == []
 
 
+def test_an_event_reaches_only_the_endpoints_whose_key_may_see_it(celery_worker_thread,
+                                                                  client_all, make_client):
+    # given the publisher's endpoint, another key's endpoint for every type, and an admin
+    # key's endpoint (a key sees only its own events; admin sees every key's: README
+    # "Security")
+    other = make_client(["webhooks:manage", "events:publish", "events:read"],
+                        name="other tenant")
+    admin = make_client(name="admin")  # every scope, admin included
+    with Receiver() as receiver:
+        own = _register(client_all, receiver, "/own")
+        foreign = _register(other, receiver, "/foreign", event_types=None)
+        watching = _register(admin, receiver, "/admin")
+
+        # when the publisher publishes an event
+        event_id = _publish(client_all, "private to its key")
+
+        # then its own endpoint and the admin's get it, the other key's does not
+        for endpoint in (own, watching):
+            _settled(event_id, DeliveryStatus.DELIVERED, endpoint_id=endpoint["id"])
+        fanout = wait_for(lambda: Job.objects.filter(event_id=event_id, kind="webhook_fanout",
+                                                     status=JobStatus.SUCCEEDED).first(),
+                          message="the fan-out job to finish")
+        assert fanout.result["deliveries"] == 2
+        assert not Delivery.objects.filter(endpoint_id=foreign["id"]).exists()
+        assert receiver.at("/foreign") == []
+        assert len(receiver.at("/own")) == len(receiver.at("/admin")) == 1
+
+        # and the other key's own events still reach its endpoint (and not the publisher's)
+        theirs = _publish(other, "theirs")
+        _settled(theirs, DeliveryStatus.DELIVERED, endpoint_id=foreign["id"])
+        assert not Delivery.objects.filter(message__event_id=theirs,
+                                           endpoint_id=own["id"]).exists()
+
+
 def test_an_event_type_nobody_subscribes_to_gets_no_fan_out_job(client_all):
     with Receiver() as receiver:
         # given endpoints subscribed to demo.ping only
