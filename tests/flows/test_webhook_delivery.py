@@ -323,6 +323,35 @@ def test_a_receiver_hanging_past_the_read_timeout_fails_that_attempt_only(
         assert len(receiver.at("/hook")) == 2
 
 
+# --- The rate limit --------------------------------------------------------------------------
+
+def test_the_rate_limit_spaces_a_burst_and_waiting_uses_no_attempt(celery_worker_thread,
+                                                                  client_all):
+    with Receiver() as receiver:
+        # given an endpoint limited to 1 message a second
+        endpoint = _register(client_all, receiver, rate_limit=1)
+
+        # when 4 events are published at once (one batch: fanned out, and sent, together)
+        published = client_all.post(reverse("event-batch-publish"), {"events": [
+            {"type": "demo.ping", "payload": {"message": str(n)}} for n in range(4)]},
+            format="json")
+        assert published.status_code == 202, published.content
+        event_ids = [e["id"] for e in published.json()["events"]]
+
+        # then all are delivered, no two within a second of each other
+        delivered = [_settled(e, DeliveryStatus.DELIVERED) for e in event_ids]
+        received = receiver.at("/hook")
+        gaps = _gaps(received)
+        print(f"gaps at 1 message/s: {gaps}")
+        assert len(received) == 4
+        assert all(gap >= 0.9 for gap in gaps), gaps
+        # and the waiting was not an attempt: one each, for the deliveries and their jobs
+        assert [d.attempts for d in delivered] == [1, 1, 1, 1]
+        assert [_job(d, JobStatus.SUCCEEDED).attempts for d in delivered] == [1, 1, 1, 1]
+        assert all(len(_attempts(client_all, d)) == 1 for d in delivered)
+        assert endpoint["rate_limit"] == 1
+
+
 # --- Secret rotation -------------------------------------------------------------------------
 
 def test_during_a_rotation_overlap_both_secrets_sign_and_after_it_only_the_new(
