@@ -204,9 +204,11 @@ def test_a_redirect_is_not_followed_and_fails_the_delivery(celery_worker_thread,
 
 def test_a_410_disables_the_endpoint_without_a_retry(celery_worker_thread, client_all):
     with Receiver() as receiver:
-        # given a receiver that answers 410 Gone
+        # given a receiver that answers 410 Gone, and another endpoint of the same owner
+        # subscribed to the operational event that warns of a disabling
         endpoint = _register(client_all, receiver)
         receiver.script("/hook", [410])
+        ops = _register(client_all, receiver, "/ops", event_types=["webhook_endpoint.disabled"])
 
         # when an event is published
         event_id = _publish(client_all)
@@ -228,6 +230,12 @@ def test_a_410_disables_the_endpoint_without_a_retry(celery_worker_thread, clien
             message="the webhook_endpoint.disabled event")
         assert disabled.api_key_id == client_all.api_key.pk
         assert disabled.payload["state"] == "disabled"
+        # and it reached the owner's endpoint subscribed to it, signed with that one's secret
+        _settled(disabled.pk, DeliveryStatus.DELIVERED, endpoint_id=ops["id"])
+        [notice] = receiver.at("/ops")
+        assert notice.json["type"] == "webhook_endpoint.disabled"
+        assert notice.json["data"]["endpoint_id"] == endpoint["id"]
+        assert notice.verified_with == [ops["secret"]]
         assert len(receiver.at("/hook")) == 1
 
 
@@ -493,6 +501,51 @@ def test_a_failing_endpoint_is_degraded_then_disabled_and_resumes_in_order_when_
         assert shown["consecutive_failures"] == 0 and shown["failing_since"] is None
 
 
+def test_a_degraded_endpoint_that_delivers_again_is_active(celery_worker_thread, client_all,
+                                                           settings):
+    # given an endpoint degraded after 2 failures (its receiver answered 500, 500)
+    settings.WEBHOOK_DEGRADE_AFTER_SECONDS = 0
+    settings.WEBHOOK_DEGRADE_MIN_FAILURES = 2
+    settings.WEBHOOK_CIRCUIT_FAILURES = 1000
+    with Receiver() as receiver:
+        endpoint = _register(client_all, receiver)
+        receiver.script("/hook", [500, 500, 200])
+        event_id = _publish(client_all)
+        wait_for(lambda: WebhookEndpoint.objects.get(pk=endpoint["id"]).state == "degraded",
+                 message="the endpoint degraded")
+
+        # when the next attempt is delivered (the receiver answers 200 now)
+        _settled(event_id, DeliveryStatus.DELIVERED)
+
+        # then the endpoint is active again, its failure streak over
+        shown = wait_for(lambda: (e := _endpoint(client_all, endpoint["id"]))["state"]
+                         == "active" and e, message="the endpoint active again")
+        assert shown["consecutive_failures"] == 0 and shown["failing_since"] is None
+        assert shown["last_success_at"] is not None
+
+
+def test_deleting_an_endpoint_ends_its_deliveries_without_another_send(celery_worker_thread,
+                                                                      client_all):
+    with Receiver() as receiver:
+        # given a delivery waiting for its retry (the receiver answered 500)
+        endpoint = _register(client_all, receiver)
+        receiver.script("/hook", [500])
+        delivery = _settled(_publish(client_all), DeliveryStatus.RETRYING)
+        job_id = delivery.job_id
+
+        # when the endpoint is deleted
+        deleted = client_all.delete(reverse("webhook-endpoint-detail", args=[endpoint["id"]]))
+        assert deleted.status_code == 204
+
+        # then the delivery is gone with it, and its job, when its retry comes, ends without
+        # sending
+        assert not Delivery.objects.filter(pk=delivery.pk).exists()
+        job = wait_for(lambda: Job.objects.filter(pk=job_id, status=JobStatus.SUCCEEDED).first(),
+                       message="the job to end")
+        assert "no longer exists" in job.result["skipped"]
+        assert len(receiver.at("/hook")) == 1
+
+
 # --- Recover ---------------------------------------------------------------------------------
 
 def test_recover_resends_failed_deliveries_in_its_window_with_the_same_webhook_id(
@@ -568,6 +621,8 @@ def test_recover_on_a_disabled_endpoint_is_refused(celery_worker_thread, client_
         # then it is refused: enabling it is what resumes its deliveries
         error = assert_error(answer, 409, "endpoint_disabled")
         assert error["details"] == {"state": "disabled"}
+        # and the owner's own disabling announced nothing (it knows)
+        assert not Event.objects.filter(type="webhook_endpoint.disabled").exists()
 
 
 # --- The circuit breaker ---------------------------------------------------------------------
