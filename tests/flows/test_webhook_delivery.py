@@ -376,6 +376,7 @@ def test_during_a_rotation_overlap_both_secrets_sign_and_after_it_only_the_new(
         second = rotated.json()["secret"]
         assert second.startswith("whsec_") and second != first
         assert rotated.json()["previous_secret_expires_at"] is not None
+        assert "secret" not in _endpoint(client_all, endpoint["id"])  # shown once, no more
         receiver.trust(second)
         _settled(_publish(client_all, "during"), DeliveryStatus.DELIVERED)
 
