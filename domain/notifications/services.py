@@ -128,8 +128,9 @@ def endpoint_rotate_secret(*, endpoint: WebhookEndpoint,
 
 def endpoint_recover(*, endpoint: WebhookEndpoint, since: datetime,
                      until: datetime | None = None, dry_run: bool = False) -> int:
-    """Send again every failed or parked delivery of the endpoint made in [since, until),
-    oldest first, with the same webhook-id; answers how many (a dry run only counts)."""
+    """Send again every failed or parked delivery of an event to the endpoint made in
+    [since, until), oldest first, with the same webhook-id; answers how many (a dry run only
+    counts). Test pings are not sent again."""
     until = until or timezone.now()
     if until <= since:
         raise ValidationFailed("`until` must be after `since`.", code="validation_failed",
@@ -138,8 +139,10 @@ def endpoint_recover(*, endpoint: WebhookEndpoint, since: datetime,
         raise Conflict("The endpoint is disabled; enable it first (that resumes its parked "
                        "deliveries), then recover what failed.", code="endpoint_disabled",
                        details={"state": endpoint.state})
+    # Events' deliveries only: a test ping that failed was answered to whoever sent it.
     matching = Delivery.objects.filter(endpoint=endpoint,
                                        status__in=RECOVERABLE_DELIVERY_STATUSES,
+                                       message__event_id__isnull=False,
                                        created_at__gte=since, created_at__lt=until)
     if dry_run:
         return matching.count()
