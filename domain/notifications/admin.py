@@ -1,0 +1,284 @@
+"""The notifications admin: webhook endpoints, deliveries with their attempts, messages.
+
+Operators read here and act through the same services the API uses: enable an endpoint
+(its parked deliveries resume, oldest first), disable one (its waiting deliveries are parked,
+its owner hears `webhook_endpoint.disabled`), recover failed or parked deliveries (sent again
+with the same webhook-id). As the jobs' actions, each asks first with counts (a confirmation
+page, domain/common/admin_actions.py), then acts and says what it did and what it left.
+
+Secrets are never shown: endpoints are registered through the API, which shows the secret
+once, and the admin has no field for it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Count, QuerySet
+from django.template.response import TemplateResponse
+
+from domain.common.admin_actions import confirmation_page
+from domain.notifications import health, services
+from domain.notifications.deliveries import deliveries_requeue
+from domain.notifications.models import (
+    RECOVERABLE_DELIVERY_STATUSES,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    EndpointState,
+    Message,
+    WebhookEndpoint,
+)
+
+OPERATOR_DISABLED = "disabled by an operator"
+CONFIRMATION = "admin/notifications/action_confirmation.html"
+SECRET_FIELDS = ("secret", "previous_secret")
+
+
+def _counts(queryset: QuerySet, model, field: str) -> dict[str, int]:
+    """{value of `field`: rows} of a selection, in one query whatever its size."""
+    rows = (model.objects.filter(pk__in=queryset.values("pk")).order_by().values(field)
+            .annotate(n=Count("pk")))
+    return _in_order({row[field]: row["n"] for row in rows},
+                     model._meta.get_field(field).choices)
+
+
+def _in_order(counts: dict[str, int], choices) -> dict[str, int]:
+    """The counts in the order of the field's choices (a value with a suffix after it)."""
+    order = [value for value, _label in choices]
+    return dict(sorted(counts.items(), key=lambda item: (
+        next((i for i, v in enumerate(order) if item[0].startswith(v)), len(order)),
+        item[0])))
+
+
+def _listed(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {value}" for value, n in counts.items())
+
+
+class _AsksFirst:
+    """The flow every action here shares: count the selection by state or status; without
+    `post=yes`, the confirmation page (or a warning when nothing is eligible); with it, run
+    the service and report. `noun` is the plural as the messages write it ("endpoint(s)")."""
+
+    def _ask_or_act(self, request, *, action: str, verb: str, noun: str, column: str,
+                    counts: dict[str, int], eligible_values, effect: str,
+                    run: Callable[[], None], note: str = "") -> TemplateResponse | None:
+        total = sum(counts.values())
+        eligible = sum(counts.get(v, 0) for v in eligible_values)
+        either = " or ".join(str(v) for v in eligible_values)
+        if not eligible:
+            self.message_user(request, f"Nothing to {verb.lower()}: none of the {total} "
+                              f"selected {noun} is {either}."
+                              + (f" Left as they are: {note}" if note else ""),
+                              messages.WARNING)
+            return None
+        if request.POST.get("post") != "yes":
+            return confirmation_page(
+                self, request, CONFIRMATION, action=action, verb=verb,
+                title=f"{verb} {eligible} {noun}?",
+                submit_label=f"Yes, {verb.lower()} {eligible} {noun}",
+                noun=noun, column=column, total=total, eligible=eligible,
+                eligible_values=either, effect=effect, note=note,
+                rows=[(value, n, value in eligible_values) for value, n in counts.items()])
+        run()
+        others = {v: n for v, n in counts.items() if v not in eligible_values}
+        if others:
+            self.message_user(request, f"Left as they were: {_listed(others)}.", messages.INFO)
+        return None
+
+
+# --- Endpoints -------------------------------------------------------------------------------
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(_AsksFirst, admin.ModelAdmin):
+    list_display = ("url", "state", "enabled", "consecutive_failures", "failing_since",
+                    "circuit_open_until", "created_at")
+    list_filter = ("state", "enabled")
+    search_fields = ("url",)
+    date_hierarchy = "created_at"
+    exclude = SECRET_FIELDS
+    readonly_fields = [f.name for f in WebhookEndpoint._meta.fields
+                       if f.name not in SECRET_FIELDS]
+    actions = ("enable_endpoints", "disable_endpoints")
+
+    def has_add_permission(self, request) -> bool:
+        # Registered through the API, which checks the URL and shows the secret once.
+        return False
+
+    @admin.action(description="Enable (resume parked deliveries)")
+    def enable_endpoints(self, request, queryset):
+        disabled = WebhookEndpoint.objects.filter(pk__in=queryset.values("pk"),
+                                                  state=EndpointState.DISABLED)
+
+        def run() -> None:
+            enabled = resumed = 0
+            for endpoint in disabled.order_by("created_at", "id"):
+                resumed += services.endpoint_enable(endpoint=endpoint)
+                endpoint.refresh_from_db(fields=["state"])
+                enabled += endpoint.state != EndpointState.DISABLED
+            self.message_user(request, f"Enabled {enabled} endpoint(s); resumed {resumed} "
+                              "parked delivery(ies), oldest first.", messages.SUCCESS)
+
+        return self._ask_or_act(
+            request, action="enable_endpoints", verb="Enable", noun="endpoint(s)", column="state",
+            counts=_counts(queryset, WebhookEndpoint, "state"),
+            eligible_values=(EndpointState.DISABLED,),
+            effect="Each becomes active with a clean health record, and its parked "
+            "deliveries are sent, oldest first.", run=run)
+
+    @admin.action(description="Disable (park waiting deliveries)")
+    def disable_endpoints(self, request, queryset):
+        selection = WebhookEndpoint.objects.filter(pk__in=queryset.values("pk"))
+
+        def run() -> None:
+            parked_before = _parked(selection)
+            disabled = sum(
+                health.endpoint_disable(endpoint=endpoint, reason=OPERATOR_DISABLED)
+                for endpoint in selection.exclude(state=EndpointState.DISABLED)
+                .order_by("created_at", "id"))
+            self.message_user(request, f"Disabled {disabled} endpoint(s); parked "
+                              f"{_parked(selection) - parked_before} waiting delivery(ies).",
+                              messages.SUCCESS)
+
+        return self._ask_or_act(
+            request, action="disable_endpoints", verb="Disable", noun="endpoint(s)", column="state",
+            counts=_counts(queryset, WebhookEndpoint, "state"),
+            eligible_values=(EndpointState.ACTIVE, EndpointState.DEGRADED),
+            effect=f"Each is disabled (\"{OPERATOR_DISABLED}\"); its pending and retrying "
+            "deliveries are parked without using an attempt, and its owner is told with a "
+            "webhook_endpoint.disabled event. Enabling it again resumes them.", run=run)
+
+
+def _parked(endpoints: QuerySet[WebhookEndpoint]) -> int:
+    return Delivery.objects.filter(endpoint__in=endpoints.values("pk"),
+                                   status=DeliveryStatus.PARKED).count()
+
+
+# --- Deliveries ------------------------------------------------------------------------------
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = ("number", "at", "outcome", "http_status", "latency_ms", "error_type",
+              "error_message", "response_excerpt", "worker")
+    readonly_fields = fields
+    ordering = ("number", "id")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(_AsksFirst, admin.ModelAdmin):
+    list_display = ("message_id", "endpoint", "status", "attempts", "created_at",
+                    "delivered_at")
+    list_filter = ("status",)
+    search_fields = ("=message__id",)
+    date_hierarchy = "created_at"
+    list_select_related = ("endpoint",)
+    readonly_fields = [f.name for f in Delivery._meta.fields]
+    inlines = [DeliveryAttemptInline]
+    actions = ("recover_deliveries",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Recover (send again)")
+    def recover_deliveries(self, request, queryset):
+        selection = Delivery.objects.filter(pk__in=queryset.values("pk"))
+        recoverable = selection.filter(status__in=RECOVERABLE_DELIVERY_STATUSES).exclude(
+            endpoint__state=EndpointState.DISABLED)
+        counts = _delivery_counts(selection)
+        blocked = sum(n for key, n in counts.items() if key.endswith(ENDPOINT_DISABLED))
+
+        def run() -> None:
+            eligible = sum(counts.get(s, 0) for s in RECOVERABLE_DELIVERY_STATUSES)
+            with transaction.atomic():
+                chosen = list(recoverable.select_for_update(skip_locked=True, of=("self",))
+                              .order_by("created_at", "id"))
+                sent = deliveries_requeue(deliveries=chosen)
+            self.message_user(request, f"Recovered {sent} delivery(ies): each is sent again "
+                              "with its webhook-id.", messages.SUCCESS)
+            if sent < eligible:
+                self.message_user(request, f"{eligible - sent} failed or parked "
+                                  "delivery(ies) were not recovered (changed or being sent "
+                                  "meanwhile); run the action again for them.",
+                                  messages.WARNING)
+            if blocked:
+                self.message_user(request, f"Skipped {blocked} {_BLOCKED}", messages.WARNING)
+
+        return self._ask_or_act(
+            request, action="recover_deliveries", verb="Recover", noun="delivery(ies)",
+            column="status", counts=counts, eligible_values=RECOVERABLE_DELIVERY_STATUSES,
+            effect="Each is sent again, oldest first, with the same webhook-id (a receiver "
+            "that got it before can tell); its attempts so far are kept.", run=run,
+            note=f"{blocked} {_BLOCKED}" if blocked else "")
+
+
+ENDPOINT_DISABLED = " (endpoint disabled)"
+_BLOCKED = ("failed or parked delivery(ies) of a disabled endpoint: enable the endpoint "
+            "first (that resumes its parked deliveries), then recover the failed ones.")
+
+
+def _delivery_counts(selection: QuerySet[Delivery]) -> dict[str, int]:
+    """{status: deliveries} of a selection in one query, a failed or parked delivery of a
+    disabled endpoint counted apart ("failed (endpoint disabled)"): recover skips those."""
+    rows = (selection.order_by().values("status", "endpoint__state")
+            .annotate(n=Count("pk")))
+    counts: dict[str, int] = {}
+    for row in rows:
+        key = row["status"]
+        if key in RECOVERABLE_DELIVERY_STATUSES and \
+                row["endpoint__state"] == EndpointState.DISABLED:
+            key += ENDPOINT_DISABLED
+        counts[key] = counts.get(key, 0) + row["n"]
+    return _in_order(counts, DeliveryStatus.choices)
+
+
+# --- Messages --------------------------------------------------------------------------------
+
+class MessageDeliveryInline(admin.TabularInline):
+    model = Delivery
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("id", "endpoint", "status", "attempts", "delivered_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    """Read-only: what left the system, once per event, whatever its deliveries."""
+
+    list_display = ("id", "type", "event_id", "timestamp", "created_at")
+    list_filter = ("type",)
+    search_fields = ("=id", "type")
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in Message._meta.fields]
+    inlines = [MessageDeliveryInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj: Any = None) -> bool:
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        """Also find an event's message by the event's id."""
+        results, distinct = super().get_search_results(request, queryset, search_term)
+        try:
+            event_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return results, distinct
+        return results | queryset.filter(event_id=event_id), distinct

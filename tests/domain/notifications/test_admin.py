@@ -1,0 +1,366 @@
+"""The notifications admin: endpoints (secrets never shown; enable and disable, asked first),
+deliveries with their attempts (recover, asked first, skipping disabled endpoints), messages
+read-only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from pytest_django.asserts import assertContains, assertNotContains
+
+from domain.events.models import Event
+from domain.jobs.models import Job, JobStatus
+from domain.notifications.models import (
+    AttemptResult,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    EndpointState,
+    Message,
+    WebhookEndpoint,
+    new_secret,
+)
+from tests.conftest import assert_changelist_loads
+
+pytestmark = pytest.mark.django_db
+
+ENDPOINTS = "admin:notifications_webhookendpoint_changelist"
+DELIVERIES = "admin:notifications_delivery_changelist"
+
+
+def _endpoint(**fields) -> WebhookEndpoint:
+    now = timezone.now()
+    return WebhookEndpoint.objects.create(**{
+        "url": "http://127.0.0.1:9/hook", "secret": new_secret(), "created_at": now,
+        "updated_at": now, **fields})
+
+
+def _disabled(**fields) -> WebhookEndpoint:
+    return _endpoint(state=EndpointState.DISABLED, enabled=False,
+                     disabled_reason="every attempt failed for 5.0 days (40 in a row)",
+                     consecutive_failures=40, failing_since=timezone.now() - timedelta(days=6),
+                     **fields)
+
+
+def _delivery(endpoint: WebhookEndpoint, status: str, *, minutes_ago: int = 0,
+              **fields) -> Delivery:
+    at = timezone.now() - timedelta(minutes=minutes_ago)
+    message = Message.objects.create(type="demo.ping", data={"message": "hi"}, timestamp=at,
+                                     created_at=at)
+    return Delivery.objects.create(message=message, endpoint=endpoint, status=status,
+                                   created_at=at, **fields)
+
+
+def _statuses(rows) -> list[str]:
+    model = type(rows[0])
+    field = "state" if model is WebhookEndpoint else "status"
+    found = dict(model.objects.filter(pk__in=[r.pk for r in rows]).values_list("pk", field))
+    return [found[r.pk] for r in rows]
+
+
+def _act(operator, changelist: str, action: str, rows, *, confirm: bool, follow: bool = False):
+    """POST an action from a list, as the list's form (or the confirmation's) does."""
+    data = {"action": action, "_selected_action": [str(r.pk) for r in rows],
+            "select_across": "0"}
+    if confirm:
+        data["post"] = "yes"
+    else:
+        data["index"] = "0"
+    return operator.post(reverse(changelist), data, follow=follow)
+
+
+# --- Lists and pages -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["notifications/webhookendpoint", "notifications/delivery",
+                                   "notifications/message"])
+def test_changelists_load_with_a_search(operator, model):
+    endpoint = _endpoint()
+    delivery = _delivery(endpoint, DeliveryStatus.FAILED, attempts=1)
+    DeliveryAttempt.objects.create(delivery=delivery, number=1, at=timezone.now(),
+                                   outcome=AttemptResult.GAVE_UP, http_status=400)
+    assert_changelist_loads(operator, model)
+
+
+@pytest.mark.parametrize("query", ["?state__exact=disabled", "?enabled__exact=0",
+                                   "?q=example"])
+def test_endpoint_filters_and_search(operator, query):
+    # given an active endpoint and a disabled one at another host
+    active = _endpoint(url="http://127.0.0.1:9/active")
+    disabled = _disabled(url="https://hooks.example.com/disabled")
+
+    # when the list is filtered (or searched) for the disabled one
+    page = operator.get(reverse(ENDPOINTS) + query).content.decode()
+
+    # then only it is listed
+    assert disabled.url in page and active.url not in page
+
+
+def test_endpoint_pages_never_show_a_secret(operator):
+    # given an endpoint in the middle of a rotation (a secret and the previous one)
+    endpoint = _endpoint(previous_secret=new_secret(),
+                         previous_secret_expires_at=timezone.now() + timedelta(hours=1))
+
+    # when an operator opens its page and the list
+    page = operator.get(reverse("admin:notifications_webhookendpoint_change",
+                                args=[endpoint.pk]))
+    listing = operator.get(reverse(ENDPOINTS))
+
+    # then the page shows the endpoint but neither secret, and has no field for them
+    assert page.status_code == 200
+    assertContains(page, endpoint.url)
+    for response in (page, listing):
+        assertNotContains(response, endpoint.secret)
+        assertNotContains(response, endpoint.previous_secret)
+        assertNotContains(response, "whsec_")
+    assertNotContains(page, 'name="secret"')
+
+
+def test_endpoints_are_not_added_in_the_admin(operator):
+    # registered through the API, which checks the URL and shows the secret once
+    response = operator.get(reverse("admin:notifications_webhookendpoint_add"))
+    assert response.status_code == 403
+
+
+def test_delivery_page_shows_its_attempts(operator):
+    # given a delivery with two attempts
+    delivery = _delivery(_endpoint(), DeliveryStatus.FAILED, attempts=2)
+    for number in (1, 2):
+        DeliveryAttempt.objects.create(
+            delivery=delivery, number=number, at=timezone.now(), outcome=AttemptResult.FAILED,
+            http_status=503, error_type="TransientError",
+            error_message=f"the receiver answered 503 (attempt {number})")
+
+    # when its page is opened, then both attempts are on it, read-only
+    response = operator.get(reverse("admin:notifications_delivery_change", args=[delivery.pk]))
+    assert response.status_code == 200
+    assertContains(response, delivery.message_id)
+    assertContains(response, "the receiver answered 503 (attempt 1)")
+    assertContains(response, "the receiver answered 503 (attempt 2)")
+    assertNotContains(response, 'name="attempt_log-0-error_message"')
+
+
+def test_deliveries_are_found_by_their_message_id(operator):
+    endpoint = _endpoint()
+    mine, other = (_delivery(endpoint, DeliveryStatus.FAILED),
+                   _delivery(endpoint, DeliveryStatus.FAILED))
+    page = operator.get(reverse(DELIVERIES) + f"?q={mine.message_id}").content.decode()
+    assert str(mine.pk) in page and str(other.pk) not in page
+
+
+def test_deliveries_filter_by_status(operator):
+    endpoint = _endpoint()
+    failed, delivered = (_delivery(endpoint, DeliveryStatus.FAILED),
+                         _delivery(endpoint, DeliveryStatus.DELIVERED))
+    page = operator.get(reverse(DELIVERIES) + "?status__exact=failed").content.decode()
+    assert failed.message_id in page and delivered.message_id not in page
+
+
+def test_messages_are_read_only(operator):
+    # given a message with a delivery
+    delivery = _delivery(_endpoint(), DeliveryStatus.DELIVERED)
+    change = reverse("admin:notifications_message_change", args=[delivery.message_id])
+
+    # then its page shows it without a form to save, and it cannot be added or deleted
+    page = operator.get(change)
+    assert page.status_code == 200
+    assertContains(page, delivery.message_id)
+    assertNotContains(page, 'name="_save"')
+    assert operator.post(change, {"type": "forged"}).status_code == 403
+    assert operator.get(reverse("admin:notifications_message_add")).status_code == 403
+    assert operator.get(reverse("admin:notifications_message_delete",
+                                args=[delivery.message_id])).status_code == 403
+    assert Message.objects.get(pk=delivery.message_id).type == "demo.ping"
+
+
+def test_admin_requires_login(client):
+    response = client.get(reverse(DELIVERIES))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+# --- Enable and disable endpoints ------------------------------------------------------------
+
+def test_enable_asks_first_with_the_counts_and_changes_nothing(operator):
+    # given two disabled endpoints and an active one
+    endpoints = [_disabled(), _disabled(), _endpoint()]
+
+    # when the operator runs "Enable" on them
+    response = _act(operator, ENDPOINTS, "enable_endpoints", endpoints, confirm=False)
+
+    # then a page counts them by state and posts the same selection back
+    assert response.status_code == 200
+    assertContains(response, "<title>Enable 2 endpoint(s)? | Django site admin</title>",
+                   html=True)
+    assertContains(response, "<tr><td>active</td><td>1</td><td>left as it is</td></tr>",
+                   html=True)
+    assertContains(response, "<tr><td>disabled</td><td>2</td><td>enable</td></tr>",
+                   html=True)
+    assertContains(response, '<input type="hidden" name="post" value="yes">', html=True)
+    for endpoint in endpoints:
+        assertContains(response, f'<input type="hidden" name="_selected_action" '
+                       f'value="{endpoint.pk}">', html=True)
+    # and nothing changed
+    assert _statuses(endpoints) == ["disabled", "disabled", "active"]
+
+
+def test_confirmed_enable_resumes_parked_deliveries_oldest_first(
+        operator, django_capture_on_commit_callbacks):
+    # given a disabled endpoint with two parked deliveries and a failed one, and an active one
+    endpoint, active = _disabled(), _endpoint()
+    parked = [_delivery(endpoint, DeliveryStatus.PARKED, minutes_ago=m) for m in (30, 20)]
+    failed = _delivery(endpoint, DeliveryStatus.FAILED, minutes_ago=25)
+
+    # when the operator confirms "Enable"
+    with django_capture_on_commit_callbacks(execute=False):
+        response = _act(operator, ENDPOINTS, "enable_endpoints", [endpoint, active],
+                        confirm=True, follow=True)
+
+    # then it is active with a clean record, its parked deliveries pending (oldest first)
+    stored = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    assert (stored.state, stored.enabled, stored.disabled_reason) == ("active", True, "")
+    assert stored.consecutive_failures == 0 and stored.failing_since is None
+    assert _statuses(parked) == ["pending", "pending"]
+    jobs = Job.objects.filter(kind="webhook_delivery").order_by("created_at")
+    assert [j.params["delivery"] for j in jobs] == [str(d.pk) for d in parked]
+    # and the failed one is left to a recovery
+    assert _statuses([failed]) == ["failed"]
+    page = response.content.decode()
+    assert "Enabled 1 endpoint(s); resumed 2 parked delivery(ies), oldest first." in page
+    assert "Left as they were: 1 active." in page
+
+
+def test_confirmed_disable_parks_waiting_deliveries_and_tells_the_owner(operator,
+                                                                        make_client):
+    # given an active endpoint of a key with a pending, a retrying (with its job) and a
+    # delivered delivery, and a degraded one
+    owner = make_client([], name="owner")
+    endpoint = _endpoint(api_key=owner.api_key)
+    degraded = _endpoint(state=EndpointState.DEGRADED)
+    job = Job.objects.create(kind="webhook_delivery", params={}, max_attempts=8,
+                             status=JobStatus.RETRYING, attempts=1)
+    waiting = [_delivery(endpoint, DeliveryStatus.PENDING),
+               _delivery(endpoint, DeliveryStatus.RETRYING, attempts=1, job_id=job.pk)]
+    delivered = _delivery(endpoint, DeliveryStatus.DELIVERED, attempts=1)
+
+    # when the operator confirms "Disable"
+    response = _act(operator, ENDPOINTS, "disable_endpoints", [endpoint, degraded],
+                    confirm=True, follow=True)
+
+    # then both are disabled by an operator, the waiting deliveries parked with their attempts,
+    # the retrying one's job cancelled, the delivered one left
+    for row in (endpoint, degraded):
+        stored = WebhookEndpoint.objects.get(pk=row.pk)
+        assert (stored.state, stored.enabled) == ("disabled", False)
+        assert stored.disabled_reason == "disabled by an operator"
+    assert _statuses(waiting) == ["parked", "parked"]
+    assert Delivery.objects.get(pk=waiting[1].pk).attempts == 1
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+    assert _statuses([delivered]) == ["delivered"]
+    assert "Disabled 2 endpoint(s); parked 2 waiting delivery(ies)." in \
+        response.content.decode()
+    # and the owner hears of it, with the reason
+    event = Event.objects.get(type="webhook_endpoint.disabled",
+                              payload__endpoint_id=str(endpoint.pk))
+    assert event.api_key_id == owner.api_key.pk
+    assert event.payload["reason"] == "disabled by an operator"
+
+
+@pytest.mark.parametrize(("action", "state", "verb"), [
+    ("enable_endpoints", EndpointState.ACTIVE, "enable"),
+    ("disable_endpoints", EndpointState.DISABLED, "disable"),
+])
+def test_an_endpoint_action_with_nothing_to_change_says_so(operator, action, state, verb):
+    endpoints = [_endpoint(state=state, enabled=state != EndpointState.DISABLED)]
+    response = _act(operator, ENDPOINTS, action, endpoints, confirm=False)
+    assert response.status_code == 302
+    page = operator.get(response["Location"]).content.decode()
+    assert f"Nothing to {verb}: none of the 1 selected endpoint(s) is" in page
+    assert _statuses(endpoints) == [state]
+
+
+# --- Recover deliveries ----------------------------------------------------------------------
+
+def test_recover_asks_first_and_says_what_a_disabled_endpoint_keeps(operator):
+    # given failed and parked deliveries, a delivered one, and a failed one of a disabled
+    # endpoint
+    endpoint, disabled = _endpoint(), _disabled()
+    deliveries = [_delivery(endpoint, DeliveryStatus.FAILED),
+                  _delivery(endpoint, DeliveryStatus.PARKED),
+                  _delivery(endpoint, DeliveryStatus.DELIVERED),
+                  _delivery(disabled, DeliveryStatus.FAILED)]
+
+    # when the operator runs "Recover" on them
+    response = _act(operator, DELIVERIES, "recover_deliveries", deliveries, confirm=False)
+
+    # then the page counts them by status and says which will be skipped, changing nothing
+    assert response.status_code == 200
+    assertContains(response, "<title>Recover 2 delivery(ies)? | Django site admin</title>",
+                   html=True)
+    assertContains(response, "<tr><td>failed</td><td>1</td><td>recover</td></tr>", html=True)
+    assertContains(response, "<tr><td>parked</td><td>1</td><td>recover</td></tr>", html=True)
+    assertContains(response, "<tr><td>delivered</td><td>1</td><td>left as it is</td></tr>",
+                   html=True)
+    assertContains(response, "<tr><td>failed (endpoint disabled)</td><td>1</td>"
+                   "<td>left as it is</td></tr>", html=True)
+    assertContains(response, "Left as they are: 1 failed or parked delivery(ies) of a "
+                   "disabled endpoint: enable the endpoint first")
+    assert _statuses(deliveries) == ["failed", "parked", "delivered", "failed"]
+    assert not Job.objects.exists()
+
+
+def test_confirmed_recover_sends_failed_and_parked_again_skipping_disabled_endpoints(
+        operator, django_capture_on_commit_callbacks):
+    # given failed and parked deliveries (one with its earlier job waiting), a delivered one,
+    # and a failed one of a disabled endpoint
+    endpoint, disabled = _endpoint(), _disabled()
+    old_job = Job.objects.create(kind="webhook_delivery", params={}, max_attempts=8,
+                                 status=JobStatus.QUEUED)
+    recoverable = [_delivery(endpoint, DeliveryStatus.FAILED, minutes_ago=10, attempts=8),
+                   _delivery(endpoint, DeliveryStatus.PARKED, minutes_ago=5, job_id=old_job.pk)]
+    delivered = _delivery(endpoint, DeliveryStatus.DELIVERED)
+    blocked = _delivery(disabled, DeliveryStatus.FAILED)
+
+    # when the operator confirms "Recover"
+    with django_capture_on_commit_callbacks(execute=False):
+        response = _act(operator, DELIVERIES, "recover_deliveries",
+                        [*recoverable, delivered, blocked], confirm=True, follow=True)
+
+    # then the failed and parked ones are pending with new jobs, oldest first, their message
+    # and attempts kept, the earlier job cancelled
+    assert _statuses(recoverable) == ["pending", "pending"]
+    stored = [Delivery.objects.get(pk=d.pk) for d in recoverable]
+    assert [s.message_id for s in stored] == [d.message_id for d in recoverable]
+    assert stored[0].attempts == 8
+    assert all(s.job_id and s.job_id != old_job.pk for s in stored)
+    jobs = Job.objects.filter(kind="webhook_delivery", status=JobStatus.QUEUED) \
+        .order_by("created_at")
+    assert [j.params["delivery"] for j in jobs] == [str(d.pk) for d in recoverable]
+    assert Job.objects.get(pk=old_job.pk).status == JobStatus.CANCELLED
+    # and the others are left, with messages saying so
+    assert _statuses([delivered, blocked]) == ["delivered", "failed"]
+    page = response.content.decode()
+    assert "Recovered 2 delivery(ies): each is sent again with its webhook-id." in page
+    assert "Skipped 1 failed or parked delivery(ies) of a disabled endpoint: enable the " \
+        "endpoint first" in page
+    assert "Left as they were: 1 delivered, 1 failed (endpoint disabled)." in page
+
+
+@pytest.mark.parametrize(("endpoint_state", "status", "message"), [
+    (EndpointState.ACTIVE, DeliveryStatus.DELIVERED,
+     "Nothing to recover: none of the 1 selected delivery(ies) is failed or parked."),
+    (EndpointState.DISABLED, DeliveryStatus.FAILED,
+     "Nothing to recover: none of the 1 selected delivery(ies) is failed or parked. Left "
+     "as they are: 1 failed or parked delivery(ies) of a disabled endpoint: enable the "
+     "endpoint first"),
+])
+def test_recover_with_nothing_to_send_says_so_without_a_page(operator, endpoint_state,
+                                                              status, message):
+    endpoint = _disabled() if endpoint_state == EndpointState.DISABLED else _endpoint()
+    deliveries = [_delivery(endpoint, status)]
+    response = _act(operator, DELIVERIES, "recover_deliveries", deliveries, confirm=False)
+    assert response.status_code == 302
+    assert message in operator.get(response["Location"]).content.decode()
+    assert _statuses(deliveries) == [status]
+    assert not Job.objects.exists()
