@@ -8,6 +8,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import (
     OpenApiParameter,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
     inline_serializer,
 )
@@ -99,10 +100,25 @@ def _event_type_field(**kwargs) -> serializers.ListField:
         help_text="event types to receive; null or [] for every type", **kwargs)
 
 
+_URL_HELP = ("http or https (otherwise 422 unsafe_url); its host a domain name whose last "
+             "label has two letters or more, `localhost` or an IP address, at most 253 "
+             "characters (Django's URL validator); the host must resolve to public addresses "
+             "only (or to networks in WEBHOOK_ALLOWED_NETWORKS), otherwise 422 unsafe_url, "
+             "and resolve at all, otherwise 422 unresolvable_url")
+
+
+@extend_schema_field({"type": "string", "format": "uri", "maxLength": 2000,
+                      "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"})
+class WebhookUrlField(serializers.URLField):
+    """A webhook's URL. The scheme is the SSRF guard's to refuse (422 unsafe_url, as for an
+    address that is not public), not this field's: the schema states it as a pattern."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=2000, help_text=_URL_HELP, **kwargs)
+
+
 class EndpointInputSerializer(serializers.Serializer):
-    url = serializers.URLField(max_length=2000, help_text=(
-        "http or https; its host must resolve to public addresses only (or to networks in "
-        "WEBHOOK_ALLOWED_NETWORKS), otherwise 422 unsafe_url"))
+    url = WebhookUrlField()
     event_types = _event_type_field(required=False, default=None)
     description = serializers.CharField(max_length=500, allow_blank=True, required=False,
                                         default="", trim_whitespace=False)
@@ -114,7 +130,7 @@ class EndpointInputSerializer(serializers.Serializer):
 
 @extend_schema_serializer(component_name="WebhookEndpointPatch")
 class EndpointPatchSerializer(serializers.Serializer):
-    url = serializers.URLField(max_length=2000, required=False)
+    url = WebhookUrlField(required=False)
     event_types = _event_type_field(required=False)
     description = serializers.CharField(max_length=500, allow_blank=True, required=False,
                                         trim_whitespace=False)
@@ -146,7 +162,10 @@ class EndpointListCreateApi(APIView):
     throttle_scope = {"GET": "read", "POST": "write"}
 
     @extend_schema(operation_id="webhook_endpoints_list", parameters=[
-        OpenApiParameter("limit", int, description="page size, 1 to 500 (default 50)"),
+        OpenApiParameter("limit", {"type": "integer", "minimum": 1,
+                                   "maximum": CreatedAtCursorPagination.max_page_size},
+                         description=f"page size, {CreatedAtCursorPagination.page_size} if "
+                         "not given"),
         _CURSOR],
         responses={200: inline_serializer("WebhookEndpointPage", {
             "next": serializers.URLField(allow_null=True),
