@@ -17,8 +17,11 @@ explicit cases to the first). Throttling is lifted for the run (conftest.py).
 The requests go through Django's real WSGI handler (middleware, URL resolver, handler404/500),
 not the test client, so an unhandled exception is the 500 a caller would get. They share the
 test's database transaction; each case runs in a savepoint rolled back afterwards, so the rows
-seeded for a test (a product, an event, jobs in several states) look the same to every case,
-and a case that breaks the transaction cannot poison the next one.
+seeded for a test (a product, an event, jobs in several states, webhook endpoints with
+deliveries and attempts) look the same to every case, and a case that breaks the transaction
+cannot poison the next one. A test ping (POST …/test) is delivered for real, to a receiver on
+127.0.0.1 that the seeded endpoints point at; the webhook URLs the fuzzer makes are never sent
+to, and their host names resolve through a fixed table, not the machine's DNS (fuzz_dns).
 
 How many cases ran for each operation, by status code, is printed at the end of the run
 ("schemathesis cases per operation", see conftest.py).
@@ -26,10 +29,14 @@ How many cases ran for each operation, by status code, is printed at the end of 
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from collections.abc import Callable
+import socket
+import zlib
+from collections.abc import Callable, Iterator
 from datetime import UTC, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import hypothesis
 import orjson
@@ -37,6 +44,8 @@ import pytest
 import schemathesis
 from django.conf import settings as django_settings
 from django.core import signals
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections, transaction
 from django.utils import timezone
@@ -61,9 +70,21 @@ from domain.events import services as event_services
 from domain.events.registry import event_types
 from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from domain.jobs.registry import job_kinds
+from domain.notifications import ssrf
+from domain.notifications.models import (
+    AttemptResult,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    EndpointState,
+    Message,
+    WebhookEndpoint,
+    new_secret,
+)
 from tests.factories import ProductFactory
 from tests.fuzz.conftest import FUZZ_CASES
 from tests.fuzz.strategies import PAYLOADS
+from tests.webhook_receiver import Receiver
 
 pytestmark = [
     pytest.mark.django_db,
@@ -80,10 +101,11 @@ schema = schemathesis.openapi.from_wsgi("/api/schema?format=json", APP)
 # The schema states what JSON Schema can: types, enums, lengths, ranges, which payload goes with
 # which event type (one branch per type) and which params with which job kind. A few rules it
 # cannot state: limits on a whole body or payload, characters and numbers JSON carries but the
-# server cannot keep, and one relation between two fields. They are in the README (Errors) and
-# the schema's descriptions, and a schema-valid request that breaks one is refused with that
-# rule's 422. The positive-data check lets exactly these refusals through, and each only when
-# the request does break its rule.
+# server cannot keep, one relation between two fields, what a webhook URL's host must resolve
+# to, and a recovery's endpoint being disabled. They are in the README (Errors) and the
+# schema's descriptions, and a schema-valid request that breaks one is refused with that
+# rule's 422 (409 for the disabled endpoint). The positive-data check lets exactly these
+# refusals through, and each only when the request does break its rule.
 
 def _walk(value: Any):
     """Every key and value in a JSON value, depth first."""
@@ -111,16 +133,30 @@ def _nul_in_query(case: Case, name: str, messages: Any) -> bool:
             and messages == ["Null characters are not allowed."])
 
 
+# Operations whose body is a time range: `until` must be after `since`. For a recovery,
+# `until` not given means now, so a `since` from now on is refused too (under `until`).
+TIME_RANGE_OPERATIONS = ("POST /api/v1/jobs/retry",
+                         "POST /api/v1/webhook-endpoints/{endpoint_id}/recover")
+UNTIL_DEFAULTS_TO_NOW = ("POST /api/v1/webhook-endpoints/{endpoint_id}/recover",)
+
+
 def _until_not_after_since(case: Case, name: str) -> bool:
     body = case.body
-    if (case.operation.label != "POST /api/v1/jobs/retry" or name != "until"
-            or not isinstance(body, dict) or not ("since" in body and "until" in body)):
+    if (case.operation.label not in TIME_RANGE_OPERATIONS or name != "until"
+            or not isinstance(body, dict) or "since" not in body):
         return False
     try:
-        since, until = (parse_datetime(str(body[n]).upper()) for n in ("since", "until"))
+        since = parse_datetime(str(body["since"]).upper())
+        until = parse_datetime(str(body["until"]).upper()) if "until" in body else None
     except ValueError:  # well formatted, but no date (minute 60): refused for that
         return False
-    return since is not None and until is not None and until <= since
+    if since is None:
+        return False
+    if "until" not in body:
+        # now, when the server read it: a little before this check
+        return (case.operation.label in UNTIL_DEFAULTS_TO_NOW and since.tzinfo is not None
+                and since > timezone.now() - timedelta(minutes=1))
+    return until is not None and until <= since
 
 
 def _outside_instant_range(value: Any, messages: Any) -> bool:
@@ -145,6 +181,100 @@ def _body_field(case: Case, name: str) -> Any:
     return case.body.get(name) if isinstance(case.body, dict) else None
 
 
+def _not_a_url_for_django(case: Case, name: str, messages: Any) -> bool:
+    """A webhook URL that `format: uri` admits and Django's URL validator (DRF's URLField)
+    does not: its host is not a domain name whose last label has two letters or more,
+    `localhost` or an IP address, or is longer than DNS allows (253 characters), … The url
+    field's description says so."""
+    url = _body_field(case, name)
+    if name != "url" or messages != ["Enter a valid URL."] or not isinstance(url, str):
+        return False
+    try:
+        URLValidator()(url)
+    except DjangoValidationError:
+        return True
+    return False
+
+
+# --- Webhook URLs: what the SSRF guard refuses -------------------------------------------------
+# A webhook URL's host must resolve to public addresses only (or to WEBHOOK_ALLOWED_NETWORKS,
+# 127.0.0.1/32 in the tests); JSON Schema says `format: uri` and no more. The fuzz run resolves
+# names through a fixed table instead of the machine's DNS (ssrf.lookup is the one place a
+# name becomes addresses): the same name gets the same answer on every machine, none of them
+# is a network request, and every outcome occurs: no address, a public one, a private one,
+# and both at once.
+# A global address and a private one. Nothing connects to either: no delivery is ever sent to
+# a URL the fuzzer made.
+PUBLIC_ADDRESS = "93.184.215.14"
+PRIVATE_ADDRESS = "10.20.30.40"
+
+
+def fuzz_dns(host: str, port: int) -> list[str]:
+    """The table: `localhost` is 127.0.0.1; another name, by a hash of it, does not resolve,
+    or resolves to a public address, a private one, or both."""
+    host.encode("idna")  # as getaddrinfo does: a UnicodeError for a name it cannot encode
+    name = host.lower().rstrip(".")
+    if name == "localhost":
+        return ["127.0.0.1"]
+    answer = zlib.crc32(name.encode()) % 4
+    if answer == 0:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return [[PUBLIC_ADDRESS], [PRIVATE_ADDRESS], [PUBLIC_ADDRESS, PRIVATE_ADDRESS]][answer - 1]
+
+
+def _public(address: str) -> bool:
+    """Allowed as a webhook's address: in WEBHOOK_ALLOWED_NETWORKS, or global and unicast and
+    no cloud metadata service."""
+    ip = ipaddress.ip_address(address.strip("[]"))
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in ipaddress.ip_network(n, strict=False)
+           for n in django_settings.WEBHOOK_ALLOWED_NETWORKS):
+        return True
+    return ip.is_global and not ip.is_multicast and ip not in ssrf.METADATA_ADDRESSES
+
+
+def _url_refusal(url: Any) -> str | None:
+    """What the guard must answer a URL the field accepted: "unsafe_url" (not http(s), no
+    host, a user or password, a port out of range, or an address that is not public),
+    "unresolvable_url" (the name has no address), or None (it may be registered)."""
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or \
+            parts.password:
+        return "unsafe_url"
+    try:
+        parts.port  # noqa: B018 - it raises for a port out of range
+    except ValueError:
+        return "unsafe_url"
+    try:
+        addresses = [str(ipaddress.ip_address(parts.hostname.strip("[]")))]
+    except ValueError:
+        try:
+            addresses = fuzz_dns(parts.hostname, 0)
+        except (OSError, UnicodeError):
+            return "unresolvable_url"
+    return None if addresses and all(_public(a) for a in addresses) else "unsafe_url"
+
+
+def _refuses_its_url(code: str) -> Callable[[Case, dict], bool]:
+    """The case sends a URL (registering, or changing an endpoint's) that the guard refuses
+    with `code`."""
+    return lambda case, error: (
+        error.get("details", {}).get("url") == _body_field(case, "url")
+        and _url_refusal(_body_field(case, "url")) == code)
+
+
+def _recovers_a_disabled_endpoint(case: Case, error: dict) -> bool:
+    """A recovery (not a dry run) of an endpoint that is disabled."""
+    endpoint_id = (case.path_parameters or {}).get("endpoint_id")
+    return (case.operation.label == "POST /api/v1/webhook-endpoints/{endpoint_id}/recover"
+            and _body_field(case, "dry_run") is not True
+            and WebhookEndpoint.objects.filter(pk=str(endpoint_id),
+                                               state=EndpointState.DISABLED).exists())
+
+
 # error code -> whether the case breaks that rule (given the error object)
 UNSTATED_RULES: dict[str, Callable[[Case, dict], bool]] = {
     # U+0000 anywhere in a JSON body: PostgreSQL's jsonb cannot store it
@@ -161,21 +291,34 @@ UNSTATED_RULES: dict[str, Callable[[Case, dict], bool]] = {
         len(orjson.dumps(p)) > django_settings.API_MAX_PAYLOAD_BYTES for p in _payloads(case)),
     # a cursor is opaque: only one the server wrote in a `next`/`previous` link is valid
     "invalid_cursor": lambda case, _: bool((case.query or {}).get("cursor")),
-    # field errors: U+0000 in a query parameter (DRF's CharField refuses it), and the one
-    # relation between two fields, POST /api/v1/jobs/retry's `until` after `since` (its
-    # description says so)
+    # field errors: U+0000 in a query parameter (DRF's CharField refuses it), the one
+    # relation between two fields, `until` after `since` (POST /api/v1/jobs/retry and a
+    # webhook endpoint's recover; their descriptions say so), and a webhook URL that is an
+    # RFC 3986 URI but not a URL for Django's validator (a host without a top-level domain)
     "validation_failed": lambda case, error: bool(error["details"]) and all(
         _nul_in_query(case, name, messages) or _until_not_after_since(case, name)
         or _outside_instant_range(_body_field(case, name), messages)
+        or _not_a_url_for_django(case, name, messages)
         for name, messages in error["details"].items()),
+    # a webhook URL whose host is (or resolves to) an address that is not public, or whose
+    # scheme is not http(s); and one whose host does not resolve (ssrf.py, the url field's
+    # description)
+    "unsafe_url": _refuses_its_url("unsafe_url"),
+    "unresolvable_url": _refuses_its_url("unresolvable_url"),
+    # 409: recovering the deliveries of a disabled endpoint (enable it first)
+    "endpoint_disabled": _recovers_a_disabled_endpoint,
 }
+# The codes above that only their rule may give: any answer with one of them, in either test,
+# must come from a request that breaks that rule (a 409 is never a schema-valid request
+# refused for schemathesis, so without this the rule for endpoint_disabled would hold nothing).
+ONLY_UNDER_THEIR_RULE = ("unsafe_url", "unresolvable_url", "endpoint_disabled")
 
 
 def _breaks_an_unstated_rule(case: Case, response: Response) -> bool:
-    """A 422 that names a rule of UNSTATED_RULES (for a batch: every refused event names one),
-    and the request does break that rule."""
+    """A 422 (or 409) that names a rule of UNSTATED_RULES (for a batch: every refused event
+    names one), and the request does break that rule."""
     error = _error(response)
-    if response.status_code != 422 or not error:
+    if response.status_code not in (409, 422) or not error:
         return False
     if case.operation.label == "POST /api/v1/events/batch" and "events" in error["details"]:
         items = error["details"]["events"]
@@ -205,6 +348,16 @@ def positive_data_acceptance_but_unstated_rules(ctx, response, case):
     return positive_data_acceptance(ctx, response, case)
 
 
+def refused_only_under_its_rule(ctx, response, case):
+    """An answer with a code of ONLY_UNDER_THEIR_RULE comes from a request that breaks that
+    rule (an unsafe_url for a public URL, a 409 for an endpoint that is not disabled, fail)."""
+    code = _error(response).get("code")
+    if code in ONLY_UNDER_THEIR_RULE and not UNSTATED_RULES[code](case, _error(response)):
+        raise AssertionError(f"{response.status_code} {code} for a request that does not "
+                             f"break its rule: {_error(response)}")
+    return None
+
+
 def _negates_headers(case: Case) -> bool:
     """Whether schemathesis made this case invalid in its headers: every case is sent with the
     seeded key's Authorization header (the test replaces what was generated), so such a
@@ -228,6 +381,7 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    refused_only_under_its_rule,
 ]
 # The cases sent as schemathesis generated them are also checked both ways: schema-valid data is
 # accepted (or refused only under UNSTATED_RULES) and schema-invalid data is refused. The
@@ -278,8 +432,20 @@ def _wsgi_in_test_transaction():
         signals.request_finished.connect(close_old_connections)
 
 
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A real webhook receiver on 127.0.0.1 (allowed in the tests), for the test pings."""
+    with Receiver() as running:
+        yield running
+
+
 @pytest.fixture
-def seeded(_wsgi_in_test_transaction) -> dict:
+def _fuzz_dns(monkeypatch):
+    monkeypatch.setattr(ssrf, "lookup", fuzz_dns)
+
+
+@pytest.fixture
+def seeded(_wsgi_in_test_transaction, _fuzz_dns, receiver) -> dict:
     """An all-scopes key and rows it owns, so GET/POST by id sometimes hit a real row."""
     key, raw = api_key_create(name="fuzz", scopes=list(Scopes.values))
     now = timezone.now()
@@ -306,6 +472,7 @@ def seeded(_wsgi_in_test_transaction) -> dict:
         kind="cache_invalidation", params={"keys": ["k"]}, max_attempts=5, api_key=key,
         status=JobStatus.SUCCEEDED, attempts=1, result={"deleted": 1}, started_at=now,
         finished_at=now, progress_done=1, progress_total=1)
+    endpoints, deliveries = _seed_webhooks(key, receiver, published.event, now)
     return {
         "headers": {"Authorization": f"Bearer {raw}"},
         "event_types": [t.name for t in event_types(publishable=True)],
@@ -314,8 +481,62 @@ def seeded(_wsgi_in_test_transaction) -> dict:
             "event_id": [str(published.event.pk)],
             "job_id": [str(j.pk) for j in (queued, dead, cancelled, succeeded)],
             "product_id": [str(product.pk)],
+            "endpoint_id": [str(e.pk) for e in endpoints],
+            "delivery_id": [str(d.pk) for d in deliveries],
         },
     }
+
+
+def _seed_webhooks(key, receiver: Receiver, event, now) -> tuple[list, list]:
+    """Two endpoints at the real receiver (an active one, so a test ping is delivered at once,
+    and a disabled one, whose recovery is 409), and deliveries in several statuses, with
+    attempts: the seeded event's, delivered after a retry and failed; later ones, retrying
+    (its next attempt read from its job) and parked (a recovery sends it again)."""
+    day = timedelta(days=1)
+    active = WebhookEndpoint.objects.create(
+        url=receiver.url("/fuzz"), api_key=key, event_types=["demo.ping"], secret=new_secret(),
+        description="seeded", rate_limit=1000, last_success_at=now, created_at=now - day,
+        updated_at=now)
+    disabled = WebhookEndpoint.objects.create(
+        url=receiver.url("/fuzz-disabled"), api_key=key, secret=new_secret(), enabled=False,
+        state=EndpointState.DISABLED, disabled_reason="every attempt failed for 5.0 days "
+        "(20 in a row)", consecutive_failures=20, failing_since=now - 6 * day,
+        last_failure_at=now - day, created_at=now - 7 * day, updated_at=now - day)
+    message = Message.objects.create(event_id=event.pk, type=event.type, data=event.payload,
+                                     timestamp=event.occurred_at, created_at=now)
+    later = Message.objects.create(type=event.type, data={"message": "later"}, timestamp=now,
+                                   created_at=now)
+    delivered = Delivery.objects.create(
+        message=message, endpoint=active, status=DeliveryStatus.DELIVERED, attempts=2,
+        last_attempt_at=now, delivered_at=now, api_key=key, created_at=now - timedelta(hours=2))
+    failed = Delivery.objects.create(
+        message=message, endpoint=disabled, status=DeliveryStatus.FAILED, attempts=1,
+        last_attempt_at=now - day, api_key=key, created_at=now - timedelta(hours=2),
+        last_error={"type": "PermanentError", "message": "the receiver answered 400",
+                    "http_status": 400})
+    retrying = Delivery.objects.create(message=later, endpoint=active, api_key=key,
+                                       status=DeliveryStatus.RETRYING, attempts=1,
+                                       last_attempt_at=now, created_at=now)
+    job = Job.objects.create(kind="webhook_delivery", params={"delivery": str(retrying.pk)},
+                             max_attempts=8, attempts=1, status=JobStatus.RETRYING,
+                             next_retry_at=now + timedelta(minutes=5), api_key=key)
+    Delivery.objects.filter(pk=retrying.pk).update(job_id=job.pk)
+    parked = Delivery.objects.create(
+        message=Message.objects.create(type=event.type, data={"message": "parked"},
+                                       timestamp=now, created_at=now - day),
+        endpoint=active, api_key=key, status=DeliveryStatus.PARKED, created_at=now - day)
+    for delivery, number, outcome, status, excerpt, error_type in (
+            (delivered, 1, AttemptResult.FAILED, 503, "busy", "TransientError"),
+            (delivered, 2, AttemptResult.DELIVERED, 200, "ok", ""),
+            (failed, 1, AttemptResult.GAVE_UP, 400, "bad request", "PermanentError"),
+            (retrying, 1, AttemptResult.FAILED, None, "", "TimeoutError")):
+        DeliveryAttempt.objects.create(
+            delivery=delivery, number=number, at=now - timedelta(minutes=10 - number),
+            outcome=outcome, http_status=status, latency_ms=12 if status else 15000,
+            response_excerpt=excerpt, error_type=error_type,
+            error_message=f"{error_type}: the receiver answered {status}" if error_type else "",
+            worker="celery@fuzz")
+    return [active, disabled], [delivered, failed, retrying, parked]
 
 
 FUZZ_SETTINGS = hypothesis.settings(
