@@ -243,7 +243,7 @@ class EndpointRotateSecretApi(APIView):
                               **_errors(400, 401, 403, 404, 413, 422)})
     def post(self, request, endpoint_id):
         endpoint = selectors.endpoint_get(endpoint_id=endpoint_id, api_key=request.auth)
-        serializer = RotateInputSerializer(data=request.data if request.data else {})
+        serializer = RotateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         endpoint = services.endpoint_rotate_secret(
             endpoint=endpoint, overlap_seconds=serializer.validated_data.get("overlap_seconds"))

@@ -599,6 +599,23 @@ def test_rotate_secret_with_an_overlap_out_of_range_is_422(manager, overlap):
     assert WebhookEndpoint.objects.get(pk=endpoint.pk).secret == endpoint.secret
 
 
+@pytest.mark.parametrize("body", ["[]", "false", "0", "null", '""'])
+def test_rotate_secret_with_a_body_that_is_not_an_object_is_422_and_rotates_nothing(manager,
+                                                                                     body):
+    # given an endpoint
+    endpoint = _endpoint(manager.api_key)
+
+    # when a rotation is asked with a JSON body that is not an object (before: read as no body,
+    # and the secret was rotated)
+    response = manager.post(reverse("webhook-endpoint-rotate-secret", args=[endpoint.pk]),
+                            body, content_type="application/json")
+
+    # then it is refused, and the secret is the same
+    assert_error(response, 422, "validation_failed")
+    stored = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    assert (stored.secret, stored.previous_secret) == (endpoint.secret, "")
+
+
 # --- POST /api/v1/webhook-endpoints/{id}/recover ---------------------------------------------
 
 def _recover(client, endpoint_id, **body):
