@@ -77,8 +77,11 @@ def _endpoint(api_key, **fields) -> WebhookEndpoint:
 
 def _delivery(endpoint: WebhookEndpoint, status: str = DeliveryStatus.FAILED, *,
               created_at=None, event_id=None, type: str = "demo.ping", **fields) -> Delivery:
-    """One message and its delivery to `endpoint`, made with the ORM."""
+    """An event's message and its delivery to `endpoint`, made with the ORM (a test ping's
+    message has no event: type="webhook.test")."""
     at = created_at or timezone.now()
+    if event_id is None and type != "webhook.test":
+        event_id = uuid.uuid4()
     message = Message.objects.create(event_id=event_id, type=type, data={"message": "hi"},
                                      timestamp=at, created_at=at)
     return Delivery.objects.create(message=message, endpoint=endpoint, status=status,
@@ -626,8 +629,9 @@ def _recover(client, endpoint_id, **body):
 @pytest.fixture
 def window(manager):
     """An endpoint's deliveries around a window [since, until): failed and parked ones inside
-    (recoverable), one of each outside it, and inside it deliveries in every other status, and
-    another endpoint's failed one."""
+    (recoverable), one of each outside it, and inside it deliveries in every other status, a
+    failed test ping (answered to whoever sent it, not sent again), and another endpoint's
+    failed one."""
     now = timezone.now()
     since, until = now - timedelta(hours=3), now - timedelta(hours=1)
     endpoint = _endpoint(manager.api_key)
@@ -643,6 +647,7 @@ def window(manager):
         *(_delivery(endpoint, status, created_at=inside) for status in (
             DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.DELIVERED,
             DeliveryStatus.RETRYING, DeliveryStatus.SKIPPED)),
+        _delivery(endpoint, DeliveryStatus.FAILED, created_at=inside, type="webhook.test"),
         _delivery(_endpoint(manager.api_key), DeliveryStatus.FAILED, created_at=inside),
     ]
     return {"endpoint": endpoint, "since": since, "until": until,
