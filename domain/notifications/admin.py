@@ -18,7 +18,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import BooleanField, Case, Count, QuerySet, Value, When
 from django.template.response import TemplateResponse
 
 from domain.common.admin_actions import confirmation_page
@@ -191,10 +191,14 @@ class DeliveryAdmin(_AsksFirst, admin.ModelAdmin):
     @admin.action(description="Recover (send again)")
     def recover_deliveries(self, request, queryset):
         selection = Delivery.objects.filter(pk__in=queryset.values("pk"))
-        recoverable = selection.filter(status__in=RECOVERABLE_DELIVERY_STATUSES).exclude(
+        # As the API's recover: events' deliveries of endpoints that are not disabled.
+        recoverable = selection.filter(status__in=RECOVERABLE_DELIVERY_STATUSES,
+                                       message__event_id__isnull=False).exclude(
             endpoint__state=EndpointState.DISABLED)
         counts = _delivery_counts(selection)
-        blocked = sum(n for key, n in counts.items() if key.endswith(ENDPOINT_DISABLED))
+        skipped = {why: sum(n for key, n in counts.items() if key.endswith(why))
+                   for why in SKIPPED}
+        note = " ".join(f"{n} {SKIPPED[why]}" for why, n in skipped.items() if n)
 
         def run() -> None:
             eligible = sum(counts.get(s, 0) for s in RECOVERABLE_DELIVERY_STATUSES)
@@ -209,33 +213,44 @@ class DeliveryAdmin(_AsksFirst, admin.ModelAdmin):
                                   "delivery(ies) were not recovered (changed or being sent "
                                   "meanwhile); run the action again for them.",
                                   messages.WARNING)
-            if blocked:
-                self.message_user(request, f"Skipped {blocked} {_BLOCKED}", messages.WARNING)
+            for why, n in skipped.items():
+                if n:
+                    self.message_user(request, f"Skipped {n} {SKIPPED[why]}", messages.WARNING)
 
         return self._ask_or_act(
             request, action="recover_deliveries", verb="Recover", noun="delivery(ies)",
             column="status", counts=counts, eligible_values=RECOVERABLE_DELIVERY_STATUSES,
             effect="Each is sent again, oldest first, with the same webhook-id (a receiver "
             "that got it before can tell); its attempts so far are kept.", run=run,
-            note=f"{blocked} {_BLOCKED}" if blocked else "")
+            note=note)
 
 
 ENDPOINT_DISABLED = " (endpoint disabled)"
-_BLOCKED = ("failed or parked delivery(ies) of a disabled endpoint: enable the endpoint "
-            "first (that resumes its parked deliveries), then recover the failed ones.")
+TEST_PING = " (test ping)"
+# Failed or parked deliveries that recover leaves, and why.
+SKIPPED = {
+    ENDPOINT_DISABLED: "failed or parked delivery(ies) of a disabled endpoint: enable the "
+    "endpoint first (that resumes its parked deliveries), then recover the failed ones.",
+    TEST_PING: "failed test ping(s): a test ping's outcome was answered to whoever sent it; "
+    "it is not sent again.",
+}
 
 
 def _delivery_counts(selection: QuerySet[Delivery]) -> dict[str, int]:
-    """{status: deliveries} of a selection in one query, a failed or parked delivery of a
-    disabled endpoint counted apart ("failed (endpoint disabled)"): recover skips those."""
-    rows = (selection.order_by().values("status", "endpoint__state")
-            .annotate(n=Count("pk")))
+    """{status: deliveries} of a selection in one query, the failed or parked deliveries that
+    recover skips counted apart: "failed (endpoint disabled)", "failed (test ping)"."""
+    rows = (selection.order_by()
+            .annotate(ping=Case(When(message__event_id__isnull=True, then=Value(True)),
+                                default=Value(False), output_field=BooleanField()))
+            .values("status", "endpoint__state", "ping").annotate(n=Count("pk")))
     counts: dict[str, int] = {}
     for row in rows:
         key = row["status"]
-        if key in RECOVERABLE_DELIVERY_STATUSES and \
-                row["endpoint__state"] == EndpointState.DISABLED:
-            key += ENDPOINT_DISABLED
+        if key in RECOVERABLE_DELIVERY_STATUSES:
+            if row["endpoint__state"] == EndpointState.DISABLED:
+                key += ENDPOINT_DISABLED
+            elif row["ping"]:
+                key += TEST_PING
         counts[key] = counts.get(key, 0) + row["n"]
     return _in_order(counts, DeliveryStatus.choices)
 

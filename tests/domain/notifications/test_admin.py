@@ -4,9 +4,12 @@ read-only."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from pytest_django.asserts import assertContains, assertNotContains
@@ -46,10 +49,12 @@ def _disabled(**fields) -> WebhookEndpoint:
 
 
 def _delivery(endpoint: WebhookEndpoint, status: str, *, minutes_ago: int = 0,
-              **fields) -> Delivery:
+              ping: bool = False, **fields) -> Delivery:
+    """An event's message and its delivery (with `ping`, a test ping's: no event)."""
     at = timezone.now() - timedelta(minutes=minutes_ago)
-    message = Message.objects.create(type="demo.ping", data={"message": "hi"}, timestamp=at,
-                                     created_at=at)
+    message = Message.objects.create(
+        event_id=None if ping else uuid.uuid4(), type="webhook.test" if ping else "demo.ping",
+        data={"message": "hi"}, timestamp=at, created_at=at)
     return Delivery.objects.create(message=message, endpoint=endpoint, status=status,
                                    created_at=at, **fields)
 
@@ -345,6 +350,55 @@ def test_confirmed_recover_sends_failed_and_parked_again_skipping_disabled_endpo
     assert "Skipped 1 failed or parked delivery(ies) of a disabled endpoint: enable the " \
         "endpoint first" in page
     assert "Left as they were: 1 delivered, 1 failed (endpoint disabled)." in page
+
+
+def test_recover_leaves_failed_test_pings(operator, django_capture_on_commit_callbacks):
+    # given a failed event delivery and a failed test ping (its outcome was answered to
+    # whoever sent it, as the API's recover leaves it)
+    endpoint = _endpoint()
+    event_delivery = _delivery(endpoint, DeliveryStatus.FAILED)
+    ping = _delivery(endpoint, DeliveryStatus.FAILED, ping=True)
+
+    # when the operator asks to recover both, and confirms
+    page = _act(operator, DELIVERIES, "recover_deliveries", [event_delivery, ping],
+                confirm=False)
+    with django_capture_on_commit_callbacks(execute=False):
+        done = _act(operator, DELIVERIES, "recover_deliveries", [event_delivery, ping],
+                    confirm=True, follow=True)
+
+    # then the page said the ping stays, and only the event's delivery was sent again
+    assertContains(page, "<tr><td>failed (test ping)</td><td>1</td><td>left as it is</td>"
+                   "</tr>", html=True)
+    assert _statuses([event_delivery, ping]) == ["pending", "failed"]
+    assert "Skipped 1 failed test ping(s)" in done.content.decode()
+
+
+def test_recover_across_pages_takes_as_many_queries_for_many_deliveries_as_for_few(
+        operator, django_capture_on_commit_callbacks):
+    # given few and then many failed deliveries of an endpoint, the list filtered on them
+    endpoint = _endpoint()
+    query = "?status__exact=failed"
+    queries = {}
+    for rows in (3, 60):
+        deliveries = [_delivery(endpoint, DeliveryStatus.FAILED) for _ in range(rows)]
+        data = {"action": "recover_deliveries", "select_across": "1",
+                "_selected_action": [str(deliveries[0].pk)]}
+
+        # when the operator selects all across pages, sees the page, and confirms
+        with CaptureQueriesContext(connection) as asked:
+            page = operator.post(reverse(DELIVERIES) + query, {**data, "index": "0"})
+        with CaptureQueriesContext(connection) as done, \
+                django_capture_on_commit_callbacks(execute=False):
+            operator.post(reverse(DELIVERIES) + query, {**data, "post": "yes"})
+        queries[rows] = (len(asked), len(done))
+
+        # then every one was counted and recovered
+        assertContains(page, f"<strong>{rows}</strong>", html=True)
+        assert set(_statuses(deliveries)) == {"pending"}
+        Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).delete()
+
+    # and the page and the action took as many queries for 60 as for 3
+    assert queries[60] == queries[3], queries
 
 
 @pytest.mark.parametrize(("endpoint_state", "status", "message"), [
