@@ -32,6 +32,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, timedelta
@@ -504,8 +505,9 @@ def _seed_webhooks(key, receiver: Receiver, event, now) -> tuple[list, list]:
         last_failure_at=now - day, created_at=now - 7 * day, updated_at=now - day)
     message = Message.objects.create(event_id=event.pk, type=event.type, data=event.payload,
                                      timestamp=event.occurred_at, created_at=now)
-    later = Message.objects.create(type=event.type, data={"message": "later"}, timestamp=now,
-                                   created_at=now)
+    # (messages of events published before; the events themselves are not needed)
+    later = Message.objects.create(event_id=uuid.uuid4(), type=event.type,
+                                   data={"message": "later"}, timestamp=now, created_at=now)
     delivered = Delivery.objects.create(
         message=message, endpoint=active, status=DeliveryStatus.DELIVERED, attempts=2,
         last_attempt_at=now, delivered_at=now, api_key=key, created_at=now - timedelta(hours=2))
@@ -522,8 +524,9 @@ def _seed_webhooks(key, receiver: Receiver, event, now) -> tuple[list, list]:
                              next_retry_at=now + timedelta(minutes=5), api_key=key)
     Delivery.objects.filter(pk=retrying.pk).update(job_id=job.pk)
     parked = Delivery.objects.create(
-        message=Message.objects.create(type=event.type, data={"message": "parked"},
-                                       timestamp=now, created_at=now - day),
+        message=Message.objects.create(event_id=uuid.uuid4(), type=event.type,
+                                       data={"message": "parked"}, timestamp=now,
+                                       created_at=now - day),
         endpoint=active, api_key=key, status=DeliveryStatus.PARKED, created_at=now - day)
     for delivery, number, outcome, status, excerpt, error_type in (
             (delivered, 1, AttemptResult.FAILED, 503, "busy", "TransientError"),
