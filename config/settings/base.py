@@ -285,6 +285,9 @@ WEBHOOK_CIRCUIT_COOLDOWN_MAX_SECONDS = env.int("WEBHOOK_CIRCUIT_COOLDOWN_MAX_SEC
 # A delivery waits in the worker at most this long for its endpoint's rate limit; a longer
 # wait goes back to the queue (its attempt not counted).
 WEBHOOK_RATE_WAIT_SECONDS = env.float("WEBHOOK_RATE_WAIT_SECONDS", default=2.0)
+# A rate slot is held for a second after its request went out, plus this margin for the
+# network and the receiver's own timing (domain/notifications/ratelimit.py).
+WEBHOOK_RATE_MARGIN_SECONDS = env.float("WEBHOOK_RATE_MARGIN_SECONDS", default=0.05)
 # Which event types have a subscribed endpoint is read once per this many seconds per process.
 WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS = env.float("WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS",
                                                 default=1.0)

@@ -119,8 +119,12 @@ class _Engine:
             resolver=GuardedResolver(), limit=settings.WEBHOOK_MAX_IN_FLIGHT,
             limit_per_host=settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT, ttl_dns_cache=10,
             enable_cleanup_closed=True)
+        # A rate-limited request's slot counts from when its request went out (ratelimit.py).
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_slot_sent)
         self.session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",))
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
+            trace_configs=[trace])
         self.in_flight = asyncio.Semaphore(settings.WEBHOOK_MAX_IN_FLIGHT)
         self.per_endpoint: dict[Any, asyncio.Semaphore] = {}
 
@@ -140,34 +144,37 @@ class _Engine:
 
     async def _send(self, send: Send) -> SendResult:
         async with self._endpoint_slots(send.endpoint_id), self.in_flight:
+            slots: list[str] = []
             if send.rate_limit:
-                wait = await self._rate_slot(send)
-                if wait is not None:
+                slots, wait = await self._rate_slot(send)
+                if not slots:
                     return SendResult(key=send.key, started_at=timezone.now(), deferred=wait)
             started = time.perf_counter()
             result = SendResult(key=send.key, started_at=timezone.now())
             try:
-                await self._post(send, result)
+                await self._post(send, result, (send.endpoint_id, slots) if slots else None)
             except Exception as exc:  # noqa: BLE001 - every failure is an attempt's outcome
                 _record_error(result, exc)
             result.latency_ms = round((time.perf_counter() - started) * 1000)
             return result
 
-    async def _rate_slot(self, send: Send) -> float | None:
+    async def _rate_slot(self, send: Send) -> tuple[list[str], float]:
         """Wait for a slot of the endpoint's rate (shared through Redis) for up to
-        WEBHOOK_RATE_WAIT_SECONDS; None once it has one, or the seconds still to wait."""
+        WEBHOOK_RATE_WAIT_SECONDS: (the slot, 0) once it has one, or ([], the seconds still to
+        wait)."""
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + settings.WEBHOOK_RATE_WAIT_SECONDS
         while True:
-            granted, wait = await loop.run_in_executor(
+            slots, wait = await loop.run_in_executor(
                 None, ratelimit.take, send.endpoint_id, send.rate_limit, 1)
-            if granted:
-                return None
+            if slots:
+                return slots, 0.0
             if time.monotonic() + wait > deadline:
-                return wait
+                return [], wait
             await asyncio.sleep(wait)
 
-    async def _post(self, send: Send, result: SendResult) -> None:
+    async def _post(self, send: Send, result: SendResult,
+                    slot: tuple[Any, list[str]] | None = None) -> None:
         host = urlsplit(send.url).hostname or ""
         if _is_ip(host):
             # aiohttp connects to an address given literally without asking the resolver.
@@ -178,12 +185,22 @@ class _Engine:
                 wait=wait_random(0.05, 0.5), reraise=True):
             with attempt:
                 async with self.session.post(send.url, data=send.body, headers=send.headers,
-                                             allow_redirects=False, timeout=_timeout()) as response:
+                                             allow_redirects=False, timeout=_timeout(),
+                                             trace_request_ctx=slot) as response:
                     result.http_status = response.status
                     excerpt = await response.content.read(
                         settings.WEBHOOK_RESPONSE_EXCERPT_BYTES)
                     result.excerpt = excerpt.decode("utf-8", "replace")
                     _judge(response.status, response.headers)
+
+
+async def _slot_sent(session: aiohttp.ClientSession, context: Any,
+                     params: aiohttp.TraceRequestHeadersSentParams) -> None:
+    """The request is going out: its rate slot counts from now (ratelimit.sent, in a thread,
+    not awaited: the body is written meanwhile, and a later stamp only counts it longer)."""
+    slot = context.trace_request_ctx
+    if slot:
+        asyncio.get_running_loop().run_in_executor(None, ratelimit.sent, *slot)
 
 
 def _timeout() -> aiohttp.ClientTimeout:
