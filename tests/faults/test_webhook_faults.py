@@ -122,9 +122,15 @@ def _max_in_window(times: list[float], window: float = 1.0) -> int:
 def test_two_workers_share_an_endpoints_rate_limit(workers):
     with Receiver() as receiver:
         # given an endpoint limited to 5 messages a second, and two notifications worker
-        # processes
+        # processes; each slot is held 0.2 s past its second (WEBHOOK_RATE_MARGIN_SECONDS,
+        # 0.05 by default) because this receiver, in the test process on a busy 2-core
+        # machine, can note an arrival tens of milliseconds late (a run at load average 4-5
+        # saw six arrivals within 0.987 s with the default margin; alone, the tightest six
+        # spanned 1.042-1.054 s)
         endpoint = _endpoint(receiver, "/limited", rate_limit=5)
-        first, second = _notifications_worker(workers), _notifications_worker(workers)
+        env = {"WEBHOOK_RATE_MARGIN_SECONDS": "0.2"}
+        first, second = (_notifications_worker(workers, env=env),
+                         _notifications_worker(workers, env=env))
 
         # when 40 deliveries to it are queued, two to a message (20 messages: each worker
         # takes several)
@@ -352,3 +358,38 @@ def test_a_slow_receiver_does_not_hold_up_the_others(workers):
         assert slow_received_then == 20  # while all 20 slow requests were waiting
         assert fast_after < SLOW_SECONDS < slow_after
         assert len(receiver.at("/fast")) == 200 and len(receiver.at("/slow")) == 20
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a message's deliveries are recorded together once the slowest has answered, and its "
+    "thread waits meanwhile: 16 messages each carrying one delivery to a 10 s receiver hold "
+    "all 16 threads of the notifications worker, and the messages behind them wait ~10 s "
+    "(observed: the 100 fast-only deliveries behind them reached the receiver 10.3 s, and "
+    "were recorded 10.9 s, after queueing)"))
+def test_slow_deliveries_spread_over_messages_do_not_hold_every_thread(workers):
+    with Receiver() as receiver:
+        # given the same slow and fast endpoints and ONE notifications worker
+        receiver.script("/slow", [Answer(delay=SLOW_SECONDS)])
+        slow, fast = _endpoint(receiver, "/slow"), _endpoint(receiver, "/fast")
+        _notifications_worker(workers, env={"WEBHOOK_READ_TIMEOUT": "30"})
+        slow_jobs, fast_jobs = (_deliveries(slow, PROFILE.concurrency),
+                                _deliveries(fast, PROFILE.concurrency * 9 + 100))
+        mixed = []
+        for n, job in enumerate(slow_jobs):  # as a fan-out to both endpoints leaves them
+            mixed += [job, *fast_jobs[n * 9:(n + 1) * 9]]
+        behind = fast_jobs[len(slow_jobs) * 9:]
+
+        # when as many messages as the worker has threads each carry one slow delivery (and 9
+        # fast ones), and 100 fast-only deliveries are queued behind them
+        start = time.monotonic()
+        assert len(outbox_send(mixed, max_batch=10)) == len(mixed)
+        assert len(outbox_send(behind)) == len(behind)
+
+        # then the fast-only deliveries do not wait for the slow receiver's answers
+        behind_ids = [job.pk for job in behind]
+        assert wait_until(lambda: _count(job_id__in=behind_ids,
+                                         status=DeliveryStatus.DELIVERED) == len(behind), 60, 0.1)
+        behind_after = time.monotonic() - start
+        _say("slow deliveries in every thread's message", threads=PROFILE.concurrency,
+             fast_only_behind=len(behind), fast_only_delivered_s=round(behind_after, 1))
+        assert behind_after < SLOW_SECONDS
