@@ -138,9 +138,12 @@ def test_two_workers_share_an_endpoints_rate_limit(workers):
         queued = time.time()
         assert len(outbox_send(jobs, max_batch=2)) == 40
 
-        # then all 40 are delivered, none failed ...
-        done = wait_until(lambda: _count(endpoint=endpoint,
-                                         status=DeliveryStatus.DELIVERED) == 40, 60, 0.2)
+        # then all 40 are delivered, none failed (and their jobs recorded, which follows the
+        # deliveries' own record) ...
+        done = wait_until(lambda: _count(endpoint=endpoint, status=DeliveryStatus.DELIVERED) == 40
+                          and Job.objects.filter(pk__in=[j.pk for j in jobs],
+                                                 status=JobStatus.SUCCEEDED).count() == 40,
+                          60, 0.2)
         arrivals = sorted(r.at for r in receiver.at("/limited"))
         statuses = Counter(Delivery.objects.filter(endpoint=endpoint)
                            .values_list("status", flat=True))
