@@ -14,6 +14,8 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from functools import partial
 from typing import Any, NoReturn
 
 from celery import Task, shared_task
@@ -48,9 +50,10 @@ class JobTask(ConveyorTask):
     job_kind: JobKind
     job_body: Callable[[Job], Any]
     # A body that takes a message's jobs together (webhook deliveries are sent concurrently)
-    # and answers, for each job in order, its result, the exception it failed with, or
-    # `Deferred` (not now, and not an attempt). Each answer is then carried out as for a
-    # job of its own.
+    # and answers, for each job in order, its result, the exception it failed with,
+    # `Deferred` (not now, and not an attempt), or a Future of one of those (still at work:
+    # settled when it is done, the job's lease kept meanwhile). Each answer is then carried
+    # out as for a job of its own.
     jobs_body: Callable[[list[Job]], list[Any]] | None = None
     # The job row holds the result, the error and every attempt (what the API, the admin and
     # replay read); a django-celery-results row per job task was a second INSERT for each job
@@ -143,7 +146,7 @@ class JobTask(ConveyorTask):
         outcomes: list[tuple[Job, Any]] = []
         with keeper.hold([job.pk for job in jobs], jobs[0].worker if jobs else ""):
             if self.jobs_body is not None:
-                counts["deferred"] = 0
+                counts.update(deferred=0, later=0)
                 self._run_together(jobs, counts, outcomes)
             else:
                 self._run_batch(jobs, counts, outcomes)
@@ -181,8 +184,24 @@ class JobTask(ConveyorTask):
             answers = [TimeoutError(f"soft time limit exceeded: {exc}")] * len(jobs)
         except Exception as exc:  # noqa: BLE001 - the whole body failed: each job's failure
             answers = [exc] * len(jobs)
-        deferred: dict[int, list[Job]] = {}
+        now = [(job, a) for job, a in zip(jobs, answers, strict=True)
+               if not isinstance(a, Future)]
         for job, answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, Future):
+                # Still at work after the task (a webhook whose receiver is slow): the job
+                # keeps its lease until the answer comes, and is settled then, in the thread
+                # that answers; the task, and its worker thread, go on to the next message.
+                counts["later"] = counts.get("later", 0) + 1
+                keeper.adopt([job.pk], job.worker)
+                answer.add_done_callback(partial(self._settle_late, job))
+        self._settle(now, counts, outcomes)
+
+    def _settle(self, answered: list[tuple[Job, Any]], counts: dict,
+                outcomes: list[tuple[Job, Any]]) -> None:
+        """Carry out a batch body's answers: results succeed together, exceptions fail (each
+        job by its policy), `Deferred` jobs wait without using an attempt."""
+        deferred: dict[int, list[Job]] = {}
+        for job, answer in answered:
             if isinstance(answer, Deferred):
                 deferred.setdefault(answer.countdown, []).append(job)
                 continue
@@ -195,7 +214,23 @@ class JobTask(ConveyorTask):
             counts[self._failed_in_batch(job, answer)] += 1
         lifecycle.jobs_succeed(outcomes=outcomes)
         for countdown, group in deferred.items():
-            counts["deferred"] += len(self._defer(group, countdown))
+            counts["deferred"] = counts.get("deferred", 0) + len(self._defer(group, countdown))
+
+    def _settle_late(self, job: Job, answer: Future) -> None:
+        token = set_correlation_id(job.correlation_id or str(job.pk))
+        try:
+            try:
+                result = answer.result()
+            except Exception as exc:  # noqa: BLE001 - the job's failure, decided below
+                result = exc
+            counts = {"succeeded": 0, "retrying": 0, "parked": 0, "dead": 0}
+            self._settle([(job, result)], counts, [])
+        except Exception:
+            logger.exception("a late answer could not be recorded job_id=%s", job.pk)
+        finally:
+            keeper.release([job.pk])
+            reset_correlation_id(token)
+            close_old_connections()
 
     def _defer(self, jobs: list[Job], countdown: int) -> list[Job]:
         """Carry out `Deferred`: the jobs wait in the database (`jobs_defer`), and a message

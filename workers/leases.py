@@ -40,17 +40,26 @@ class LeaseKeeper:
     def hold(self, job_ids: Iterable[str], worker: str) -> Iterator[None]:
         """Keep renewing these jobs' leases while the block runs."""
         ids = [str(i) for i in job_ids]
-        with self._lock:
-            self._held.update(ids)
-            self._worker = worker
-            if ids:
-                self._ensure_thread()
+        self.adopt(ids, worker)
         try:
             yield
         finally:
-            with self._lock:
-                self._held.subtract(ids)
-                self._held = +self._held  # drop what no run holds any more
+            self.release(ids)
+
+    def adopt(self, job_ids: Iterable[str], worker: str) -> None:
+        """Renew these jobs' leases until `release` (work that outlives its task: a webhook
+        still waiting on its receiver after the task moved on)."""
+        ids = [str(i) for i in job_ids]
+        with self._lock:
+            self._held.update(ids)
+            self._worker = worker or self._worker
+            if ids:
+                self._ensure_thread()
+
+    def release(self, job_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._held.subtract(str(i) for i in job_ids)
+            self._held = +self._held  # drop what no run holds any more
 
     def held(self) -> set[str]:
         with self._lock:
