@@ -65,3 +65,22 @@ def test_a_renewal_round_leaves_no_connection_open_with_conn_max_age_0():
     # then its connection was closed after the round, not left open until a next round with
     # jobs to renew (which an idle worker never has: the test database could not be dropped)
     assert after == [True]
+
+
+def test_a_job_adopted_past_its_task_is_renewed_until_released():
+    keeper = LeaseKeeper()
+    job = JobFactory()
+    job_claim(job_id=str(job.pk), worker="w@h")
+
+    # given a task that hands its job on as it ends (a webhook still waiting on its receiver)
+    with keeper.hold([job.pk], "w@h"):
+        keeper.adopt([job.pk], "w@h")
+
+    # then the lease is still renewed after the task's hold ends
+    assert keeper.held() == {str(job.pk)}
+    assert keeper.renew() == 1
+
+    # and not once the late work is settled
+    keeper.release([job.pk])
+    assert keeper.held() == set()
+    assert keeper.renew() == 0
