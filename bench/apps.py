@@ -10,4 +10,5 @@ class BenchConfig(AppConfig):
     verbose_name = "Benchmark suite"
 
     def ready(self) -> None:
-        from bench import solo  # noqa: F401 - registers the bench.solo job kind and event type
+        # bench.solo: a job kind and its event type; bench.webhook: an event type for webhooks.
+        from bench import solo, webhook_event  # noqa: F401 - registers them

@@ -45,6 +45,7 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str, str]]:
         out.append((f"publish -> running at {p['rate_per_s']:.0f}/s (half the single-POST "
                     "end-to-end rate)", f"p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms",
                     f"{p['samples']:,} events", "-", "p99 <= 50 ms", yes(p["met"])))
+    out.extend(_webhook_rows(r, yes))
     if "worker_memory" in r:
         p = r["worker_memory"]
         per = p["jobs_per_message"]
@@ -78,6 +79,33 @@ def _publish_single_rows(p: dict, yes) -> list[tuple[str, str, str, str, str, st
         ("single publish with an Idempotency-Key", rate("idem_"), rate("", "without a key"),
          f"{p['ratio_idem']:.2f}x", ">= 0.9x", yes(p["idem_met"])),
     ]
+
+
+def _webhook_rows(r: dict, yes) -> list[tuple[str, str, str, str, str, str]]:
+    """Signed deliveries/s with 1 and 2 notifications workers against bare Celery + requests,
+    and publish -> received latency."""
+    out = []
+    for key in ("webhooks_1w", "webhooks_2w"):
+        if key not in r:
+            continue
+        p = r[key]
+        fan = p["fanout"]
+        out.append((
+            f"webhooks, signed deliveries/s with rows, {p['workers']} notifications worker(s), "
+            f"{p['events']:,} events x {p['endpoints']} endpoints (receiver answers in 50 ms)",
+            f"{p['per_s']:,.0f} deliveries/s ({p['deliveries']:,} in {p['elapsed_s']} s; rows "
+            f"{p['rows_per_s']:,.0f}/s; end to end {p['end_to_end_per_s']:,.0f}/s; fan-out "
+            f"{fan['deliveries_made_per_s']:,.0f} made/s)",
+            f"{p['baseline_per_s']:,.0f} deliveries/s bare Celery task + requests, prefork",
+            f"{p['ratio']:.2f}x", ">= 1,000/s and >= 5x", yes(p["met"])))
+    if "webhooks_latency" in r:
+        p = r["webhooks_latency"]
+        out.append((
+            f"webhooks, publish -> received at {p['deliveries_per_s']:,.0f} deliveries/s "
+            f"({p['events_per_s']:g} events/s, half the best rate, {p['workers']} worker(s))",
+            f"p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms",
+            f"{p['samples']:,} deliveries; the receiver answers in 50 ms", "-", "none", "-"))
+    return out
 
 
 def _events(p: dict) -> str:
@@ -147,6 +175,11 @@ def chart(report: dict, path: Path) -> None:
         if key in r:
             bars.append((label, r[key]["events_per_s"], r[key]["baseline_per_s"],
                          "bare Celery no-op"))
+    for key, label in (("webhooks_1w", "webhooks\n1 worker"), ("webhooks_2w",
+                                                                "webhooks\n2 workers")):
+        if key in r:
+            bars.append((label, r[key]["per_s"], r[key]["baseline_per_s"],
+                         "bare Celery + requests"))
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [3, 1]})
     ax = axes[0]
     xs = range(len(bars))

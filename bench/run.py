@@ -30,6 +30,8 @@ FULL = {
     "e2e_solo_events": 2_500, "latency_seconds": 10,
     "memory_small": 10_000, "memory_large": 100_000,
     "memory_batch": 10, "web_memory_batches": 3, "web_memory_rounds": 2,
+    "webhook_endpoints": 10, "webhook_events": 2_000, "webhook_baseline": 600,
+    "webhook_latency_seconds": 15,
 }
 QUICK = {
     "ingest_seconds": 4, "ingest_rounds": 2, "warmup_seconds": 1,
@@ -38,8 +40,10 @@ QUICK = {
     "e2e_solo_events": 1_500, "latency_seconds": 4,
     "memory_small": 2_000, "memory_large": 20_000,
     "memory_batch": 10, "web_memory_batches": 1, "web_memory_rounds": 1,
+    "webhook_endpoints": 10, "webhook_events": 500, "webhook_baseline": 200,
+    "webhook_latency_seconds": 6,
 }
-SCENARIOS = ("ingest", "e2e", "memory", "web_memory")
+SCENARIOS = ("ingest", "e2e", "webhooks", "memory", "web_memory")
 
 
 def log(message: str) -> None:
@@ -90,7 +94,9 @@ class Suite:
         redis.Redis(port=self.stack.redis_port).flushall()
         with connection.cursor() as cur:
             cur.execute("TRUNCATE events_jobattempt, events_job, events_event, "
-                        "events_batchpublish, django_celery_results_taskresult CASCADE")
+                        "events_batchpublish, django_celery_results_taskresult, "
+                        "notifications_deliveryattempt, notifications_delivery, "
+                        "notifications_message CASCADE")
             cur.execute("VACUUM ANALYZE")
         connection.close()
 
@@ -556,12 +562,16 @@ def main(argv: list[str] | None = None) -> int:
         suite = Suite(stack, cfg)
         suite.setup()
         suite.reset()
-        if only & {"ingest", "e2e"}:
+        if only & {"ingest", "e2e", "webhooks"}:
             web, port = stack.start_web()
             if "ingest" in only:
                 suite.ingest(port)
             if "e2e" in only:
                 suite.end_to_end(port)
+            if "webhooks" in only:
+                from bench.webhooks import WebhooksScenario
+
+                WebhooksScenario(suite).run(port)
             stack.stop(web)
         if "memory" in only:
             suite.memory()

@@ -85,6 +85,9 @@ class Stack:
             "DJANGO_SECURE_SSL_REDIRECT": "False",
             # The throttle still runs (one Redis INCR per request) but never refuses.
             "API_THROTTLE_RATES": "publish=100000000/m,read=100000000/m,write=100000000/m",
+            # The webhook receiver (bench/receiver.py) listens on loopback, which the SSRF
+            # guard refuses unless allowed, as tests and the local runstack allow it.
+            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
             "PYTHONPATH": str(ROOT),
         }
         self.env.pop("CONVEYOR_TEST_RUN_ID", None)
