@@ -115,10 +115,14 @@ class _Engine:
         self.loop.run_forever()
 
     async def _start(self) -> None:
+        # No per-host cap in the connector: aiohttp's "host" is (host, port, TLS), which every
+        # endpoint on one server shares (a customer's endpoints under different paths, a hook
+        # relay's), so a per-host cap of WEBHOOK_ENDPOINT_MAX_IN_FLIGHT held all of them to one
+        # endpoint's share. Each endpoint has its own bound (`_endpoint_slots`), the process
+        # its total (`limit`).
         connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(), limit=settings.WEBHOOK_MAX_IN_FLIGHT,
-            limit_per_host=settings.WEBHOOK_ENDPOINT_MAX_IN_FLIGHT, ttl_dns_cache=10,
-            enable_cleanup_closed=True)
+            resolver=GuardedResolver(), limit=settings.WEBHOOK_MAX_IN_FLIGHT, limit_per_host=0,
+            ttl_dns_cache=10, enable_cleanup_closed=True)
         # A rate-limited request's slot counts from when its request went out (ratelimit.py).
         trace = aiohttp.TraceConfig()
         trace.on_request_headers_sent.append(_slot_sent)
