@@ -87,6 +87,7 @@ def circuit_wait(endpoint: WebhookEndpoint, now: datetime) -> float | None:
 
 def endpoints_record(tallies: dict, now: datetime) -> None:
     """Move each endpoint's health by its outcomes in a batch."""
+    healthy = []
     for endpoint_id, tally in tallies.items():
         if tally.gone:
             endpoint = WebhookEndpoint.objects.filter(pk=endpoint_id).first()
@@ -94,18 +95,22 @@ def endpoints_record(tallies: dict, now: datetime) -> None:
                 endpoint_disable(endpoint=endpoint, reason="the receiver answered 410 Gone")
             continue
         if tally.delivered:
-            _healthy(endpoint_id, now)
+            healthy.append(endpoint_id)
         elif tally.failed:
             _failing(endpoint_id, tally, now)
+    if healthy:
+        _healthy(healthy, now)
 
 
-def _healthy(endpoint_id, now: datetime) -> None:
-    # One statement, and none at all in the usual case (healthy already, seen recently).
+def _healthy(endpoint_ids: list, now: datetime) -> None:
+    # One statement for every endpoint of the batch that delivered (it was one per endpoint:
+    # with 10 endpoints, building ten UPDATEs was 16% of a batch's CPU, py-spy, bench
+    # webhooks), and it changes no row in the usual case (healthy already, seen recently).
     WebhookEndpoint.objects.filter(
         Q(consecutive_failures__gt=0) | Q(state=EndpointState.DEGRADED)
         | Q(circuit_open_until__isnull=False) | Q(last_success_at__isnull=True)
         | Q(last_success_at__lt=now - timedelta(seconds=60)),
-        pk=endpoint_id).update(
+        pk__in=endpoint_ids).update(
         consecutive_failures=0, failing_since=None, last_success_at=now,
         circuit_open_until=None, circuit_probe_at=None, circuit_cooldown=0,
         state=_active_unless_disabled())
