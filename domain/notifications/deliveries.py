@@ -27,10 +27,11 @@ from django.utils import timezone
 
 from domain.access.models import Scopes
 from domain.common.errors import PermanentError
+from domain.common.fastpaths import insert_rows_together
 from domain.events.models import Event
 from domain.jobs.lifecycle import Deferred, will_retry
 from domain.jobs.models import Job
-from domain.jobs.services import job_build, jobs_add, jobs_cancel_selected
+from domain.jobs.services import job_build, jobs_add, jobs_cancel_selected, jobs_inserted
 from domain.notifications import health
 from domain.notifications.kinds import WEBHOOK_DELIVERY
 from domain.notifications.models import (
@@ -75,7 +76,7 @@ def webhooks_fan_out(jobs: list[Job]) -> list[Any]:
         messages = {e.pk: Message(id=message_id_for_event(e.pk), event_id=e.pk, type=e.type,
                                   data=e.payload, timestamp=e.occurred_at, created_at=now)
                     for e in events.values()}
-        Message.objects.bulk_create([m for eid, m in messages.items() if eid not in known])
+        new_messages = [m for eid, m in messages.items() if eid not in known]
         existing = set(Delivery.objects.filter(
             message_id__in=[m.id for m in messages.values()]).values_list("message_id",
                                                                           "endpoint_id"))
@@ -93,8 +94,8 @@ def webhooks_fan_out(jobs: list[Job]) -> list[Any]:
                         or not _may_see(endpoint, event)
                         or (message.id, endpoint.pk) in existing):
                     continue
-                delivery = Delivery(message=message, endpoint=endpoint, created_at=now,
-                                    api_key_id=endpoint.api_key_id,
+                delivery = Delivery(message_id=message.id, endpoint_id=endpoint.pk,
+                                    created_at=now, api_key_id=endpoint.api_key_id,
                                     status=(DeliveryStatus.PARKED
                                             if endpoint.state == EndpointState.DISABLED
                                             else DeliveryStatus.PENDING))
@@ -104,9 +105,21 @@ def webhooks_fan_out(jobs: list[Job]) -> list[Any]:
                 deliveries.append(delivery)
                 made += 1
             answers.append({"message": message.id, "deliveries": made})
-        Delivery.objects.bulk_create(deliveries)
-        jobs_add(jobs=delivery_jobs)
+        _insert(new_messages, deliveries, delivery_jobs)
     return answers
+
+
+def _insert(messages: list[Message], deliveries: list[Delivery], jobs: list[Job]) -> None:
+    """The fan-out's rows in one statement on PostgreSQL (messages, their deliveries and the
+    deliveries' jobs, as unnest arrays); the jobs go to the broker after the commit. Django's
+    bulk_create of the deliveries alone, a placeholder and a field conversion per value, was
+    13% of a notifications worker's CPU under the webhooks bench."""
+    if insert_rows_together([(Message, messages), (Delivery, deliveries), (Job, jobs)]):
+        jobs_inserted(jobs=jobs)
+        return
+    Message.objects.bulk_create(messages)
+    Delivery.objects.bulk_create(deliveries)
+    jobs_add(jobs=jobs)
 
 
 def _may_see(endpoint: WebhookEndpoint, event: Event) -> bool:
