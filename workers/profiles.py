@@ -45,7 +45,7 @@ PROFILES = {
                       concurrency=2),
         WorkerProfile("fast", f"{Queues.EVENTS},{Queues.CACHE},{Queues.MAINTENANCE}",
                       concurrency=2),
-        # Threads: each takes a message of up to 50 deliveries and waits while the process's
+        # Threads: each takes a message of up to 100 deliveries and waits while the process's
         # one asyncio loop sends them (domain/notifications/sender.py), so 16 threads keep
         # hundreds of requests in flight on one core's worth of Python.
         WorkerProfile("notifications", Queues.NOTIFICATIONS.value, concurrency=16,

@@ -39,8 +39,13 @@ WEBHOOK_DELIVERY = register_job_kind(
         },
         retry=WEBHOOK_RETRY,
         # Sent concurrently, so a message's deliveries take about as long as the slowest of
-        # them (at most the read timeout): 50 keep a worker busy without a long tail.
-        batch_size=50,
+        # them (at most the read timeout, or a few read timeouts when more than
+        # WEBHOOK_ENDPOINT_MAX_IN_FLIGHT of them go to one hanging endpoint). 100 halve the
+        # per-message costs of 50 (claim, load, the bookkeeping statements, the broker
+        # round trips), with a tail still well under the soft time limit: bench webhooks,
+        # 1 worker, median of 4 rounds, 974 deliveries/s with 50, 1,165 with 100 (200: 1,236,
+        # with a wider spread and twice the tail).
+        batch_size=100,
         triggerable=False,
     )
 )
