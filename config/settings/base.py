@@ -266,6 +266,9 @@ WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=[])
 # In flight at once: per worker process, and per endpoint in a worker process.
 WEBHOOK_MAX_IN_FLIGHT = env.int("WEBHOOK_MAX_IN_FLIGHT", default=256)
 WEBHOOK_ENDPOINT_MAX_IN_FLIGHT = env.int("WEBHOOK_ENDPOINT_MAX_IN_FLIGHT", default=32)
+# A delivery task waits this long for its batch's answers; a receiver still answering after
+# it is recorded when its answer comes, and the worker thread takes its next message.
+WEBHOOK_BATCH_WAIT_SECONDS = env.float("WEBHOOK_BATCH_WAIT_SECONDS", default=2.0)
 # At most this many bytes of a receiver's answer are kept with the attempt.
 WEBHOOK_RESPONSE_EXCERPT_BYTES = env.int("WEBHOOK_RESPONSE_EXCERPT_BYTES", default=1024)
 # A rotated-out secret keeps signing (beside the new one) this long.

@@ -15,13 +15,19 @@ rescue runs it again, and the receiver gets the same message twice, with the sam
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import socket
+import threading
 from collections import defaultdict
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -43,7 +49,7 @@ from domain.notifications.models import (
     Message,
     WebhookEndpoint,
 )
-from domain.notifications.sender import EndpointGone, Send, SendResult, send_all
+from domain.notifications.sender import EndpointGone, Send, SendResult, send_all, send_each
 from domain.notifications.signing import message_body, signed_headers
 
 logger = logging.getLogger(__name__)
@@ -193,9 +199,77 @@ def webhooks_deliver(jobs: list[Job]) -> list[Any]:
         return answers
     Delivery.objects.filter(pk__in=[d.pk for _, _, d in to_send]).update(
         status=DeliveryStatus.SENDING)
-    results = send_all([_request(delivery) for _, _, delivery in to_send])
-    _record(to_send, results, answers)
+    sending = send_each([_request(delivery) for _, _, delivery in to_send])
+    futures.wait(sending, timeout=settings.WEBHOOK_BATCH_WAIT_SECONDS)
+    if not all(f.done() for f in sending) and late.full():
+        futures.wait(sending)  # too much is waiting on slow receivers already: wait here
+    done = [(item, f.result()) for item, f in zip(to_send, sending, strict=True) if f.done()]
+    _record([item for item, _ in done], [result for _, result in done], answers)
+    for item, sent in zip(to_send, sending, strict=True):
+        if not sent.done():
+            # A receiver still answering: the task moves on, and this delivery is recorded
+            # (and its job settled by the worker) when its answer comes.
+            answers[item[0]] = late.record_when_done(item, sent)
     return answers
+
+
+class _Late:
+    """Deliveries whose receiver answers after the batch's wait (WEBHOOK_BATCH_WAIT_SECONDS):
+    each is recorded by a small pool of recording threads when its answer comes, so a slow
+    receiver holds neither its batch's other deliveries nor the worker thread. At most
+    WEBHOOK_MAX_IN_FLIGHT wait so in a process; past that a batch waits for its own answers
+    (backpressure). At exit the process waits for them, up to the read timeout."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._waiting: set[futures.Future] = set()
+        atexit.register(self.drain)
+
+    def full(self) -> bool:
+        with self._lock:
+            return len(self._waiting) >= settings.WEBHOOK_MAX_IN_FLIGHT
+
+    def record_when_done(self, item: tuple[int, Job, Delivery],
+                         sent: futures.Future) -> futures.Future:
+        answer: futures.Future = futures.Future()
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = ThreadPoolExecutor(max_workers=4,
+                                                thread_name_prefix="webhook-recorder")
+                self._pid, self._waiting = os.getpid(), set()
+            pool = self._pool
+            self._waiting.add(answer)
+        answer.add_done_callback(self._forget)
+        sent.add_done_callback(lambda _: pool.submit(self._record, item, sent, answer))
+        return answer
+
+    def _forget(self, answer: futures.Future) -> None:
+        with self._lock:
+            self._waiting.discard(answer)
+
+    @staticmethod
+    def _record(item: tuple[int, Job, Delivery], sent: futures.Future,
+                answer: futures.Future) -> None:
+        try:
+            answers: list[Any] = [None]
+            _record([(0, item[1], item[2])], [sent.result()], answers)
+            answer.set_result(answers[0])
+        except BaseException as exc:  # noqa: BLE001 - the job's failure: the worker decides
+            answer.set_exception(exc)
+        finally:
+            close_old_connections()
+
+    def drain(self) -> None:
+        with self._lock:
+            waiting = list(self._waiting) if self._pid == os.getpid() else []
+        if waiting:
+            futures.wait(waiting, timeout=settings.WEBHOOK_READ_TIMEOUT
+                         + settings.WEBHOOK_CONNECT_TIMEOUT + 5)
+
+
+late = _Late()
 
 
 def _before_send(job: Job, delivery: Delivery | None, now: datetime) -> Any:

@@ -28,6 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -134,11 +135,20 @@ class _Engine:
         self.per_endpoint: dict[Any, asyncio.Semaphore] = {}
 
     def run(self, sends: Sequence[Send]) -> list[SendResult]:
-        future = asyncio.run_coroutine_threadsafe(self._send_all(sends), self.loop)
-        return future.result()
+        return [future.result() for future in self.submit(sends)]
 
-    async def _send_all(self, sends: Sequence[Send]) -> list[SendResult]:
-        return list(await asyncio.gather(*(self._send(s) for s in sends)))
+    def submit(self, sends: Sequence[Send]) -> list[Future]:
+        """Start every send; a future per send, in the order given, resolved with its
+        SendResult as soon as that one is done (one hand-over to the loop for them all)."""
+        futures = [Future() for _ in sends]
+        asyncio.run_coroutine_threadsafe(self._send_into(sends, futures), self.loop)
+        return futures
+
+    async def _send_into(self, sends: Sequence[Send], futures: list[Future]) -> None:
+        async def one(send: Send, future: Future) -> None:
+            future.set_result(await self._send(send))
+
+        await asyncio.gather(*(one(s, f) for s, f in zip(sends, futures, strict=True)))
 
     def _endpoint_slots(self, endpoint_id: Any) -> asyncio.Semaphore:
         slots = self.per_endpoint.get(endpoint_id)
@@ -300,4 +310,12 @@ def send_all(sends: Sequence[Send]) -> list[SendResult]:
     return engine().run(sends)
 
 
-__all__ = ["EndpointGone", "Send", "SendResult", "send_all"]
+def send_each(sends: Sequence[Send]) -> list[Future]:
+    """Send every request concurrently; a future of each one's outcome, in the order given,
+    resolved as soon as it is done (a slow receiver does not hold the others' answers)."""
+    if not sends:
+        return []
+    return engine().submit(sends)
+
+
+__all__ = ["EndpointGone", "Send", "SendResult", "send_all", "send_each"]

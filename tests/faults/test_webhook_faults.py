@@ -363,12 +363,6 @@ def test_a_slow_receiver_does_not_hold_up_the_others(workers):
         assert len(receiver.at("/fast")) == 200 and len(receiver.at("/slow")) == 20
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a message's deliveries are recorded together once the slowest has answered, and its "
-    "thread waits meanwhile: 16 messages each carrying one delivery to a 10 s receiver hold "
-    "all 16 threads of the notifications worker, and the messages behind them wait ~10 s "
-    "(observed: the 100 fast-only deliveries behind them reached the receiver 10.3 s, and "
-    "were recorded 10.9 s, after queueing)"))
 def test_slow_deliveries_spread_over_messages_do_not_hold_every_thread(workers):
     with Receiver() as receiver:
         # given the same slow and fast endpoints and ONE notifications worker
