@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.contrib.admin import helpers
@@ -27,3 +28,14 @@ def confirmation_page(model_admin, request, template: str, *, action: str, verb:
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         **summary,
     })
+
+
+def with_event_id_match(results, queryset, search_term: str, field: str = "event_id"):
+    """An admin search's results, and the rows whose `field` is the event id searched for
+    (the admin's `=event_id` lookup would be a case-insensitive match, which a foreign key or
+    a UUID column does not support)."""
+    try:
+        event_id = uuid.UUID(search_term.strip())
+    except ValueError:
+        return results
+    return results | queryset.filter(**{field: event_id})

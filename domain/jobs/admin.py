@@ -1,11 +1,10 @@
-import uuid
 from collections.abc import Callable
 
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.template.response import TemplateResponse
 
-from domain.common.admin_actions import confirmation_page
+from domain.common.admin_actions import confirmation_page, with_event_id_match
 from domain.jobs.models import (
     REPLAYABLE_JOB_STATUSES,
     RUNNABLE_JOB_STATUSES,
@@ -47,14 +46,9 @@ class JobAdmin(admin.ModelAdmin):
     actions = ("replay_jobs", "cancel_jobs")
 
     def get_search_results(self, request, queryset, search_term):
-        """Also find the jobs of an event by the event's id (the admin's `=event_id` lookup
-        would be a case-insensitive match, which a foreign key does not support)."""
+        """Also find the jobs of an event by the event's id."""
         results, distinct = super().get_search_results(request, queryset, search_term)
-        try:
-            event_id = uuid.UUID(search_term.strip())
-        except ValueError:
-            return results, distinct
-        return results | queryset.filter(event_id=event_id), distinct
+        return with_event_id_match(results, queryset, search_term), distinct
 
     # --- actions: a confirmation page first, then one set-wise service call ---------------
     # As Django's "Delete selected": the action answers a page that posts the same selection

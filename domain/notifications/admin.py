@@ -12,7 +12,6 @@ once, and the admin has no field for it.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from django.db import transaction
 from django.db.models import BooleanField, Case, Count, QuerySet, Value, When
 from django.template.response import TemplateResponse
 
-from domain.common.admin_actions import confirmation_page
+from domain.common.admin_actions import confirmation_page, with_event_id_match
 from domain.notifications import health, services
 from domain.notifications.deliveries import deliveries_requeue
 from domain.notifications.models import (
@@ -292,8 +291,4 @@ class MessageAdmin(admin.ModelAdmin):
     def get_search_results(self, request, queryset, search_term):
         """Also find an event's message by the event's id."""
         results, distinct = super().get_search_results(request, queryset, search_term)
-        try:
-            event_id = uuid.UUID(search_term.strip())
-        except ValueError:
-            return results, distinct
-        return results | queryset.filter(event_id=event_id), distinct
+        return with_event_id_match(results, queryset, search_term), distinct
