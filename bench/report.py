@@ -103,9 +103,17 @@ def _webhook_rows(r: dict, yes) -> list[tuple[str, str, str, str, str, str]]:
         out.append((
             f"webhooks, publish -> received at {p['deliveries_per_s']:,.0f} deliveries/s "
             f"({p['events_per_s']:g} events/s, half the best rate, {p['workers']} worker(s))",
-            f"p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms",
+            f"p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms" + _stage_waits(p.get("stages", {})),
             f"{p['samples']:,} deliveries; the receiver answers in 50 ms", "-", "none", "-"))
     return out
+
+
+def _stage_waits(stages: dict) -> str:
+    """The two queue waits of a webhook's way, p50: to its fan-out job, to its delivery job."""
+    if not stages:
+        return ""
+    return (f" (p50 waits: publish -> fan-out {stages['publish_to_fanout_started']['p50_ms']} ms, "
+            f"delivery job queued {stages['enqueued_to_claimed']['p50_ms']} ms)")
 
 
 def _events(p: dict) -> str:

@@ -327,6 +327,7 @@ class WebhooksScenario:
         records = self.receiver.records()
         published = {message_id_for_event(pk): occurred.timestamp()
                      for pk, occurred in Event.objects.values_list("id", "occurred_at")}
+        stages = self._stages()
         connection.close()
         samples = latencies_ms(records, published)
         if len(samples) != expected:
@@ -336,8 +337,43 @@ class WebhooksScenario:
                 "workers": n_workers, "seconds": seconds, "samples": len(samples),
                 "p50_ms": round(_pct(samples, 50), 1), "p99_ms": round(_pct(samples, 99), 1),
                 "max_ms": round(samples[-1], 1), "http_p99_ms": run["p99_ms"],
-                "late_starts": run["late_starts"], "receiver_delay_ms": 50,
+                "late_starts": run["late_starts"], "receiver_delay_ms": 50, "stages": stages,
                 "goal": "none (a measurement)", "met": None}
+
+    @staticmethod
+    def _stages() -> dict:
+        """Where a delivery's time went, from the rows (p50 and p99, ms): publish (the
+        event's occurred_at) -> its fan-out job started; fan-out started -> the delivery's job
+        handed to the broker; handed over -> claimed by a worker; claimed -> request sent."""
+        from django.db import connection
+
+        from domain.events.models import Event
+        from domain.jobs.models import Job
+        from domain.notifications.models import Delivery, DeliveryAttempt, Message
+
+        t = {m: connection.ops.quote_name(m._meta.db_table)
+             for m in (Event, Job, Delivery, DeliveryAttempt, Message)}
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT extract(epoch FROM fj.started_at - e.occurred_at), "  # noqa: S608 - the models' own table names
+                "extract(epoch FROM dj.enqueued_at - fj.started_at), "
+                "extract(epoch FROM dj.started_at - dj.enqueued_at), "
+                "extract(epoch FROM a.at - dj.started_at) "
+                f"FROM {t[Event]} e JOIN {t[Job]} fj ON fj.event_id = e.id "
+                "AND fj.kind = 'webhook_fanout' "
+                f"JOIN {t[Message]} m ON m.event_id = e.id "
+                f"JOIN {t[Delivery]} d ON d.message_id = m.id "
+                f"JOIN {t[Job]} dj ON dj.id = d.job_id "
+                f"JOIN {t[DeliveryAttempt]} a ON a.delivery_id = d.id")
+            rows = cursor.fetchall()
+        out = {}
+        for i, name in enumerate(("publish_to_fanout_started", "fanout_to_delivery_enqueued",
+                                  "enqueued_to_claimed", "claimed_to_sent")):
+            values = sorted(float(r[i]) * 1000 for r in rows if r[i] is not None)
+            if values:
+                out[name] = {"p50_ms": round(_pct(values, 50), 1),
+                             "p99_ms": round(_pct(values, 99), 1)}
+        return out
 
     def baseline(self) -> dict:
         """bench/bare_webhook.py: `webhook_baseline` tasks, one per delivery, round-robin over

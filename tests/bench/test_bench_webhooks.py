@@ -159,3 +159,4 @@ def test_the_report_sets_webhooks_against_the_bare_baseline():
     assert "1,200 deliveries/s" in two[0] and "30.00x" in two[0] and "yes" in two[0]
     [latency] = [line for line in lines if "publish -> received" in line]
     assert "p50 80.5 ms, p99 210.2 ms" in latency and "600 deliveries/s" in latency
+    assert "publish -> fan-out 12.4 ms, delivery job queued 5.3 ms" in latency
