@@ -38,7 +38,7 @@ from domain.events.models import Event
 from domain.jobs.lifecycle import Deferred, will_retry
 from domain.jobs.models import Job
 from domain.jobs.services import job_build, jobs_add, jobs_cancel_selected, jobs_inserted
-from domain.notifications import health
+from domain.notifications import fastpaths, health
 from domain.notifications.kinds import WEBHOOK_DELIVERY
 from domain.notifications.models import (
     AttemptResult,
@@ -371,12 +371,12 @@ def _record(to_send: list[tuple[int, Job, Delivery]], results: list[SendResult],
         attempts.append(_attempt(delivery, result,
                                  AttemptResult.FAILED if retry else AttemptResult.GAVE_UP))
         answers[index] = result.error
+    # In a transaction even when it is one statement: a worker killed while the statement
+    # waits (a lock) must leave nothing recorded, as the test of effects once expects (an
+    # autocommit statement already sent would still commit after the kill).
     with transaction.atomic():
-        DeliveryAttempt.objects.bulk_create(attempts)
-        if delivered:
-            Delivery.objects.filter(pk__in=[d.pk for d in delivered]).update(
-                status=DeliveryStatus.DELIVERED, delivered_at=now, last_attempt_at=now,
-                attempts=F("attempts") + 1, last_error=None, next_attempt_at=None)
+        fastpaths.attempts_record(attempts=attempts, delivered=[d.pk for d in delivered],
+                                  now=now)
         for delivery, result, retry in failed:
             Delivery.objects.filter(pk=delivery.pk).update(
                 status=DeliveryStatus.RETRYING if retry else DeliveryStatus.FAILED,
