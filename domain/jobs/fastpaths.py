@@ -114,12 +114,16 @@ def _succeed_portable(outcomes: list[tuple[Job, Any]], now: datetime) -> None:
 def stamp_sent(sent: list[Job], now: datetime) -> bool:
     """Record `enqueued_at`. On PostgreSQL the installed hooks' `sent_sql` (the events'
     roll-up to `dispatched`) runs in the same statement: one round trip and one commit on
-    every publish. Returns whether it did."""
+    every publish. Returns whether it did.
+
+    Jobs without an event (a webhook fan-out's deliveries, by the thousand) take the same
+    statement with nothing after the stamp: Django's `pk__in` UPDATE prepared each of 1,000
+    ids through its field, 4% of a notifications worker's CPU (py-spy, bench webhooks)."""
     job_ids = [str(j.pk) for j in sent]
-    follow = hooks().sent_sql
-    if on_postgresql() and follow and any(j.event_id for j in sent):
-        _stamp_pg(job_ids, now, follow)
-        return True
+    if on_postgresql():
+        follow = hooks().sent_sql if any(j.event_id for j in sent) else ""
+        _stamp_pg(job_ids, now, follow or "SELECT NULL WHERE false")
+        return bool(follow)
     _stamp_portable(job_ids, now)
     return False
 

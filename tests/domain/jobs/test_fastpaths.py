@@ -128,3 +128,20 @@ def test_the_stamp_skips_a_row_a_worker_holds_instead_of_waiting_for_it():
     held.refresh_from_db()
     free.refresh_from_db()
     assert free.enqueued_at is not None and held.enqueued_at is None
+
+
+def test_jobs_without_an_event_are_stamped_in_one_statement(django_assert_num_queries):
+    # given jobs of no event (a webhook fan-out's deliveries), and twins for the portable path
+    fast, portable = [JobFactory(event=None) for _ in range(3)], [JobFactory(event=None)]
+    now = timezone.now()
+
+    # when they are stamped as sent
+    with django_assert_num_queries(1):
+        followed = fastpaths.stamp_sent(fast, now)
+    fastpaths._stamp_portable([str(job.pk) for job in portable], now)
+
+    # then each has its enqueued_at, as the portable version writes it, and no events' roll-up
+    # ran in the statement
+    assert not followed
+    assert {job.enqueued_at for job in Job.objects.filter(pk__in=[j.pk for j in fast])} == {now}
+    assert Job.objects.get(pk=portable[0].pk).enqueued_at == now
