@@ -203,10 +203,16 @@ def webhooks_deliver(jobs: list[Job]) -> list[Any]:
     futures.wait(sending, timeout=settings.WEBHOOK_BATCH_WAIT_SECONDS)
     if not all(f.done() for f in sending) and late.full():
         futures.wait(sending)  # too much is waiting on slow receivers already: wait here
-    done = [(item, f.result()) for item, f in zip(to_send, sending, strict=True) if f.done()]
+    # One reading of which answers are in, for both sides: a send that completes while the
+    # others are being recorded must go to `late`, not fall between the two (it was read
+    # not done for the record, then done here: its job succeeded, its delivery stayed
+    # `sending` with no attempt row, in the webhooks bench with two workers).
+    answered = [f.done() for f in sending]
+    done = [(item, f.result()) for item, f, in_time
+            in zip(to_send, sending, answered, strict=True) if in_time]
     _record([item for item, _ in done], [result for _, result in done], answers)
-    for item, sent in zip(to_send, sending, strict=True):
-        if not sent.done():
+    for item, sent, in_time in zip(to_send, sending, answered, strict=True):
+        if not in_time:
             # A receiver still answering: the task moves on, and this delivery is recorded
             # (and its job settled by the worker) when its answer comes.
             answers[item[0]] = late.record_when_done(item, sent)
