@@ -195,6 +195,7 @@ class WebhooksScenario:
             for n_workers in (1, 2):
                 while len(self.workers) < n_workers:
                     self._start_worker()
+                self.warm_up(port)
                 runs[n_workers] = self.conveyor(port, n_workers)
                 log(f"webhooks: {n_workers} worker(s): {runs[n_workers]['per_s']:,.0f} "
                     "deliveries/s")
@@ -219,6 +220,20 @@ class WebhooksScenario:
             results[f"webhooks_{n_workers}w"] = r
         results["webhooks_bare"] = bare
         results["webhooks_latency"] = latency
+
+    def warm_up(self, port: int, events: int = 100) -> None:
+        """A first round, not measured: a worker process's first batches pay for what it
+        sets up once (connections, the sender's loop and session, imports)."""
+        from bench.run import loadgen
+
+        self._reset()
+        body = json.dumps({"events": [{"type": EVENT_TYPE, "payload": payload(i)}
+                                      for i in range(events)]})
+        self.suite._check(loadgen(self.stack, {
+            "port": port, "connections": 1, "duration": 60, "requests": 1, "method": "POST",
+            "path": "/api/v1/events/batch", "body": body, "headers": self.suite.headers()}),
+            "webhooks warm-up")
+        self._wait_received(events * len(self.endpoints), timeout=120)
 
     def conveyor(self, port: int, n_workers: int) -> dict:
         """`webhook_events` events through the batch endpoint, fanned out to every endpoint
