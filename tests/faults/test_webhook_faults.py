@@ -358,7 +358,10 @@ def test_a_slow_receiver_does_not_hold_up_the_others(workers):
              if fast_arrivals and first_slow else None)
         assert fast_done and slow_done
         assert slow_delivered_then == 0  # the fast ones did not wait for the slow answers
-        assert slow_received_then == 20  # while all 20 slow requests were waiting
+        # while slow requests were waiting on their receiver (queued first, they are all sent
+        # at once; on a quick run the 200 fast ones are done before the receiver has even
+        # accepted all 20: CI saw 13)
+        assert slow_received_then >= 1
         assert fast_after < SLOW_SECONDS < slow_after
         assert len(receiver.at("/fast")) == 200 and len(receiver.at("/slow")) == 20
 
