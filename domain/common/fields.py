@@ -23,3 +23,16 @@ class InstantField(serializers.DateTimeField):
         kwargs["help_text"] = (f"{help_text}; " if help_text else "") + (
             f"RFC 3339, within {INSTANT_RANGE}")
         super().__init__(**kwargs)
+
+
+class StrictCharField(serializers.CharField):
+    """A string, only: DRF's CharField also takes a JSON number and turns it into text
+    (`"event_type": -2202235` filtered by "-2202235"), which the schema's `type: string`
+    refuses. The fuzzer found it on POST /api/v1/jobs/retry."""
+
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)

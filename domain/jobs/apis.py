@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from domain.access.models import Scopes
 from domain.common.errors import ValidationFailed
-from domain.common.fields import InstantField
+from domain.common.fields import InstantField, StrictCharField
 from domain.common.openapi import (
     TAKEN_AS_SENT,
     component_name,
@@ -106,7 +106,7 @@ class JobListCreateApi(APIView):
 
     @extend_schema_serializer(component_name="JobInput")
     class InputSerializer(serializers.Serializer):
-        kind = serializers.CharField(max_length=64, trim_whitespace=False)  # a name, exact
+        kind = StrictCharField(max_length=64, trim_whitespace=False)  # a name, exact
         params = serializers.JSONField(default=dict)
         run_at = InstantField(required=False)
 
@@ -252,8 +252,8 @@ class JobBulkRetryApi(APIView):
     class InputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=[JobStatus.DEAD, JobStatus.CANCELLED],
                                          default=JobStatus.DEAD)
-        kind = serializers.CharField(required=False, max_length=64, **TAKEN_AS_SENT)
-        event_type = serializers.CharField(required=False, max_length=100, **TAKEN_AS_SENT)
+        kind = StrictCharField(required=False, max_length=64, **TAKEN_AS_SENT)
+        event_type = StrictCharField(required=False, max_length=100, **TAKEN_AS_SENT)
         since = InstantField(required=False, help_text="finished at or after")
         until = InstantField(
             required=False, help_text="finished before; after `since` if both are given (an "

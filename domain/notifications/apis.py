@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from domain.access.models import Scopes
 from domain.common.errors import ValidationFailed
-from domain.common.fields import InstantField
+from domain.common.fields import InstantField, StrictCharField
 from domain.common.openapi import error_responses
 from domain.common.pagination import CreatedAtCursorPagination
 from domain.common.rendering import absolute_url, iso
@@ -120,7 +120,7 @@ class WebhookUrlField(serializers.URLField):
 class EndpointInputSerializer(serializers.Serializer):
     url = WebhookUrlField()
     event_types = _event_type_field(required=False, default=None)
-    description = serializers.CharField(max_length=500, allow_blank=True, required=False,
+    description = StrictCharField(max_length=500, allow_blank=True, required=False,
                                         default="", trim_whitespace=False)
     enabled = serializers.BooleanField(required=False, default=True)
     rate_limit = serializers.IntegerField(min_value=1, max_value=100_000, allow_null=True,
@@ -132,7 +132,7 @@ class EndpointInputSerializer(serializers.Serializer):
 class EndpointPatchSerializer(serializers.Serializer):
     url = WebhookUrlField(required=False)
     event_types = _event_type_field(required=False)
-    description = serializers.CharField(max_length=500, allow_blank=True, required=False,
+    description = StrictCharField(max_length=500, allow_blank=True, required=False,
                                         trim_whitespace=False)
     enabled = serializers.BooleanField(required=False, help_text=(
         "false disables it (waiting deliveries are parked); true on a disabled endpoint "

@@ -62,3 +62,14 @@ def test_schema_describes_the_range_on_every_date_time_a_client_sends(client_all
         spec = schemas[name]["properties"][field]
         assert spec["format"] == "date-time"
         assert INSTANT_RANGE in spec["description"], (name, field)
+
+
+@pytest.mark.django_db
+def test_a_number_where_a_string_belongs_is_refused(client_all):
+    # given a filter the schema types as a string, when a JSON number is sent for it
+    response = client_all.post("/api/v1/jobs/retry", {"status": "dead", "event_type": -2202235},
+                               format="json")
+
+    # then it is 422 under that field, not a filter by "-2202235" (the fuzzer's find)
+    assert response.status_code == 422, response.content
+    assert "event_type" in response.json()["error"]["details"]
