@@ -9,9 +9,9 @@ ever re-run until it passes):
 - before the commit: this test holds a SHARE lock on the events table, so the server's INSERT
   waits; the worker is killed once PostgreSQL shows the server's session waiting for that
   lock. Its transaction never commits; the retry stores the batch (202).
-- after the commit, before the answer: the server's broker (a Redis of this test's own) is
-  paused with SIGSTOP, so the hand-over after commit (`transaction.on_commit`) blocks for the
-  broker's socket timeout; the worker is killed as soon as the batch's rows are visible, i.e.
+- after the commit, before the answer: the server hands jobs over in the request
+  (OUTBOX_SEND=inline) and its broker (a Redis of this test's own) is paused with SIGSTOP, so
+  the hand-over after commit (`transaction.on_commit`) blocks for the broker's socket timeout; the worker is killed as soon as the batch's rows are visible, i.e.
   committed. The retry gets the stored batch (200, Idempotent-Replayed), and the relay later
   sends the jobs the killed worker never handed over.
 
@@ -54,10 +54,12 @@ KEY = "batch-after-reset-1"
 
 
 @contextlib.contextmanager
-def gunicorn(tmp_path: Path, *, broker_url: str) -> Iterator[GunicornServer]:
+def gunicorn(tmp_path: Path, *, broker_url: str,
+             outbox_send: str = "background") -> Iterator[GunicornServer]:
     """A real gunicorn (tests/faults/procs.py) handing jobs to `broker_url`; a 60 s worker
     timeout, so a worker blocked on a paused broker is the test's to kill, not gunicorn's."""
-    with running_gunicorn(tmp_path, timeout=60, TEST_BROKER_URL=broker_url) as server:
+    with running_gunicorn(tmp_path, timeout=60, TEST_BROKER_URL=broker_url,
+                          OUTBOX_SEND=outbox_send) as server:
         yield server
 
 
@@ -186,9 +188,12 @@ def test_worker_killed_before_the_commit_the_retry_stores_the_batch_once(
 
 def test_worker_killed_after_the_commit_the_retry_gets_the_stored_batch(
         tmp_path, broker_redis, raw_key):
-    # given a server whose broker is paused (SIGSTOP): the hand-over after the commit blocks
+    # given a server whose broker is paused (SIGSTOP) and which hands jobs over in the request
+    # (OUTBOX_SEND=inline): the hand-over after the commit blocks, so the answer waits. With
+    # production's background hand-over nothing stands between the commit and the answer, and
+    # whether the kill lands before the answer would be a race (CI lost it once).
     body = batch_body()
-    with gunicorn(tmp_path, broker_url=broker_redis.broker_url) as server:
+    with gunicorn(tmp_path, broker_url=broker_redis.broker_url, outbox_send="inline") as server:
         os.kill(broker_redis.pid, signal.SIGSTOP)
         try:
             # when the client sends the whole batch, the server commits it, and its worker
