@@ -295,6 +295,42 @@ WEBHOOK_RATE_MARGIN_SECONDS = env.float("WEBHOOK_RATE_MARGIN_SECONDS", default=0
 WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS = env.float("WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS",
                                                 default=1.0)
 
+# --- Email and in-app notifications (domain/notifications; README "Notifications") ---
+# EMAIL_URL is django-environ's: smtp://user:password@host:587, smtp+tls://…, smtps://…,
+# consolemail:// (the messages printed), dummymail://. Without it: the console backend where
+# DEBUG is on (the local runstack), SMTP to localhost:25 otherwise.
+_email = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+if EMAIL_BACKEND == "django.core.mail.backends.smtp.EmailBackend":
+    # Django's SMTP backend, keeping each message's reply for its attempt row.
+    EMAIL_BACKEND = "domain.notifications.email_backend.EmailBackend"
+EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+# Seconds for the SMTP connection and each reply.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=15)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Conveyor <notifications@localhost>")
+SERVER_EMAIL = env("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+# The domain of every email's Message-ID (<delivery id>@domain): the same delivery sent twice
+# carries the same Message-ID, so a receiving system can tell the copies apart.
+EMAIL_MESSAGE_ID_DOMAIN = env("EMAIL_MESSAGE_ID_DOMAIN", default="conveyor.localhost")
+# Seconds between an email delivery's attempts (±10% jitter; one attempt more than figures):
+# 4xx replies and connection failures retry; a 5xx reply fails that delivery at once.
+EMAIL_RETRY_SCHEDULE = env.list("EMAIL_RETRY_SCHEDULE", cast=int,
+                                default=[30, 120, 600, 1800, 3600, 10800])
+# Recipients of one POST /api/v1/notifications.
+NOTIFICATIONS_MAX_RECIPIENTS = env.int("NOTIFICATIONS_MAX_RECIPIENTS", default=1000)
+# The API's public address, for the one-click List-Unsubscribe link in emails of
+# categories that are not required (RFC 8058); empty: no List-Unsubscribe header.
+NOTIFICATIONS_PUBLIC_URL = env("NOTIFICATIONS_PUBLIC_URL", default="")
+# A template's digest window (seconds) other than the one its code declares, by name:
+# NOTIFICATION_DIGEST_WINDOWS=comment_added=120,other=30.
+NOTIFICATION_DIGEST_WINDOWS = env.dict("NOTIFICATION_DIGEST_WINDOWS", cast={"value": int},
+                                       default={})
+
 # --- REST framework and OpenAPI -------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["domain.access.auth.ApiKeyAuthentication"],

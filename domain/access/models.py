@@ -19,7 +19,10 @@ class Scopes(models.TextChoices):
     PRODUCTS_READ = "products:read", "Read the catalog"
     PRODUCTS_WRITE = "products:write", "Change the catalog"
     WEBHOOKS_MANAGE = "webhooks:manage", "Manage webhook endpoints (and read their deliveries)"
-    NOTIFICATIONS_READ = "notifications:read", "Read deliveries and their attempts"
+    NOTIFICATIONS_WRITE = "notifications:write", ("Send notifications, change inboxes' read "
+                                                  "states and recipients' preferences")
+    NOTIFICATIONS_READ = "notifications:read", ("Read notifications, deliveries and their "
+                                                "attempts, inboxes and preferences")
     ADMIN = "admin", "See every key's events and jobs"
 
 

@@ -8,7 +8,11 @@ class NotificationsConfig(AppConfig):
 
     def ready(self) -> None:
         from domain.events.registry import register_subscriber
-        from domain.notifications import event_types, kinds  # noqa: F401 - registers them
+        from domain.notifications import (  # noqa: F401 - registers them
+            event_types,
+            kinds,
+            notification_types,
+        )
         from domain.notifications.subscriptions import webhook_handlers
 
         # Events of a type some webhook endpoint subscribes to get a fan-out job.

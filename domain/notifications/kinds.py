@@ -1,5 +1,6 @@
-"""The notifications app's job kinds: fanning an event out to its webhook endpoints, and
-sending the deliveries."""
+"""The notifications app's job kinds: fanning an event out to its webhook endpoints and
+sending those deliveries; sending emails, writing inbox items, and the notifications events'
+notifiers send."""
 
 from django.conf import settings
 
@@ -46,6 +47,64 @@ WEBHOOK_DELIVERY = register_job_kind(
         # 1 worker, median of 4 rounds, 974 deliveries/s with 50, 1,165 with 100 (200: 1,236,
         # with a wider spread and twice the tail).
         batch_size=100,
+        triggerable=False,
+    )
+)
+
+# 4xx replies and connection failures wait EMAIL_RETRY_SCHEDULE between attempts (by default
+# 30 s, 2 min, 10 min, 30 min, 1 h, 3 h: 7 attempts over about 4.7 hours).
+EMAIL_RETRY = RetryPolicy.scheduled("email", settings.EMAIL_RETRY_SCHEDULE)
+
+EMAIL_DELIVERY = register_job_kind(
+    JobKind(
+        name="email_delivery",
+        task_name="conveyor.notifications.send_emails",
+        description="Render and send one email delivery (a message's deliveries share one "
+        "SMTP connection); a digest's carrier sends its whole digest.",
+        params_schema={
+            "type": "object",
+            "properties": {"delivery": {"type": "string", "format": "uuid"}},
+            "required": ["delivery"],
+            "additionalProperties": False,
+        },
+        retry=EMAIL_RETRY,
+        batch_size=100,
+        triggerable=False,
+    )
+)
+
+INBOX_DELIVERY = register_job_kind(
+    JobKind(
+        name="inbox_delivery",
+        task_name="conveyor.notifications.write_inbox",
+        description="Render one in-app delivery into its recipient's inbox (a message's "
+        "deliveries are written with a few statements).",
+        params_schema={
+            "type": "object",
+            "properties": {"delivery": {"type": "string", "format": "uuid"}},
+            "required": ["delivery"],
+            "additionalProperties": False,
+        },
+        retry=TRANSIENT,
+        batch_size=200,
+        triggerable=False,
+    )
+)
+
+EVENT_NOTIFICATION = register_job_kind(
+    JobKind(
+        name="event_notification",
+        task_name="conveyor.notifications.notify_from_events",
+        description="Send the notification an event's notifier builds from it (once per "
+        "event and notifier, however often the job runs).",
+        params_schema={
+            "type": "object",
+            "properties": {"notifier": {"type": "string", "minLength": 1}},
+            "required": ["notifier"],
+            "additionalProperties": False,
+        },
+        retry=TRANSIENT,
+        batch_size=50,
         triggerable=False,
     )
 )

@@ -1,4 +1,6 @@
-"""Notifications: webhook endpoints, the messages sent to them, and every delivery and attempt.
+"""Notifications: webhook endpoints and the messages sent to them; notifications to people
+(email and in-app) with their digests, inbox items and preferences; and every delivery and
+attempt of all of them.
 
 A **message** is what leaves the system once: a type, a timestamp and its data, with a
 Standard-Webhooks id (`msg_…`) that stays the same across every retry and recovery, so a
@@ -8,6 +10,12 @@ endpoint), it carries the status API clients read, and each try of it is a
 **delivery attempt** with its HTTP facts. The work of sending is a job (domain/jobs) of kind
 `webhook_delivery`: its retry policy spaces the attempts, its lease and the orphan rescue
 survive a dead worker; the delivery row is what the job's work is about.
+
+A **notification** is one send of a template (registered in code, `catalogue.py`) to up to
+1,000 recipients: one delivery per (recipient, channel), unique, so a retried job or a replayed
+request never makes a second. An email delivery of a digest template joins its recipient's
+open **digest** instead of sending alone; an in-app delivery becomes an **inbox item** with a
+read state. **Preferences** are per recipient, category and channel.
 """
 
 from __future__ import annotations
@@ -100,6 +108,89 @@ class Message(models.Model):
         return f"{self.type} {self.id}"
 
 
+class Channel(models.TextChoices):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+    IN_APP = "in_app", "In-app"
+
+
+PEOPLE_CHANNELS = (Channel.EMAIL, Channel.IN_APP)
+
+
+class Notification(models.Model):
+    """One send of a template: what the client asked for, once. Its deliveries say what
+    happened to each recipient on each channel."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    template = models.CharField(max_length=100)
+    category = models.CharField(max_length=100)
+    channels = models.JSONField(default=list)
+    context = models.JSONField(default=dict)
+    recipients_count = models.PositiveIntegerField(default=0)
+    api_key = models.ForeignKey("access.ApiKey", null=True, blank=True,
+                                on_delete=models.SET_NULL, related_name="+")
+    # NULL, not "", when absent: the unique constraint must not hold keyless sends together.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    request_hash = models.CharField(max_length=64, blank=True, default="")
+    event_id = models.UUIDField(null=True, blank=True,
+                                help_text="The event it came from, if an event's handler sent it.")
+    source = models.CharField(  # noqa: DJ001 - NULL when absent, as the key above
+        max_length=255, null=True, blank=True,
+        help_text="For a notification an event's handler sent: `<event id>:<notifier>`, "
+        "unique, so a handler's job run twice sends once.")
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "idempotency_key"],
+                                    name="notification_idempotency_key",
+                                    condition=Q(idempotency_key__isnull=False)),
+            models.UniqueConstraint(fields=["source"], name="notification_one_per_source",
+                                    condition=Q(source__isnull=False)),
+        ]
+        indexes = [models.Index(fields=["api_key", "created_at"],
+                                name="notification_key_created")]
+
+    def __str__(self) -> str:
+        return f"{self.template} to {self.recipients_count} ({self.pk})"
+
+
+class DigestState(models.TextChoices):
+    OPEN = "open", "Open (collecting)"
+    CLOSED = "closed", "Closed (sending or sent)"
+
+
+class Digest(models.Model):
+    """A recipient's pending digest of one template (and digest key): the email deliveries
+    that arrive while it is open join it, and its carrier delivery sends them all as one
+    email when it closes. At most one is open per (template, key, recipient): a partial unique
+    constraint, so concurrent arrivals cannot open two."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    template = models.CharField(max_length=100)
+    key = models.CharField(max_length=255, blank=True, default="",
+                           help_text="The template's digest key, rendered for this arrival.")
+    recipient_id = models.CharField(max_length=200)
+    state = models.CharField(max_length=16, choices=DigestState.choices,
+                             default=DigestState.OPEN)
+    opened_at = models.DateTimeField(default=timezone.now)
+    closes_at = models.DateTimeField()
+    carrier = models.ForeignKey("Delivery", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+", help_text="The delivery whose job sends it.")
+    items = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [models.UniqueConstraint(
+            fields=["template", "key", "recipient_id"], name="digest_one_open",
+            condition=Q(state="open"))]
+
+    def __str__(self) -> str:
+        return f"{self.template} digest for {self.recipient_id} ({self.state})"
+
+
 class DeliveryStatus(models.TextChoices):
     PENDING = "pending"
     SENDING = "sending"
@@ -107,7 +198,7 @@ class DeliveryStatus(models.TextChoices):
     RETRYING = "retrying"
     FAILED = "failed"
     PARKED = "parked", "Parked (endpoint disabled or circuit open; no attempts used)"
-    SKIPPED = "skipped", "Skipped (no longer subscribed when its turn came)"
+    SKIPPED = "skipped", "Skipped (not wanted when its turn came; see its reason)"
 
 
 RECOVERABLE_DELIVERY_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.PARKED)
@@ -117,9 +208,22 @@ OPEN_DELIVERY_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING,
 
 class Delivery(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="deliveries")
-    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE,
-                                 related_name="deliveries")
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEBHOOK)
+    # A webhook delivery: a message to an endpoint.
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, null=True, blank=True,
+                                 on_delete=models.CASCADE, related_name="deliveries")
+    # An email or in-app delivery: a notification to a recipient.
+    notification = models.ForeignKey(Notification, null=True, blank=True,
+                                     on_delete=models.CASCADE, related_name="deliveries")
+    recipient_id = models.CharField(max_length=200, blank=True, default="")
+    address = models.CharField(max_length=320, blank=True, default="",
+                               help_text="The email address it goes to.")
+    digest = models.ForeignKey(Digest, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="deliveries")
+    reason = models.CharField(max_length=500, blank=True, default="",
+                              help_text="Why it was skipped or parked.")
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices,
                               default=DeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0, help_text="Every attempt, all runs.")
@@ -137,9 +241,17 @@ class Delivery(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "deliveries"
-        constraints = [models.UniqueConstraint(fields=["message", "endpoint"],
-                                               name="delivery_one_per_message_endpoint")]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "endpoint"],
+                                    name="delivery_one_per_message_endpoint"),
+            models.UniqueConstraint(fields=["notification", "recipient_id", "channel"],
+                                    name="delivery_one_per_recipient_channel",
+                                    condition=Q(notification__isnull=False)),
+        ]
         indexes = [
+            models.Index(fields=["recipient_id", "created_at"], name="delivery_recipient_created",
+                         condition=~Q(recipient_id="")),
+            models.Index(fields=["channel", "created_at"], name="delivery_channel_created"),
             models.Index(fields=["endpoint", "created_at"], name="delivery_endpoint_created"),
             models.Index(fields=["status", "created_at"], name="delivery_status_created"),
             models.Index(fields=["api_key", "created_at"], name="delivery_key_created"),
@@ -148,7 +260,9 @@ class Delivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.message_id} → {self.endpoint_id} ({self.status})"
+        if self.channel == Channel.WEBHOOK:
+            return f"{self.message_id} → {self.endpoint_id} ({self.status})"
+        return f"{self.channel} to {self.recipient_id} ({self.status})"
 
 
 class AttemptResult(models.TextChoices):
@@ -164,6 +278,9 @@ class DeliveryAttempt(models.Model):
     at = models.DateTimeField(help_text="When the request was sent.")
     outcome = models.CharField(max_length=16, choices=AttemptResult.choices)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    smtp_code = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="The SMTP server's reply code (its text is the "
+        "response excerpt).")
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     response_excerpt = models.TextField(blank=True, default="")
     error_type = models.CharField(max_length=255, blank=True, default="")
@@ -176,3 +293,75 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.delivery_id}: {self.outcome}"
+
+
+class InboxState(models.TextChoices):
+    UNREAD = "unread"
+    READ = "read"
+    ARCHIVED = "archived"
+
+
+class InboxItem(models.Model):
+    """An in-app notification in its recipient's inbox: one per in-app delivery."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    recipient_id = models.CharField(max_length=200)
+    delivery = models.OneToOneField(Delivery, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="inbox_item")
+    notification = models.ForeignKey(Notification, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+")
+    template = models.CharField(max_length=100)
+    category = models.CharField(max_length=100)
+    title = models.CharField(max_length=500)
+    body = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, help_text="The notification's context.")
+    state = models.CharField(max_length=16, choices=InboxState.choices,
+                             default=InboxState.UNREAD)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # GET /api/v1/inbox/{recipient}?state=…: an index range scan in the page's order,
+            # however many items the recipient has (README "Inbox", with the plan).
+            models.Index(fields=["recipient_id", "state", "-created_at", "-id"],
+                         name="inbox_recipient_state"),
+            # … and without ?state= (unread and read together).
+            models.Index(fields=["recipient_id", "-created_at", "-id"], name="inbox_recipient"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} for {self.recipient_id} ({self.state})"
+
+
+class InboxCounter(models.Model):
+    """A recipient's unread count, kept in the same transaction as every change of state, so
+    every inbox answer carries it without counting (an inbox may hold 100,000 items)."""
+
+    recipient_id = models.CharField(primary_key=True, max_length=200)
+    unread = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.recipient_id}: {self.unread} unread"
+
+
+class RecipientPreference(models.Model):
+    """Whether a recipient wants a category of notifications on a channel; no row means yes.
+    Categories registered as `required` ignore these (and cannot be set to no)."""
+
+    id = models.BigAutoField(primary_key=True)
+    recipient_id = models.CharField(max_length=200)
+    category = models.CharField(max_length=100)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["recipient_id", "category", "channel"]
+        constraints = [models.UniqueConstraint(fields=["recipient_id", "category", "channel"],
+                                               name="preference_one_per_channel")]
+
+    def __str__(self) -> str:
+        return f"{self.recipient_id} {self.category}/{self.channel}: {self.enabled}"

@@ -11,9 +11,10 @@ ever re-run until it passes):
   lock. Its transaction never commits; the retry stores the batch (202).
 - after the commit, before the answer: the server hands jobs over in the request
   (OUTBOX_SEND=inline) and its broker (a Redis of this test's own) is paused with SIGSTOP, so
-  the hand-over after commit (`transaction.on_commit`) blocks for the broker's socket timeout; the worker is killed as soon as the batch's rows are visible, i.e.
-  committed. The retry gets the stored batch (200, Idempotent-Replayed), and the relay later
-  sends the jobs the killed worker never handed over.
+  the hand-over after commit (`transaction.on_commit`) blocks for the broker's socket
+  timeout; the worker is killed as soon as the batch's rows are visible, i.e. committed. The
+  retry gets the stored batch (200, Idempotent-Replayed), and the relay later sends the jobs
+  the killed worker never handed over.
 
 The server is a real gunicorn with compose/django/start's worker class, one worker process
 (the one killed; its master starts another), sharing this run's test database. The client is
