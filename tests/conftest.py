@@ -313,3 +313,18 @@ def simultaneously(count: int, send: Callable[[], object], timeout: float = 60) 
     assert not errors, errors
     assert all(not t.is_alive() for t in threads)
     return results
+
+
+@pytest.fixture
+def smtp_sink(settings):
+    """A real SMTP server (tests/smtp_sink.py) that Django's email backend sends to: the
+    project's SMTP backend (pytest-django puts the in-memory one in place otherwise)."""
+    from tests.smtp_sink import SmtpSink
+
+    with SmtpSink() as sink:
+        settings.EMAIL_BACKEND = "domain.notifications.email_backend.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = sink.host, sink.port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        settings.EMAIL_TIMEOUT = 5
+        yield sink
