@@ -299,7 +299,8 @@ WEBHOOK_SUBSCRIPTIONS_CACHE_SECONDS = env.float("WEBHOOK_SUBSCRIPTIONS_CACHE_SEC
 # EMAIL_URL is django-environ's: smtp://user:password@host:587, smtp+tls://…, smtps://…,
 # consolemail:// (the messages printed), dummymail://. Without it: the console backend where
 # DEBUG is on (the local runstack), SMTP to localhost:25 otherwise.
-_email = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+_email = env.email_url_config(env("EMAIL_URL", default="")
+                              or ("consolemail://" if DEBUG else "smtp://localhost:25"))
 EMAIL_BACKEND = _email["EMAIL_BACKEND"]
 if EMAIL_BACKEND == "django.core.mail.backends.smtp.EmailBackend":
     # Django's SMTP backend, keeping each message's reply for its attempt row.

@@ -23,3 +23,8 @@ FLOWER_PASSWORD = env("FLOWER_PASSWORD", default="admin")
 DEMO_API_KEY = env("DEMO_API_KEY", default="cvk_demo_local_only_do_not_use_in_production")
 # Webhooks to a receiver on this machine (the SSRF guard refuses loopback unless allowed).
 WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=["127.0.0.1/32"])
+# Emails printed by the console backend unless EMAIL_URL names a real server (base.py read
+# EMAIL_URL before DEBUG was on here, so its default must be set again).
+if not env("EMAIL_URL", default=""):
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+NOTIFICATIONS_PUBLIC_URL = env("NOTIFICATIONS_PUBLIC_URL", default="http://127.0.0.1:8000")
