@@ -166,24 +166,23 @@ def categories() -> list[Category]:
 
 
 def get_category(name: str) -> Category:
-    return _categories[name]
+    """A registered category; one no longer in the code (a notification stored before it was
+    removed) reads as an optional one of that name."""
+    return _categories.get(name) or Category(name=name, description="(no longer registered)")
 
 
 def notification_templates() -> list[NotificationTemplate]:
     return sorted(_templates.values(), key=lambda t: t.name)
 
 
+class UnknownTemplate(ValidationFailed):
+    code = "unknown_template"
+
+
 def get_template(name: str) -> NotificationTemplate:
     try:
         return _templates[name]
     except KeyError:
-        raise ValidationFailed(f"Unknown notification template {name!r}.",
-                               code="unknown_template",
-                               details={"known": sorted(_templates)}) from None
-
-
-__all__ = [
-    "Category", "DigestRule", "MissingVariable", "NotificationTemplate", "RenderedMessage",
-    "categories", "get_category", "get_template",
-    "notification_templates", "register_category", "register_template",
-]
+        raise UnknownTemplate(f"Unknown notification template {name!r}.",
+                              code="unknown_template",
+                              details={"known": sorted(_templates)}) from None

@@ -39,7 +39,12 @@ from domain.common.errors import PermanentError, TransientError
 from domain.jobs.lifecycle import will_retry
 from domain.jobs.models import Job
 from domain.notifications import fastpaths, preferences
-from domain.notifications.catalogue import MissingVariable, get_category, get_template
+from domain.notifications.catalogue import (
+    MissingVariable,
+    UnknownTemplate,
+    get_category,
+    get_template,
+)
 from domain.notifications.models import (
     AttemptResult,
     Channel,
@@ -107,7 +112,8 @@ def emails_deliver(jobs: list[Job]) -> list[Any]:
         item = _Outgoing(index, job, delivery, members)
         try:
             item.message = _build(delivery, members)
-        except MissingVariable as exc:
+        except (MissingVariable, UnknownTemplate) as exc:
+            # Never a retry loop: the stored context or the code must change first.
             item.error = PermanentError(str(exc))
         outgoing.append(item)
     for reason, deliveries in skipped.items():

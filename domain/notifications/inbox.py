@@ -24,7 +24,7 @@ from domain.common.errors import NotFound, PermanentError, ValidationFailed
 from domain.common.fastpaths import table
 from domain.jobs.models import Job
 from domain.notifications import fastpaths, preferences
-from domain.notifications.catalogue import MissingVariable, get_template
+from domain.notifications.catalogue import MissingVariable, UnknownTemplate, get_template
 from domain.notifications.models import (
     AttemptResult,
     Channel,
@@ -65,6 +65,7 @@ def inbox_deliver(jobs: list[Job]) -> list[Any]:
     items: list[InboxItem] = []
     written: list[tuple[int, Delivery]] = []
     skipped: dict[str, list[Any]] = {}
+    failed: list[tuple[Delivery, Exception]] = []
     now = timezone.now()
     for index, delivery in candidates:
         notification = delivery.notification
@@ -77,8 +78,9 @@ def inbox_deliver(jobs: list[Job]) -> list[Any]:
             rendered = get_template(notification.template).render(
                 notification.context, recipient={"id": delivery.recipient_id, "email": ""},
                 extra={"unsubscribe_url": ""})
-        except MissingVariable as exc:
+        except (MissingVariable, UnknownTemplate) as exc:
             answers[index] = PermanentError(str(exc))
+            failed.append((delivery, answers[index]))
             continue
         items.append(InboxItem(recipient_id=delivery.recipient_id, delivery_id=delivery.pk,
                                notification_id=notification.pk, template=notification.template,
@@ -91,6 +93,14 @@ def inbox_deliver(jobs: list[Job]) -> list[Any]:
         for reason, ids in skipped.items():
             Delivery.objects.filter(pk__in=ids).update(status=DeliveryStatus.SKIPPED,
                                                        reason=reason, next_attempt_at=None)
+        for delivery, error in failed:
+            DeliveryAttempt.objects.create(
+                delivery_id=delivery.pk, number=delivery.attempts + 1, at=started,
+                outcome=AttemptResult.GAVE_UP, error_type=type(error).__name__,
+                error_message=str(error), worker=WORKER)
+            Delivery.objects.filter(pk=delivery.pk).update(
+                status=DeliveryStatus.FAILED, last_attempt_at=now, attempts=F("attempts") + 1,
+                last_error={"type": type(error).__name__, "message": str(error)})
         if items:
             InboxItem.objects.bulk_create(items)
             _count(_unread_by_recipient(items))

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from domain.access.models import ApiKey
@@ -243,7 +244,9 @@ def _join_digests(draft: NotificationDraft, deliveries: list[Delivery],
     template = draft.template
     key = template.digest.key_for(draft.context)
     closes_at = now + timedelta(seconds=digest_window(template))
-    by_recipient = {d.recipient_id: d for d in deliveries}
+    # In recipient order: two sends to overlapping recipients wait on each other's new rows
+    # (the unique index) in the same order, never in opposite orders (a deadlock).
+    by_recipient = {d.recipient_id: d for d in sorted(deliveries, key=lambda d: d.recipient_id)}
     fresh = {rid: Digest(id=uuid.uuid4(), template=template.name, key=key, recipient_id=rid,
                          opened_at=now, closes_at=closes_at, carrier_id=d.pk, items=1)
              for rid, d in by_recipient.items()}
@@ -269,7 +272,5 @@ def _join_digests(draft: NotificationDraft, deliveries: list[Delivery],
         else:
             joined.append(digest.pk)
     if joined:
-        from django.db.models import F
-
         Digest.objects.filter(pk__in=joined).update(items=F("items") + 1)
     return carriers
