@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
@@ -21,7 +23,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from domain.common.errors import NotFound, PermanentError, ValidationFailed
-from domain.common.fastpaths import table
+from domain.common.fastpaths import insert_rows, table
 from domain.jobs.models import Job
 from domain.notifications import fastpaths, preferences
 from domain.notifications.catalogue import MissingVariable, UnknownTemplate, get_template
@@ -34,6 +36,7 @@ from domain.notifications.models import (
     InboxCounter,
     InboxItem,
     InboxState,
+    Notification,
 )
 
 WORKER = socket.gethostname()
@@ -42,53 +45,55 @@ WORKER = socket.gethostname()
 # --- Writing ---------------------------------------------------------------------------------
 
 def inbox_deliver(jobs: list[Job]) -> list[Any]:
-    """Render the jobs' in-app deliveries into their recipients' inboxes."""
+    """Render the jobs' in-app deliveries (a chunk per job) into their recipients' inboxes:
+    the items, the unread counters, the attempts and the deliveries' status in one
+    transaction. Each job answers its chunk's counts."""
     started = timezone.now()
     start = time.perf_counter()
-    answers: list[Any] = [None] * len(jobs)
-    wanted = {job.pk: str(job.params.get("delivery", "")) for job in jobs}
-    found = {str(d.pk): d for d in Delivery.objects.select_related("notification")
-             .filter(pk__in=[w for w in wanted.values() if w])}
-    candidates: list[tuple[int, Delivery]] = []
+    wanted = {job.pk: [str(d) for d in job.params.get("deliveries", [])] for job in jobs}
+    found = _load([d for ids in wanted.values() for d in ids])
+    tallies = [{"delivered": 0, "skipped": 0, "failed": 0, "not_written": 0} for _ in jobs]
+    candidates: list[tuple[int, _Delivery]] = []
     for index, job in enumerate(jobs):
-        delivery = found.get(wanted[job.pk])
-        if delivery is None:
-            answers[index] = {"skipped": "the delivery no longer exists"}
-        elif delivery.job_id != job.pk:
-            answers[index] = {"skipped": f"superseded: job {delivery.job_id} carries it now"}
-        elif delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.SKIPPED):
-            answers[index] = {"delivery": delivery.status, "written": False}
-        else:
-            candidates.append((index, delivery))
+        for delivery_id in wanted[job.pk]:
+            delivery = found.get(delivery_id)
+            if (delivery is None or delivery.job_id != job.pk
+                    or delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.SKIPPED)):
+                # Gone, carried by a newer job, or done already (a job run twice): not again.
+                tallies[index]["not_written"] += 1
+            else:
+                candidates.append((index, delivery))
     refused = preferences.opted_out(
         (d.recipient_id, d.notification.category, Channel.IN_APP) for _, d in candidates)
     items: list[InboxItem] = []
-    written: list[tuple[int, Delivery]] = []
+    written: list[_Delivery] = []
     skipped: dict[str, list[Any]] = {}
-    failed: list[tuple[Delivery, Exception]] = []
-    now = timezone.now()
+    failed: list[tuple[_Delivery, Exception]] = []
+    rendered_for: dict[tuple, Any] = {}
     for index, delivery in candidates:
         notification = delivery.notification
         if (delivery.recipient_id, notification.category, Channel.IN_APP) in refused:
             reason = preferences.opted_out_reason(notification.category, "in_app")
             skipped.setdefault(reason, []).append(delivery.pk)
-            answers[index] = {"delivery": DeliveryStatus.SKIPPED, "reason": reason}
+            tallies[index]["skipped"] += 1
             continue
         try:
-            rendered = get_template(notification.template).render(
-                notification.context, recipient={"id": delivery.recipient_id, "email": ""},
-                extra={"unsubscribe_url": ""})
+            rendered = _render(notification, delivery.recipient_id, rendered_for)
         except (MissingVariable, UnknownTemplate) as exc:
-            answers[index] = PermanentError(str(exc))
-            failed.append((delivery, answers[index]))
+            failed.append((delivery, PermanentError(str(exc))))
+            tallies[index]["failed"] += 1
             continue
-        items.append(InboxItem(recipient_id=delivery.recipient_id, delivery_id=delivery.pk,
-                               notification_id=notification.pk, template=notification.template,
-                               category=notification.category, title=rendered.subject,
-                               body=rendered.text, data=notification.context,
-                               created_at=notification.created_at))
-        written.append((index, delivery))
+        items.append(InboxItem(id=uuid.uuid4(), recipient_id=delivery.recipient_id,
+                               delivery_id=delivery.pk, notification_id=notification.pk,
+                               template=notification.template, category=notification.category,
+                               title=rendered.subject, body=rendered.text,
+                               data=notification.context, state=InboxState.UNREAD,
+                               created_at=notification.created_at, read_at=None,
+                               archived_at=None))
+        written.append(delivery)
+        tallies[index]["delivered"] += 1
     latency = round((time.perf_counter() - start) * 1000)
+    now = timezone.now()
     with transaction.atomic():
         for reason, ids in skipped.items():
             Delivery.objects.filter(pk__in=ids).update(status=DeliveryStatus.SKIPPED,
@@ -102,16 +107,58 @@ def inbox_deliver(jobs: list[Job]) -> list[Any]:
                 status=DeliveryStatus.FAILED, last_attempt_at=now, attempts=F("attempts") + 1,
                 last_error={"type": type(error).__name__, "message": str(error)})
         if items:
-            InboxItem.objects.bulk_create(items)
+            insert_rows(InboxItem, items)
             _count(_unread_by_recipient(items))
             fastpaths.attempts_record(
                 attempts=[DeliveryAttempt(delivery_id=d.pk, number=d.attempts + 1, at=started,
                                           outcome=AttemptResult.DELIVERED, latency_ms=latency,
-                                          worker=WORKER) for _, d in written],
-                delivered=[d.pk for _, d in written], now=now)
-    for (index, _), item in zip(written, items, strict=True):
-        answers[index] = {"delivery": DeliveryStatus.DELIVERED, "inbox_item": str(item.pk)}
-    return answers
+                                          worker=WORKER) for d in written],
+                delivered=[d.pk for d in written], now=now)
+    return tallies
+
+
+@dataclass(slots=True)
+class _Delivery:
+    pk: Any
+    job_id: Any
+    status: str
+    recipient_id: str
+    attempts: int
+    notification: Notification
+
+
+def _load(ids: list[str]) -> dict[str, _Delivery]:
+    """The deliveries as plain rows, their notifications loaded once each: a 1,000-recipient
+    send's chunk would otherwise build a model and parse the same context per delivery (40%
+    of writing a chunk, measured)."""
+    rows = list(Delivery.objects.filter(pk__in=ids).values_list(
+        "id", "job_id", "status", "recipient_id", "attempts", "notification_id"))
+    notifications = {n.pk: n for n in Notification.objects.filter(
+        pk__in={row[5] for row in rows})}
+    return {str(row[0]): _Delivery(*row[:5], notification=notifications[row[5]])
+            for row in rows if row[5] in notifications}
+
+
+def _render(notification, recipient_id: str, cache: dict[tuple, Any]):
+    """A template that does not name its recipient renders the same for all of them: once
+    per notification, not once per recipient (a 1,000-recipient send renders twice, not
+    2,000 times). Whether it names them is found by rendering for two ids."""
+    key = (notification.pk,)
+    if key in cache:
+        return cache[key]
+    template = get_template(notification.template)
+
+    def render(rid: str):
+        return template.render(notification.context, recipient={"id": rid, "email": ""},
+                               extra={"unsubscribe_url": ""})
+
+    rendered = render(recipient_id)
+    if (notification.pk, "personal") not in cache:
+        personal = render(recipient_id + "\x00other") != rendered
+        cache[(notification.pk, "personal")] = personal
+        if not personal:
+            cache[key] = rendered
+    return rendered
 
 
 def _unread_by_recipient(items: list[InboxItem]) -> dict[str, int]:

@@ -73,20 +73,27 @@ EMAIL_DELIVERY = register_job_kind(
     )
 )
 
+# In-app deliveries are written a chunk at a time, one job per chunk: writing them is a few
+# statements that succeed or fail together, so a job per delivery (as email has, where each
+# recipient's server answers for itself) would only cost rows and broker messages.
+INBOX_CHUNK = 250
+
 INBOX_DELIVERY = register_job_kind(
     JobKind(
         name="inbox_delivery",
         task_name="conveyor.notifications.write_inbox",
-        description="Render one in-app delivery into its recipient's inbox (a message's "
-        "deliveries are written with a few statements).",
+        description="Render a chunk of in-app deliveries (up to 250) into their recipients' "
+        "inboxes, with a few statements.",
         params_schema={
             "type": "object",
-            "properties": {"delivery": {"type": "string", "format": "uuid"}},
-            "required": ["delivery"],
+            "properties": {"deliveries": {"type": "array", "minItems": 1,
+                                          "maxItems": INBOX_CHUNK,
+                                          "items": {"type": "string", "format": "uuid"}}},
+            "required": ["deliveries"],
             "additionalProperties": False,
         },
         retry=TRANSIENT,
-        batch_size=200,
+        batch_size=10,
         triggerable=False,
     )
 )

@@ -39,7 +39,7 @@ from domain.common.fastpaths import insert_rows_together
 from domain.jobs.models import Job
 from domain.jobs.services import job_build, jobs_add, jobs_inserted
 from domain.notifications.catalogue import MissingVariable, NotificationTemplate, get_template
-from domain.notifications.kinds import EMAIL_DELIVERY, INBOX_DELIVERY
+from domain.notifications.kinds import EMAIL_DELIVERY, INBOX_CHUNK, INBOX_DELIVERY
 from domain.notifications.models import (
     Channel,
     Delivery,
@@ -212,8 +212,11 @@ def _deliveries(notification: Notification, draft: NotificationDraft,
                 delivery.status, delivery.reason = DeliveryStatus.SKIPPED, NO_ADDRESS
             elif channel == Channel.EMAIL and draft.template.digest is not None:
                 digest_wanted.append(delivery)
-            else:
+            elif channel == Channel.EMAIL:
                 jobs.append(_job(delivery, notification, tick))
+    in_app = [d for d in deliveries if d.channel == Channel.IN_APP]
+    for start in range(0, len(in_app), INBOX_CHUNK):
+        jobs.append(_chunk_job(in_app[start:start + INBOX_CHUNK], notification))
     if digest_wanted:
         for delivery, run_at in _join_digests(draft, digest_wanted, now):
             job = _job(delivery, notification, delivery.created_at)
@@ -223,11 +226,24 @@ def _deliveries(notification: Notification, draft: NotificationDraft,
 
 
 def _job(delivery: Delivery, notification: Notification, created_at: datetime) -> Job:
-    kind = EMAIL_DELIVERY if delivery.channel == Channel.EMAIL else INBOX_DELIVERY
-    job = job_build(kind=kind.name, params={"delivery": str(delivery.pk)},
+    """An email delivery's own job: each recipient's server answers for itself, and each
+    delivery retries on its own schedule."""
+    job = job_build(kind=EMAIL_DELIVERY.name, params={"delivery": str(delivery.pk)},
                     created_at=created_at, correlation_id=notification.correlation_id)
     job.api_key_id = notification.api_key_id
     delivery.job_id = job.pk
+    return job
+
+
+def _chunk_job(deliveries: list[Delivery], notification: Notification) -> Job:
+    """One job writes a chunk of in-app deliveries (kinds.INBOX_DELIVERY says why)."""
+    job = job_build(kind=INBOX_DELIVERY.name,
+                    params={"deliveries": [str(d.pk) for d in deliveries]},
+                    created_at=deliveries[0].created_at,
+                    correlation_id=notification.correlation_id)
+    job.api_key_id = notification.api_key_id
+    for delivery in deliveries:
+        delivery.job_id = job.pk
     return job
 
 
