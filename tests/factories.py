@@ -2,6 +2,7 @@ import factory
 from django.utils import timezone
 
 from domain.catalog.models import Product, ProductStatus
+from domain.customers.models import Customer
 from domain.events.models import Event
 from domain.jobs.models import Job
 
@@ -34,3 +35,11 @@ class JobFactory(factory.django.DjangoModelFactory):
     kind = "noop"
     params = factory.LazyFunction(dict)
     max_attempts = 5
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Customer
+
+    name = factory.Faker("name")
+    email = factory.Sequence(lambda n: f"customer{n}@example.com")

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "domain.jobs",
     "domain.events",
     "domain.catalog",
+    "domain.customers",
     "domain.notifications",
     # The worker runtime and the schedules; task modules (tasks/) are not an app.
     "workers",
