@@ -5,6 +5,7 @@ from domain.catalog.models import Product, ProductStatus
 from domain.customers.models import Customer
 from domain.events.models import Event
 from domain.jobs.models import Job
+from domain.orders.models import Order, OrderStatus
 
 
 class ProductFactory(factory.django.DjangoModelFactory):
@@ -43,3 +44,14 @@ class CustomerFactory(factory.django.DjangoModelFactory):
 
     name = factory.Faker("name")
     email = factory.Sequence(lambda n: f"customer{n}@example.com")
+
+
+class OrderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Order
+
+    number = factory.Sequence(lambda n: f"ORD-T{n:05d}")
+    customer = factory.SubFactory(CustomerFactory)
+    status = OrderStatus.PLACED
+    total = "49.80"
+    currency = "EUR"

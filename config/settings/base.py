@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "domain.catalog",
     "domain.customers",
     "domain.notifications",
+    "domain.orders",
     # The worker runtime and the schedules; task modules (tasks/) are not an app.
     "workers",
     "scheduler",

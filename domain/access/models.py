@@ -18,6 +18,8 @@ class Scopes(models.TextChoices):
     JOBS_WRITE = "jobs:write", "Trigger, retry and cancel jobs"
     PRODUCTS_READ = "products:read", "Read the catalog"
     PRODUCTS_WRITE = "products:write", "Change the catalog"
+    ORDERS_READ = "orders:read", "Read orders"
+    ORDERS_WRITE = "orders:write", "Ship orders (and read them)"
     WEBHOOKS_MANAGE = "webhooks:manage", "Manage webhook endpoints (and read their deliveries)"
     NOTIFICATIONS_WRITE = "notifications:write", ("Send notifications, change inboxes' read "
                                                   "states and recipients' preferences")
