@@ -82,7 +82,7 @@ from domain.notifications.models import (
     WebhookEndpoint,
     new_secret,
 )
-from tests.factories import ProductFactory
+from tests.factories import OrderFactory, ProductFactory
 from tests.fuzz.conftest import FUZZ_CASES
 from tests.fuzz.strategies import PAYLOADS
 from tests.webhook_receiver import Receiver
@@ -474,6 +474,11 @@ def seeded(_wsgi_in_test_transaction, _fuzz_dns, receiver) -> dict:
         status=JobStatus.SUCCEEDED, attempts=1, result={"deleted": 1}, started_at=now,
         finished_at=now, progress_done=1, progress_total=1)
     endpoints, deliveries = _seed_webhooks(key, receiver, published.event, now)
+    # a placed order (a ship succeeds) and a shipped one (a ship is 409, or 200 when the case
+    # sends the same shipment)
+    placed = OrderFactory()
+    shipped = OrderFactory(status="shipped", carrier="DHL", tracking_number="JD01",
+                           shipped_at=now)
     return {
         "headers": {"Authorization": f"Bearer {raw}"},
         "event_types": [t.name for t in event_types(publishable=True)],
@@ -484,6 +489,7 @@ def seeded(_wsgi_in_test_transaction, _fuzz_dns, receiver) -> dict:
             "product_id": [str(product.pk)],
             "endpoint_id": [str(e.pk) for e in endpoints],
             "delivery_id": [str(d.pk) for d in deliveries],
+            "order_id": [str(placed.pk), str(shipped.pk)],
         },
     }
 
