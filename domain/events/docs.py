@@ -54,7 +54,8 @@ def _example(event_type: EventType) -> Any:
 def event_type_markdown(event_type: EventType) -> str:
     schema = event_type.schema
     lines = [f"#### `{event_type.name}`", "", event_type.description, ""]
-    handlers = ", ".join(f"`{h.name}` → a `{h.kind}` job" for h in event_type.handlers)
+    handlers = ", ".join(f"`{h.name}` → {'an' if h.kind[0] in 'aeiou' else 'a'} `{h.kind}` job"
+                         for h in event_type.handlers)
     lines += [f"Handlers: {handlers or 'none (the event is stored and completed at once)'}.", ""]
     if not event_type.publishable:
         lines += ["Published by the server only: `POST /api/v1/events` refuses it "
