@@ -46,6 +46,7 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str, str]]:
                     "end-to-end rate)", f"p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms",
                     f"{p['samples']:,} events", "-", "p99 <= 50 ms", yes(p["met"])))
     out.extend(_webhook_rows(r, yes))
+    out.extend(_email_rows(r, yes))
     if "worker_memory" in r:
         p = r["worker_memory"]
         per = p["jobs_per_message"]
@@ -105,6 +106,34 @@ def _webhook_rows(r: dict, yes) -> list[tuple[str, str, str, str, str, str]]:
             f"({p['events_per_s']:g} events/s, half the best rate, {p['workers']} worker(s))",
             f"p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms" + _stage_waits(p.get("stages", {})),
             f"{p['samples']:,} deliveries; the receiver answers in 50 ms", "-", "none", "-"))
+    return out
+
+
+def _email_rows(r: dict, yes) -> list[tuple[str, str, str, str, str, str]]:
+    """Emails/s with their rows, 1 and 2 notifications workers, against Django's send_mail
+    once per message; in-app notifications written per second."""
+    out = []
+    for key in ("emails_1w", "emails_2w"):
+        if key not in r:
+            continue
+        p = r[key]
+        out.append((
+            f"emails/s with delivery and attempt rows, {p['workers']} worker(s) of the "
+            f"notifications profile, {p['sends']} sends x {p['recipients_per_send']:,} "
+            f"recipients via the {p['via']} (aiosmtpd sink)",
+            f"{p['per_s']:,.0f} emails/s ({p['emails']:,} in {p['elapsed_s']} s, send -> last "
+            f"delivered row; server {p['received_per_s']:,.0f}/s; worker CPU "
+            f"{p['worker_cpu_ms_per_email']} ms/email)",
+            f"{p['baseline_per_s']:,.0f} emails/s Django send_mail, a connection per message",
+            f"{p['ratio']:.2f}x", ">= 500/s", yes(p["met"])))
+    if "inbox" in r:
+        p = r["inbox"]
+        out.append((
+            f"in-app, one send to {p['recipients']:,} recipients -> inbox items written, "
+            f"{p['workers']} worker(s), via the {p['via']}",
+            f"{p['per_s']:,.0f} notifications/s (median; {p['elapsed_s']} s, rounds "
+            f"{', '.join(f'{v:,.0f}' for v in p['rounds_per_s'])}/s)",
+            "-", "-", "none", "-"))
     return out
 
 
@@ -188,6 +217,10 @@ def chart(report: dict, path: Path) -> None:
         if key in r:
             bars.append((label, r[key]["per_s"], r[key]["baseline_per_s"],
                          "bare Celery + requests"))
+    for key, label in (("emails_1w", "emails\n1 worker"), ("emails_2w", "emails\n2 workers")):
+        if key in r:
+            bars.append((label, r[key]["per_s"], r[key]["baseline_per_s"],
+                         "Django send_mail"))
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [3, 1]})
     ax = axes[0]
     xs = range(len(bars))

@@ -32,6 +32,8 @@ FULL = {
     "memory_batch": 10, "web_memory_batches": 3, "web_memory_rounds": 2,
     "webhook_endpoints": 10, "webhook_events": 2_000, "webhook_baseline": 600,
     "webhook_latency_seconds": 15,
+    "email_sends": 10, "email_recipients": 1000, "email_baseline": 1000,
+    "inbox_recipients": 1000, "inbox_rounds": 3,
 }
 QUICK = {
     "ingest_seconds": 4, "ingest_rounds": 2, "warmup_seconds": 1,
@@ -42,8 +44,10 @@ QUICK = {
     "memory_batch": 10, "web_memory_batches": 1, "web_memory_rounds": 1,
     "webhook_endpoints": 10, "webhook_events": 500, "webhook_baseline": 200,
     "webhook_latency_seconds": 6,
+    "email_sends": 3, "email_recipients": 1000, "email_baseline": 300,
+    "inbox_recipients": 1000, "inbox_rounds": 2,
 }
-SCENARIOS = ("ingest", "e2e", "webhooks", "memory", "web_memory")
+SCENARIOS = ("ingest", "e2e", "webhooks", "emails", "memory", "web_memory")
 
 
 def log(message: str) -> None:
@@ -562,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         suite = Suite(stack, cfg)
         suite.setup()
         suite.reset()
-        if only & {"ingest", "e2e", "webhooks"}:
+        if only & {"ingest", "e2e", "webhooks", "emails"}:
             web, port = stack.start_web()
             if "ingest" in only:
                 suite.ingest(port)
@@ -572,6 +576,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench.webhooks import WebhooksScenario
 
                 WebhooksScenario(suite).run(port)
+            if "emails" in only:
+                from bench.emails import EmailsScenario
+
+                EmailsScenario(suite).run(port)
             stack.stop(web)
         if "memory" in only:
             suite.memory()
