@@ -140,6 +140,29 @@ def recipients(prefix: str, n: int, with_email: bool = True) -> list[dict]:
                                        if with_email else {})} for i in range(n)]
 
 
+def _accepted_to_recorded() -> dict:
+    """How long each email was accepted by the server and not yet recorded (ms): from the
+    end of its send (the attempt's start plus its latency) to its delivery's `delivered_at`,
+    the time its batch's record was written (the record commits a moment later). A worker
+    killed in that span sends the email again (domain/notifications/emails.py, the window)."""
+    from django.db import connection
+
+    from domain.notifications.models import Delivery, DeliveryAttempt
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT extract(epoch FROM d.delivered_at - a.at) * 1000 "  # noqa: S608 - the models' own table names
+            "- COALESCE(a.latency_ms, 0) "
+            f"FROM {connection.ops.quote_name(Delivery._meta.db_table)} d "
+            f"JOIN {connection.ops.quote_name(DeliveryAttempt._meta.db_table)} a "
+            "ON a.delivery_id = d.id WHERE d.channel = 'email' AND d.delivered_at IS NOT NULL")
+        values = sorted(float(row[0]) for row in cursor.fetchall())
+    if not values:
+        return {}
+    return {"p50": round(_pct(values, 50), 1), "p99": round(_pct(values, 99), 1),
+            "max": round(values[-1], 1)}
+
+
 def _pct(values: list[float], q: float) -> float:
     index = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
     return values[index]
@@ -274,17 +297,19 @@ class EmailsScenario:
                                    most=Max("attempts"), least=Min("attempts"))
         attempts = DeliveryAttempt.objects.filter(delivery__channel=channel).aggregate(
             n=Count("id"), first=Min("at"), deliveries=Count("delivery", distinct=True))
-        ids = None
+        ids = window = None
         if channel == "email":
             domain = settings.EMAIL_MESSAGE_ID_DOMAIN
             ids = {f"<{pk}@{domain}>" for pk in deliveries.values_list("id", flat=True)}
+            window = _accepted_to_recorded()
         connection.close()
         if not (agg["n"] == attempts["n"] == attempts["deliveries"] == expected
                 and agg["most"] == agg["least"] == 1):
             raise RuntimeError(f"emails: {agg} {channel} deliveries and {attempts} attempts "
                                f"for {expected} expected, each with one attempt")
         return {"first_attempt": attempts["first"].timestamp(),
-                "last_delivered": agg["last"].timestamp(), "message_ids": ids}
+                "last_delivered": agg["last"].timestamp(), "message_ids": ids,
+                "window": window}
 
     # --- the scenario ---------------------------------------------------------------------
 
@@ -369,6 +394,7 @@ class EmailsScenario:
             "worker_cpu_ms_per_email": round(cpu_workers * 1000 / expected, 3),
             "sink_cpu_ms_per_email": round(cpu_sink * 1000 / expected, 3),
             "samples_checked": checked,
+            "accepted_to_recorded_ms": rows["window"],
         }
 
     def inbox(self, n_workers: int) -> dict:

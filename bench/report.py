@@ -123,7 +123,7 @@ def _email_rows(r: dict, yes) -> list[tuple[str, str, str, str, str, str]]:
             f"recipients via the {p['via']} (aiosmtpd sink)",
             f"{p['per_s']:,.0f} emails/s ({p['emails']:,} in {p['elapsed_s']} s, send -> last "
             f"delivered row; server {p['received_per_s']:,.0f}/s; worker CPU "
-            f"{p['worker_cpu_ms_per_email']} ms/email)",
+            f"{p['worker_cpu_ms_per_email']} ms/email{_window(p)})",
             f"{p['baseline_per_s']:,.0f} emails/s Django send_mail, a connection per message",
             f"{p['ratio']:.2f}x", ">= 500/s", yes(p["met"])))
     if "inbox" in r:
@@ -135,6 +135,12 @@ def _email_rows(r: dict, yes) -> list[tuple[str, str, str, str, str, str]]:
             f"{', '.join(f'{v:,.0f}' for v in p['rounds_per_s'])}/s)",
             "-", "-", "none", "-"))
     return out
+
+
+def _window(p: dict) -> str:
+    """Accepted by the server -> recorded, p50 and max: the span a worker kill sends again."""
+    w = p.get("accepted_to_recorded_ms")
+    return f"; accepted -> recorded p50 {w['p50']} ms, max {w['max']} ms" if w else ""
 
 
 def _stage_waits(stages: dict) -> str:

@@ -159,7 +159,8 @@ def test_the_report_sets_emails_against_send_mail_and_shows_the_inbox_rate():
               "machine": {"cpus": 2, "python": "3.11", "postgres": "15", "redis": "7"},
               "results": {
                   "emails_1w": {**run, "workers": 1, "per_s": 400.0, "ratio": 2.0,
-                                "met": False},
+                                "met": False, "accepted_to_recorded_ms": {
+                                    "p50": 120.5, "p99": 300.0, "max": 410.2}},
                   "emails_2w": {**run, "workers": 2, "per_s": 600.0, "ratio": 3.0, "met": True},
                   "inbox": {"recipients": 1000, "workers": 2, "via": "service", "per_s": 1500.0,
                             "elapsed_s": 0.67, "rounds_per_s": [1400.0, 1500.0, 1600.0]}}}
@@ -170,6 +171,8 @@ def test_the_report_sets_emails_against_send_mail_and_shows_the_inbox_rate():
     [two] = [line for line in lines if "2 worker(s) of the notifications profile" in line]
     assert "400 emails/s" in one and "2.00x" in one and "NO" in one
     assert "200 emails/s Django send_mail, a connection per message" in one
+    assert "accepted -> recorded p50 120.5 ms, max 410.2 ms" in one
+    assert "accepted -> recorded" not in two  # a report from before the figure
     assert "600 emails/s" in two and "3.00x" in two and "yes" in two
     [inbox] = [line for line in lines if "in-app" in line]
     assert "1,500 notifications/s" in inbox and "1,400, 1,500, 1,600/s" in inbox
