@@ -1,5 +1,6 @@
-"""The thin HTTP layer for /api/v1/webhook-endpoints and /api/v1/deliveries: validate the
-shape, call one service or selector, render."""
+"""The thin HTTP layer for /api/v1/webhook-endpoints and /api/v1/deliveries (every channel's):
+validate the shape, call one service or selector, render. Notifications to people, inboxes,
+preferences and unsubscribing are in notification_apis.py."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from domain.events.registry import event_types
 from domain.notifications import selectors, services
 from domain.notifications.models import (
     AttemptResult,
+    Channel,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
@@ -295,12 +297,26 @@ class EndpointRecoverApi(APIView):
 
 @extend_schema_serializer(component_name="Delivery")
 class DeliveryOutputSerializer(serializers.Serializer):
+    """One delivery of any channel: a webhook message to an endpoint, or a notification to a
+    recipient by email or in-app. The fields of the other kind are null."""
+
     id = serializers.UUIDField()
-    message_id = serializers.CharField(help_text="its webhook-id, the same on every attempt")
-    event = serializers.UUIDField(allow_null=True)
-    event_type = serializers.CharField()
-    endpoint = serializers.UUIDField()
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    message_id = serializers.CharField(allow_null=True, help_text=(
+        "webhook: its webhook-id, the same on every attempt; null for email and in-app"))
+    event = serializers.UUIDField(allow_null=True, help_text="webhook: the event it announces")
+    event_type = serializers.CharField(allow_null=True, help_text="webhook: the message's type")
+    endpoint = serializers.UUIDField(allow_null=True, help_text="webhook: where it goes")
+    notification = serializers.UUIDField(allow_null=True,
+                                         help_text="email and in-app: the notification")
+    recipient_id = serializers.CharField(allow_null=True,
+                                         help_text="email and in-app: who it goes to")
+    address = serializers.CharField(allow_null=True, help_text=(
+        "email: the address it goes to (empty when the recipient has none; then `skipped`)"))
+    digest = serializers.UUIDField(allow_null=True, help_text=(
+        "email of a digest template: the digest it joined (one email for all of them)"))
     status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+    reason = serializers.CharField(allow_blank=True, help_text="why it was skipped or parked")
     attempts = serializers.IntegerField()
     next_attempt_at = serializers.DateTimeField(allow_null=True)
     last_attempt_at = serializers.DateTimeField(allow_null=True)
@@ -315,11 +331,21 @@ class DeliveryOutputSerializer(serializers.Serializer):
         waiting_since = getattr(delivery, "job_next_retry_at", None)
         next_at = delivery.next_attempt_at or (
             waiting_since if delivery.status == DeliveryStatus.RETRYING else None)
+        webhook = delivery.channel == Channel.WEBHOOK
+        message = delivery.message if webhook and delivery.message_id else None
         return {
-            "id": str(delivery.pk), "message_id": delivery.message_id,
-            "event": str(delivery.message.event_id) if delivery.message.event_id else None,
-            "event_type": delivery.message.type, "endpoint": str(delivery.endpoint_id),
-            "status": str(delivery.status), "attempts": delivery.attempts,
+            "id": str(delivery.pk), "channel": str(delivery.channel),
+            "message_id": delivery.message_id if webhook else None,
+            "event": str(message.event_id) if message and message.event_id else None,
+            "event_type": message.type if message else None,
+            "endpoint": str(delivery.endpoint_id) if webhook and delivery.endpoint_id else None,
+            "notification": (str(delivery.notification_id) if delivery.notification_id
+                             else None),
+            "recipient_id": None if webhook else delivery.recipient_id,
+            "address": delivery.address if delivery.channel == Channel.EMAIL else None,
+            "digest": str(delivery.digest_id) if delivery.digest_id else None,
+            "status": str(delivery.status), "reason": delivery.reason,
+            "attempts": delivery.attempts,
             "next_attempt_at": iso(next_at), "last_attempt_at": iso(delivery.last_attempt_at),
             "delivered_at": iso(delivery.delivered_at), "last_error": delivery.last_error,
             "created_at": iso(delivery.created_at),
@@ -331,18 +357,22 @@ class DeliveryOutputSerializer(serializers.Serializer):
 @extend_schema_serializer(component_name="DeliveryAttempt")
 class AttemptOutputSerializer(serializers.Serializer):
     number = serializers.IntegerField()
-    at = serializers.DateTimeField(help_text="when the request was sent")
+    at = serializers.DateTimeField(help_text="when the request (or the email) was sent")
     outcome = serializers.ChoiceField(choices=AttemptResult.choices)
-    http_status = serializers.IntegerField(allow_null=True)
+    http_status = serializers.IntegerField(allow_null=True, help_text="webhook: the answer's")
+    smtp_code = serializers.IntegerField(allow_null=True, help_text=(
+        "email: the SMTP server's reply code (its text is `response_excerpt`)"))
     latency_ms = serializers.IntegerField(allow_null=True)
     response_excerpt = serializers.CharField(allow_blank=True, help_text=(
-        "the first WEBHOOK_RESPONSE_EXCERPT_BYTES (1 KiB) of the answer's body"))
+        "webhook: the first WEBHOOK_RESPONSE_EXCERPT_BYTES (1 KiB) of the answer's body; "
+        "email: the SMTP server's reply text"))
     error_type = serializers.CharField(allow_blank=True)
     error_message = serializers.CharField(allow_blank=True)
 
     def to_representation(self, attempt: DeliveryAttempt) -> dict:
         return {"number": attempt.number, "at": iso(attempt.at), "outcome": attempt.outcome,
-                "http_status": attempt.http_status, "latency_ms": attempt.latency_ms,
+                "http_status": attempt.http_status, "smtp_code": attempt.smtp_code,
+                "latency_ms": attempt.latency_ms,
                 "response_excerpt": attempt.response_excerpt,
                 "error_type": attempt.error_type, "error_message": attempt.error_message}
 
@@ -375,8 +405,13 @@ class DeliveryListApi(APIView):
     @extend_schema_serializer(component_name="DeliveryFilter")
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=DeliveryStatus.choices, required=False)
-        endpoint = serializers.UUIDField(required=False)
-        event = serializers.UUIDField(required=False)
+        endpoint = serializers.UUIDField(required=False, help_text="a webhook endpoint's")
+        event = serializers.UUIDField(required=False, help_text="webhook deliveries of an event")
+        channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+        recipient = StrictCharField(required=False, max_length=200, trim_whitespace=False,
+                                    help_text="email and in-app deliveries to a recipient id")
+        notification = serializers.UUIDField(required=False,
+                                             help_text="the deliveries of a notification")
         limit = serializers.IntegerField(
             required=False, min_value=1, max_value=CreatedAtCursorPagination.max_page_size,
             help_text=f"page size, {CreatedAtCursorPagination.page_size} if not given")
@@ -393,7 +428,10 @@ class DeliveryListApi(APIView):
         deliveries = selectors.delivery_list(
             api_key=request.auth, status=filters.validated_data.get("status"),
             endpoint_id=filters.validated_data.get("endpoint"),
-            event_id=filters.validated_data.get("event"))
+            event_id=filters.validated_data.get("event"),
+            channel=filters.validated_data.get("channel"),
+            recipient_id=filters.validated_data.get("recipient"),
+            notification_id=filters.validated_data.get("notification"))
         paginator = CreatedAtCursorPagination()
         page = paginator.paginate_queryset(deliveries, request, view=self)
         data = DeliveryOutputSerializer(page, many=True, context={"request": request}).data

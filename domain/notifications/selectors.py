@@ -1,5 +1,6 @@
-"""Reads for notifications. A key sees only its own endpoints and their deliveries, unless
-it has the admin scope."""
+"""Reads for notifications. A key sees only its own endpoints, notifications and their
+deliveries, unless it has the admin scope. Inboxes and preferences belong to recipients, not
+to keys: domain/notifications/inbox.py and preferences.py read them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from domain.access.models import ApiKey
 from domain.access.selectors import visible_to
 from domain.common.errors import NotFound
 from domain.jobs.models import Job
-from domain.notifications.models import Delivery, DeliveryAttempt, WebhookEndpoint
+from domain.notifications.models import (
+    Delivery,
+    DeliveryAttempt,
+    Notification,
+    WebhookEndpoint,
+)
 
 
 def endpoint_list(*, api_key: ApiKey | None) -> QuerySet[WebhookEndpoint]:
@@ -31,7 +37,8 @@ def _with_next_attempt(deliveries: QuerySet[Delivery]) -> QuerySet[Delivery]:
 
 
 def delivery_list(*, api_key: ApiKey | None, status: str | None = None, endpoint_id=None,
-                  event_id=None) -> QuerySet[Delivery]:
+                  event_id=None, channel: str | None = None, recipient_id: str | None = None,
+                  notification_id=None) -> QuerySet[Delivery]:
     deliveries = visible_to(Delivery.objects.all(), api_key)
     if status:
         deliveries = deliveries.filter(status=status)
@@ -39,6 +46,12 @@ def delivery_list(*, api_key: ApiKey | None, status: str | None = None, endpoint
         deliveries = deliveries.filter(endpoint_id=endpoint_id)
     if event_id:
         deliveries = deliveries.filter(message__event_id=event_id)
+    if channel:
+        deliveries = deliveries.filter(channel=channel)
+    if recipient_id is not None:
+        deliveries = deliveries.filter(recipient_id=recipient_id)
+    if notification_id:
+        deliveries = deliveries.filter(notification_id=notification_id)
     return _with_next_attempt(deliveries)
 
 
@@ -52,3 +65,27 @@ def delivery_get(*, delivery_id, api_key: ApiKey | None) -> Delivery:
 
 def delivery_attempts(*, delivery: Delivery) -> QuerySet[DeliveryAttempt]:
     return DeliveryAttempt.objects.filter(delivery=delivery).order_by("number", "id")
+
+
+def notification_list(*, api_key: ApiKey | None, template: str | None = None,
+                      category: str | None = None) -> QuerySet[Notification]:
+    notifications = visible_to(Notification.objects.all(), api_key)
+    if template:
+        notifications = notifications.filter(template=template)
+    if category:
+        notifications = notifications.filter(category=category)
+    return notifications
+
+
+def notification_get(*, notification_id, api_key: ApiKey | None) -> Notification:
+    """The notification (404 for another key's, as for one that does not exist)."""
+    notification = notification_list(api_key=api_key).filter(pk=notification_id).first()
+    if notification is None:
+        raise NotFound("Notification not found.")
+    return notification
+
+
+def notification_deliveries(*, notification: Notification) -> QuerySet[Delivery]:
+    """Its deliveries in the request's order (recipients, then channels)."""
+    return _with_next_attempt(Delivery.objects.filter(notification=notification)).order_by(
+        "created_at", "id")

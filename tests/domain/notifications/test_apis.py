@@ -45,12 +45,12 @@ ENDPOINT_FIELDS = {
     "updated_at", "deliveries",
 }
 DELIVERY_FIELDS = {
-    "id", "message_id", "event", "event_type", "endpoint", "status", "attempts",
-    "next_attempt_at", "last_attempt_at", "delivered_at", "last_error", "created_at",
-    "attempts_url", "url",
+    "id", "channel", "message_id", "event", "event_type", "endpoint", "notification",
+    "recipient_id", "address", "digest", "status", "reason", "attempts", "next_attempt_at",
+    "last_attempt_at", "delivered_at", "last_error", "created_at", "attempts_url", "url",
 }
-ATTEMPT_FIELDS = {"number", "at", "outcome", "http_status", "latency_ms", "response_excerpt",
-                  "error_type", "error_message"}
+ATTEMPT_FIELDS = {"number", "at", "outcome", "http_status", "smtp_code", "latency_ms",
+                  "response_excerpt", "error_type", "error_message"}
 
 
 @pytest.fixture
@@ -770,6 +770,7 @@ def test_the_test_ping_is_signed_delivered_and_answered(manager):
     assert body["delivery"]["attempts"] == 1 and body["delivery"]["delivered_at"]
     assert set(body["attempt"]) == ATTEMPT_FIELDS
     assert body["attempt"]["outcome"] == "delivered" and body["attempt"]["http_status"] == 200
+    assert body["attempt"]["smtp_code"] is None
     assert body["attempt"]["response_excerpt"] == "ok"
     assert body["attempt"]["latency_ms"] >= 0
     # and the delivery is stored like any other
@@ -907,6 +908,10 @@ def test_read_a_delivery(manager):
     assert body["message_id"] == delivery.message_id and body["message_id"].startswith("msg_")
     assert body["event"] == str(event_id) and body["event_type"] == "product.updated"
     assert body["endpoint"] == str(endpoint.pk)
+    # (a webhook's: the fields of email and in-app deliveries are null)
+    assert body["channel"] == "webhook" and body["reason"] == ""
+    assert (body["notification"], body["recipient_id"], body["address"], body["digest"]) == (
+        None, None, None, None)
     assert (body["status"], body["attempts"]) == ("failed", 2)
     assert body["next_attempt_at"] is None and body["delivered_at"] is None
     assert _close_to(body["last_attempt_at"], last, 0.001)
