@@ -361,6 +361,11 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "domain.jobs.models.JobStatus",
         "ProductStatusEnum": "domain.catalog.models.ProductStatus",
+        "DeliveryStatusEnum": "domain.notifications.models.DeliveryStatus",
+        "ChannelEnum": "domain.notifications.models.Channel",
+        "PeopleChannelEnum": "domain.notifications.notification_apis.PEOPLE_CHANNEL_CHOICES",
+        "EndpointStateEnum": "domain.notifications.models.EndpointState",
+        "InboxStateEnum": "domain.notifications.models.InboxState",
     },
 }
 
