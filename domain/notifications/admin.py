@@ -1,4 +1,6 @@
-"""The notifications admin: webhook endpoints, deliveries with their attempts, messages.
+"""The notifications admin: webhook endpoints, deliveries (every channel's) with their
+attempts, messages; notifications to people with their deliveries, inbox items, digests and
+recipients' preferences.
 
 Operators read here and act through the same services the API uses: enable an endpoint
 (its parked deliveries resume, oldest first), disable one (its waiting deliveries are parked,
@@ -25,11 +27,16 @@ from domain.notifications import health, services
 from domain.notifications.deliveries import deliveries_requeue
 from domain.notifications.models import (
     RECOVERABLE_DELIVERY_STATUSES,
+    Channel,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    Digest,
     EndpointState,
+    InboxItem,
     Message,
+    Notification,
+    RecipientPreference,
     WebhookEndpoint,
 )
 
@@ -163,7 +170,7 @@ class DeliveryAttemptInline(admin.TabularInline):
     model = DeliveryAttempt
     extra = 0
     can_delete = False
-    fields = ("number", "at", "outcome", "http_status", "latency_ms", "error_type",
+    fields = ("number", "at", "outcome", "http_status", "smtp_code", "latency_ms", "error_type",
               "error_message", "response_excerpt", "worker")
     readonly_fields = fields
     ordering = ("number", "id")
@@ -174,10 +181,10 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 @admin.register(Delivery)
 class DeliveryAdmin(_AsksFirst, admin.ModelAdmin):
-    list_display = ("message_id", "endpoint", "status", "attempts", "created_at",
-                    "delivered_at")
-    list_filter = ("status",)
-    search_fields = ("=message__id",)
+    list_display = ("id", "channel", "message_id", "endpoint", "recipient_id", "status",
+                    "attempts", "created_at", "delivered_at")
+    list_filter = ("channel", "status")
+    search_fields = ("=message__id", "=recipient_id")
     date_hierarchy = "created_at"
     list_select_related = ("endpoint",)
     readonly_fields = [f.name for f in Delivery._meta.fields]
@@ -192,6 +199,7 @@ class DeliveryAdmin(_AsksFirst, admin.ModelAdmin):
         selection = Delivery.objects.filter(pk__in=queryset.values("pk"))
         # As the API's recover: events' deliveries of endpoints that are not disabled.
         recoverable = selection.filter(status__in=RECOVERABLE_DELIVERY_STATUSES,
+                                       channel=Channel.WEBHOOK,
                                        message__event_id__isnull=False).exclude(
             endpoint__state=EndpointState.DISABLED)
         counts = _delivery_counts(selection)
@@ -226,8 +234,10 @@ class DeliveryAdmin(_AsksFirst, admin.ModelAdmin):
 
 ENDPOINT_DISABLED = " (endpoint disabled)"
 TEST_PING = " (test ping)"
+NOT_WEBHOOK = " (email or in-app)"
 # Failed or parked deliveries that recover leaves, and why.
 SKIPPED = {
+    NOT_WEBHOOK: "failed email or in-app delivery(ies): recover sends webhook messages only.",
     ENDPOINT_DISABLED: "failed or parked delivery(ies) of a disabled endpoint: enable the "
     "endpoint first (that resumes its parked deliveries), then recover the failed ones.",
     TEST_PING: "failed test ping(s): a test ping's outcome was answered to whoever sent it; "
@@ -241,12 +251,14 @@ def _delivery_counts(selection: QuerySet[Delivery]) -> dict[str, int]:
     rows = (selection.order_by()
             .annotate(ping=Case(When(message__event_id__isnull=True, then=Value(True)),
                                 default=Value(False), output_field=BooleanField()))
-            .values("status", "endpoint__state", "ping").annotate(n=Count("pk")))
+            .values("status", "channel", "endpoint__state", "ping").annotate(n=Count("pk")))
     counts: dict[str, int] = {}
     for row in rows:
         key = row["status"]
         if key in RECOVERABLE_DELIVERY_STATUSES:
-            if row["endpoint__state"] == EndpointState.DISABLED:
+            if row["channel"] != Channel.WEBHOOK:
+                key += NOT_WEBHOOK
+            elif row["endpoint__state"] == EndpointState.DISABLED:
                 key += ENDPOINT_DISABLED
             elif row["ping"]:
                 key += TEST_PING
@@ -292,3 +304,69 @@ class MessageAdmin(admin.ModelAdmin):
         """Also find an event's message by the event's id."""
         results, distinct = super().get_search_results(request, queryset, search_term)
         return with_event_id_match(results, queryset, search_term), distinct
+
+
+# --- Notifications to people -----------------------------------------------------------------
+
+class _ReadOnly:
+    """What the notifications to people keep is a record: the API and the workers write it."""
+
+    def has_add_permission(self, request, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj: Any = None) -> bool:
+        return False
+
+
+class NotificationDeliveryInline(_ReadOnly, admin.TabularInline):
+    model = Delivery
+    fk_name = "notification"
+    extra = 0
+    show_change_link = True
+    fields = ("id", "channel", "recipient_id", "address", "status", "reason", "attempts",
+              "digest", "delivered_at")
+    readonly_fields = fields
+    ordering = ("created_at", "id")
+
+
+@admin.register(Notification)
+class NotificationAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ("id", "template", "category", "recipients_count", "api_key", "created_at")
+    list_filter = ("template", "category")
+    search_fields = ("=id", "=idempotency_key", "=source")
+    date_hierarchy = "created_at"
+    list_select_related = ("api_key",)
+    readonly_fields = [f.name for f in Notification._meta.fields]
+    inlines = [NotificationDeliveryInline]
+
+
+@admin.register(InboxItem)
+class InboxItemAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ("title", "recipient_id", "state", "template", "created_at", "read_at")
+    list_filter = ("state", "category")
+    search_fields = ("=recipient_id",)
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in InboxItem._meta.fields]
+
+
+@admin.register(Digest)
+class DigestAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ("template", "key", "recipient_id", "state", "items", "opened_at",
+                    "closes_at")
+    list_filter = ("state", "template")
+    search_fields = ("=recipient_id", "=key")
+    date_hierarchy = "opened_at"
+    readonly_fields = [f.name for f in Digest._meta.fields]
+
+
+@admin.register(RecipientPreference)
+class RecipientPreferenceAdmin(admin.ModelAdmin):
+    """An operator may read and correct a recipient's choices (a support request); a required
+    category's "no" is ignored when sending whatever is stored."""
+
+    list_display = ("recipient_id", "category", "channel", "enabled", "updated_at")
+    list_filter = ("category", "channel", "enabled")
+    search_fields = ("=recipient_id",)

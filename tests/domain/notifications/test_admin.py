@@ -1,6 +1,7 @@
 """The notifications admin: endpoints (secrets never shown; enable and disable, asked first),
-deliveries with their attempts (recover, asked first, skipping disabled endpoints), messages
-read-only."""
+deliveries with their attempts (recover, asked first, skipping disabled endpoints and email or
+in-app deliveries), messages read-only; notifications to people with their deliveries, inbox
+items and digests read-only, recipients' preferences."""
 
 from __future__ import annotations
 
@@ -16,16 +17,22 @@ from pytest_django.asserts import assertContains, assertNotContains
 
 from domain.events.models import Event
 from domain.jobs.models import Job, JobStatus
+from domain.notifications import inbox
+from domain.notifications.catalogue import get_template
 from domain.notifications.models import (
     AttemptResult,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
+    Digest,
     EndpointState,
+    InboxItem,
     Message,
+    RecipientPreference,
     WebhookEndpoint,
     new_secret,
 )
+from domain.notifications.sending import notification_send, notification_validate
 from tests.conftest import assert_changelist_loads
 
 pytestmark = pytest.mark.django_db
@@ -418,3 +425,114 @@ def test_recover_with_nothing_to_send_says_so_without_a_page(operator, endpoint_
     assert message in operator.get(response["Location"]).content.decode()
     assert _statuses(deliveries) == [status]
     assert not Job.objects.exists()
+
+
+# --- Notifications to people -----------------------------------------------------------------
+
+NOTIFICATIONS = "admin:notifications_notification_changelist"
+INBOX = "admin:notifications_inboxitem_changelist"
+
+
+def _notified(template: str = "security_alert", recipients=("u1", "u2")):
+    """A notification sent through the service (email and in-app deliveries, and, for
+    comment_added, a digest per recipient), its in-app deliveries written to the inboxes."""
+    draft = notification_validate(template=template, context=get_template(template).example,
+                                  recipients=[{"id": r, "email": f"{r}@example.com"}
+                                              for r in recipients])
+    result = notification_send(draft=draft)
+    inbox.inbox_deliver(list(Job.objects.filter(
+        kind="inbox_delivery",
+        params__delivery__in=[str(d.pk) for d in result.deliveries])))
+    return result.notification
+
+
+@pytest.mark.parametrize("model", ["notifications/notification", "notifications/inboxitem",
+                                   "notifications/digest", "notifications/recipientpreference"])
+def test_notification_changelists_load_with_a_search(operator, model):
+    _notified(), _notified("comment_added")
+    RecipientPreference.objects.create(recipient_id="u1", category="comments", channel="email",
+                                       enabled=False)
+    assert_changelist_loads(operator, model)
+
+
+def test_a_notification_page_shows_its_deliveries_read_only(operator):
+    # given a notification to two recipients
+    notification = _notified()
+    change = reverse("admin:notifications_notification_change", args=[notification.pk])
+
+    # when its page is opened
+    page = operator.get(change)
+
+    # then its four deliveries are listed with their channel and recipient, with no form
+    assert page.status_code == 200
+    for delivery in notification.deliveries.all():
+        assertContains(page, str(delivery.pk))
+    assertContains(page, "u2@example.com")
+    assertContains(page, "In-app")
+    assertNotContains(page, 'name="_save"')
+    assert operator.post(change, {"template": "forged"}).status_code == 403
+    assert operator.get(reverse("admin:notifications_notification_add")).status_code == 403
+
+
+def test_notifications_filter_by_template_and_category(operator):
+    alert, comment = _notified(), _notified("comment_added")
+    for query, shown, hidden in (("?template=comment_added", comment, alert),
+                                 ("?category=security", alert, comment)):
+        page = operator.get(reverse(NOTIFICATIONS) + query).content.decode()
+        assert str(shown.pk) in page and str(hidden.pk) not in page
+
+
+def test_inbox_items_filter_by_state_and_search_by_recipient(operator):
+    _notified()
+    read = InboxItem.objects.get(recipient_id="u1")
+    inbox.inbox_item_mark(recipient_id="u1", item_id=read.pk, action="read")
+    unread = InboxItem.objects.get(recipient_id="u2")
+    change = "admin:notifications_inboxitem_change"
+
+    def listed(query: str) -> set[str]:
+        page = operator.get(reverse(INBOX) + query).content.decode()
+        return {str(i.pk) for i in (read, unread) if reverse(change, args=[i.pk]) in page}
+
+    assert listed("?state__exact=read") == {str(read.pk)}
+    assert listed("?state__exact=unread") == {str(unread.pk)}
+    assert listed("?q=u2") == {str(unread.pk)}
+    assert listed("") == {str(read.pk), str(unread.pk)}
+
+
+def test_digests_are_read_only(operator):
+    _notified("comment_added", recipients=("u1",))
+    digest = Digest.objects.get()
+    change = reverse("admin:notifications_digest_change", args=[digest.pk])
+    page = operator.get(change)
+    assert page.status_code == 200
+    assertNotContains(page, 'name="_save"')
+    assert operator.post(change, {"state": "closed"}).status_code == 403
+    assert Digest.objects.get().state == "open"
+
+
+def test_deliveries_list_their_channel_and_recipient_and_filter_by_channel(operator):
+    webhook = _delivery(_endpoint(), DeliveryStatus.FAILED)
+    notification = _notified(recipients=("someone-7",))
+    email = notification.deliveries.get(channel="email")
+
+    page = operator.get(reverse(DELIVERIES) + "?channel__exact=email").content.decode()
+    assert str(email.pk) in page and "someone-7" in page
+    assert str(webhook.pk) not in page
+    found = operator.get(reverse(DELIVERIES) + "?q=someone-7").content.decode()
+    assert str(email.pk) in found and str(webhook.pk) not in found
+
+
+def test_recover_leaves_email_and_in_app_deliveries(operator):
+    # given a failed webhook delivery and a failed email delivery
+    webhook = _delivery(_endpoint(), DeliveryStatus.FAILED)
+    email = _notified(recipients=("u1",)).deliveries.get(channel="email")
+    Delivery.objects.filter(pk=email.pk).update(status=DeliveryStatus.FAILED)
+
+    # when the operator asks to recover both
+    page = _act(operator, DELIVERIES, "recover_deliveries", [webhook, email], confirm=False)
+
+    # then only the webhook delivery counts as recoverable; the email one is named apart
+    assertContains(page, "<title>Recover 1 delivery(ies)? | Django site admin</title>",
+                   html=True)
+    assertContains(page, "<tr><td>failed (email or in-app)</td><td>1</td>"
+                   "<td>left as it is</td></tr>", html=True)
