@@ -18,10 +18,12 @@ The requests go through Django's real WSGI handler (middleware, URL resolver, ha
 not the test client, so an unhandled exception is the 500 a caller would get. They share the
 test's database transaction; each case runs in a savepoint rolled back afterwards, so the rows
 seeded for a test (a product, an event, jobs in several states, webhook endpoints with
-deliveries and attempts) look the same to every case, and a case that breaks the transaction
-cannot poison the next one. A test ping (POST …/test) is delivered for real, to a receiver on
-127.0.0.1 that the seeded endpoints point at; the webhook URLs the fuzzer makes are never sent
-to, and their host names resolve through a fixed table, not the machine's DNS (fuzz_dns).
+deliveries and attempts, notifications with their email and in-app deliveries, an inbox and
+one-click unsubscribe tokens) look the same to every case, and a case that breaks the
+transaction cannot poison the next one. A test ping (POST …/test) is delivered for real, to a
+receiver on 127.0.0.1 that the seeded endpoints point at; the webhook URLs the fuzzer makes are
+never sent to, and their host names resolve through a fixed table, not the machine's DNS
+(fuzz_dns).
 
 How many cases ran for each operation, by status code, is printed at the end of the run
 ("schemathesis cases per operation", see conftest.py).
@@ -46,7 +48,7 @@ import schemathesis
 from django.conf import settings as django_settings
 from django.core import signals
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import URLValidator
+from django.core.validators import URLValidator, validate_email
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections, transaction
 from django.utils import timezone
@@ -65,23 +67,27 @@ from schemathesis.specs.openapi.checks import (
 
 from domain.access.models import Scopes
 from domain.access.services import api_key_create
+from domain.common.errors import ValidationFailed
 from domain.common.fields import InstantField
 from domain.common.parsers import INT_MAX, INT_MIN, json_depth
 from domain.events import services as event_services
 from domain.events.registry import event_types
 from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from domain.jobs.registry import job_kinds
-from domain.notifications import ssrf
+from domain.notifications import inbox, preferences, ssrf
+from domain.notifications.catalogue import categories, get_category
 from domain.notifications.models import (
     AttemptResult,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
     EndpointState,
+    InboxItem,
     Message,
     WebhookEndpoint,
     new_secret,
 )
+from domain.notifications.sending import notification_send, notification_validate
 from tests.factories import OrderFactory, ProductFactory
 from tests.fuzz.conftest import FUZZ_CASES
 from tests.fuzz.strategies import PAYLOADS
@@ -276,6 +282,65 @@ def _recovers_a_disabled_endpoint(case: Case, error: dict) -> bool:
                                                state=EndpointState.DISABLED).exists())
 
 
+UNSUBSCRIBE_OPERATIONS = ("GET /api/v1/unsubscribe/{token}", "POST /api/v1/unsubscribe/{token}")
+
+
+def _unsubscribe_target(case: Case) -> tuple[str, str] | None:
+    """The (recipient, category) an unsubscribe case's token names, if it is one the server
+    signed for a category that is registered."""
+    if case.operation.label not in UNSUBSCRIBE_OPERATIONS:
+        return None
+    try:
+        recipient, category = preferences.unsubscribe_read(
+            str((case.path_parameters or {}).get("token", "")))
+    except ValidationFailed:
+        return None
+    return (recipient, category) if category in {c.name for c in categories()} else None
+
+
+def _not_a_signed_token(case: Case, _error: dict) -> bool:
+    return case.operation.label in UNSUBSCRIBE_OPERATIONS and _unsubscribe_target(case) is None
+
+
+def _turns_a_required_category_off(case: Case, _error: dict) -> bool:
+    """An unsubscribe token for a required category, or a PUT of preferences saying false for
+    one (the schema says `true` only there, so this one is also schema-invalid)."""
+    target = _unsubscribe_target(case)
+    if target is not None:
+        return get_category(target[1]).required
+    chosen = _body_field(case, "categories")
+    return (case.operation.label == "PUT /api/v1/recipients/{recipient_id}/preferences"
+            and isinstance(chosen, dict) and any(
+                c.required and isinstance(chosen.get(c.name), dict)
+                and False in chosen[c.name].values() for c in categories()))
+
+
+def _invalid_email(email: Any) -> bool:
+    try:
+        validate_email(email)
+    except DjangoValidationError:
+        return True
+    return False
+
+
+def _refused_recipients(case: Case, error: dict) -> bool:
+    """Every recipient the send refused repeats an earlier one's id, or has an email address
+    Django's validator refuses (the recipient's fields say so; JSON Schema can state neither:
+    `uniqueItems` compares whole objects, and no `format` is Django's email rule)."""
+    sent = _body_field(case, "recipients")
+    refused = error.get("details", {}).get("recipients")
+    if not isinstance(sent, list) or not isinstance(refused, dict) or not refused:
+        return False
+    for index, problem in refused.items():
+        item = sent[int(index)]
+        earlier = [r.get("id") for r in sent[:int(index)] if isinstance(r, dict)]
+        code = problem.get("code") if isinstance(problem, dict) else None
+        duplicate = code == "duplicate_recipient" and item.get("id") in earlier
+        if not (duplicate or (code == "invalid_email" and _invalid_email(item.get("email")))):
+            return False
+    return True
+
+
 # error code -> whether the case breaks that rule (given the error object)
 UNSTATED_RULES: dict[str, Callable[[Case, dict], bool]] = {
     # U+0000 anywhere in a JSON body: PostgreSQL's jsonb cannot store it
@@ -308,11 +373,20 @@ UNSTATED_RULES: dict[str, Callable[[Case, dict], bool]] = {
     "unresolvable_url": _refuses_its_url("unresolvable_url"),
     # 409: recovering the deliveries of a disabled endpoint (enable it first)
     "endpoint_disabled": _recovers_a_disabled_endpoint,
+    # a notification's recipients: an id given twice, an email address Django refuses (the
+    # recipient fields' descriptions say so)
+    "invalid_recipients": _refused_recipients,
+    # an unsubscribe link's token is the server's signature: only one it made is valid
+    "invalid_unsubscribe_token": _not_a_signed_token,
+    # an unsubscribe link of a required category (the server makes none, but a token can be
+    # signed for one)
+    "required_category": _turns_a_required_category_off,
 }
 # The codes above that only their rule may give: any answer with one of them, in either test,
 # must come from a request that breaks that rule (a 409 is never a schema-valid request
 # refused for schemathesis, so without this the rule for endpoint_disabled would hold nothing).
-ONLY_UNDER_THEIR_RULE = ("unsafe_url", "unresolvable_url", "endpoint_disabled")
+ONLY_UNDER_THEIR_RULE = ("unsafe_url", "unresolvable_url", "endpoint_disabled",
+                         "invalid_recipients", "invalid_unsubscribe_token", "required_category")
 
 
 def _breaks_an_unstated_rule(case: Case, response: Response) -> bool:
@@ -479,6 +553,7 @@ def seeded(_wsgi_in_test_transaction, _fuzz_dns, receiver) -> dict:
     placed = OrderFactory()
     shipped = OrderFactory(status="shipped", carrier="DHL", tracking_number="JD01",
                            shipped_at=now)
+    notifications = _seed_notifications(key)
     return {
         "headers": {"Authorization": f"Bearer {raw}"},
         "event_types": [t.name for t in event_types(publishable=True)],
@@ -488,9 +563,13 @@ def seeded(_wsgi_in_test_transaction, _fuzz_dns, receiver) -> dict:
             "job_id": [str(j.pk) for j in (queued, dead, cancelled, succeeded)],
             "product_id": [str(product.pk)],
             "endpoint_id": [str(e.pk) for e in endpoints],
-            "delivery_id": [str(d.pk) for d in deliveries],
+            "delivery_id": [str(d.pk) for d in deliveries] + notifications["delivery_id"],
             "order_id": [str(placed.pk), str(shipped.pk)],
+            **{name: ids for name, ids in notifications.items() if name != "delivery_id"},
         },
+        # an inbox item's recipient: its id goes with the item's in a path
+        "item_owners": {str(i.pk): i.recipient_id
+                        for i in InboxItem.objects.filter(recipient_id__in=SEEDED_RECIPIENTS)},
     }
 
 
@@ -548,6 +627,44 @@ def _seed_webhooks(key, receiver: Receiver, event, now) -> tuple[list, list]:
     return [active, disabled], [delivered, failed, retrying, parked]
 
 
+SEEDED_RECIPIENTS = ("fuzz-recipient", "fuzz-other")
+
+
+def _seed_notifications(key) -> dict[str, list[str]]:
+    """A security alert and a comment (a digest's email) to two recipients, one without an
+    email address (its email delivery skipped), the in-app deliveries written to the inboxes
+    (one item read, one archived), a recipient's preferences, and one-click unsubscribe tokens
+    (one of a required category, which the server refuses)."""
+    sent = []
+    for template, context in (
+            ("security_alert", {"title": "New sign-in", "message": "From a new device.",
+                                "occurred_at": "2026-11-28T09:00:00Z"}),
+            ("comment_added", {"thread_id": "t-1", "thread_title": "Plan", "author": "Ada",
+                               "excerpt": "Looks good."})):
+        draft = notification_validate(template=template, context=context, recipients=[
+            {"id": SEEDED_RECIPIENTS[0], "email": "fuzz@example.com"},
+            {"id": SEEDED_RECIPIENTS[1]}])
+        sent.append(notification_send(draft=draft, api_key=key))
+    deliveries = [d for result in sent for d in result.deliveries]
+    inbox.inbox_deliver(list(Job.objects.filter(
+        kind="inbox_delivery", params__delivery__in=[str(d.pk) for d in deliveries])))
+    items = list(InboxItem.objects.filter(recipient_id__in=SEEDED_RECIPIENTS))
+    inbox.inbox_item_mark(recipient_id=items[0].recipient_id, item_id=items[0].pk,
+                          action="read")
+    inbox.inbox_item_mark(recipient_id=items[1].recipient_id, item_id=items[1].pk,
+                          action="archive")
+    preferences.preferences_put(recipient_id=SEEDED_RECIPIENTS[0],
+                                choices={"comments": {"email": False}})
+    return {
+        "notification_id": [str(result.notification.pk) for result in sent],
+        "delivery_id": [str(d.pk) for d in deliveries],
+        "recipient_id": list(SEEDED_RECIPIENTS),
+        "item_id": [str(i.pk) for i in items],
+        "token": [preferences.unsubscribe_token(recipient_id=r, category=c)
+                  for r in SEEDED_RECIPIENTS for c in ("comments", "orders", "security")],
+    }
+
+
 FUZZ_SETTINGS = hypothesis.settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
@@ -598,6 +715,10 @@ def test_api_conforms_to_its_schema_on_real_rows(case, data, seeded):
         known = seeded["ids"].get(name)
         if known and data.draw(st.booleans(), label=f"use a seeded {name}"):
             case.path_parameters[name] = data.draw(st.sampled_from(known), label=name)
+    # and an inbox item's own recipient with a seeded item (another's is a 404)
+    owner = seeded["item_owners"].get((case.path_parameters or {}).get("item_id"))
+    if owner is not None and "recipient_id" in case.path_parameters:
+        case.path_parameters["recipient_id"] = owner
 
     # and, in two cases out of three, registered event types (then, half of the time, with
     # payloads generated from their schemas) / job kinds in place of random strings, for every
