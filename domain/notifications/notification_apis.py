@@ -4,9 +4,11 @@
 the shape, call one service or selector, render. (Every channel's deliveries are read through
 /api/v1/deliveries, apis.py.)
 
-Inboxes and preferences belong to recipients, whose ids the clients choose: any key with the
-scope reads or changes any recipient's (as a recipient id is the client's own user id, the key
-is the client's server, not the recipient).
+Inboxes and preferences are kept by recipient id, an id the client chooses (its own user's):
+any key with the scope reads or changes any recipient's. A key is the client's server acting
+for its users; recipients hold no key. The one exception is the unsubscribe link, which a
+recipient follows from an email with no key: its signed token names the one choice it may
+change.
 """
 
 from __future__ import annotations

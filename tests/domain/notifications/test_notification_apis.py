@@ -14,6 +14,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -602,10 +603,13 @@ def test_a_bad_inbox_filter_is_422(reader, query, name):
     assert name in assert_error(_inbox(reader, **query), 422, "validation_failed")["details"]
 
 
-def test_a_recipient_id_over_200_characters_in_a_path_is_422(writer):
-    long = "x" * 201
-    for response in (_inbox(writer, long), writer.post(reverse("inbox-read-all", args=[long])),
-                     writer.get(reverse("recipient-preferences", args=[long]))):
+@pytest.mark.parametrize("recipient", ["x" * 201, "a\x00b"])
+def test_a_recipient_id_a_send_refuses_is_422_in_a_path(writer, recipient):
+    for response in (_inbox(writer, recipient),
+                     writer.post(reverse("inbox-read-all", args=[recipient])),
+                     writer.get(reverse("recipient-preferences", args=[recipient])),
+                     _put(writer, {}, recipient=recipient),
+                     _mark(writer, "read", str(uuid.uuid4()), recipient=recipient)):
         assert "recipient_id" in assert_error(response, 422, "validation_failed")["details"]
 
 
@@ -764,6 +768,19 @@ def test_one_click_unsubscribe_from_an_emails_link(writer, smtp_sink, settings):
     assert anonymous.get(link).json()["enabled"] is False
     assert anonymous.post(link).status_code == 200
     assert RecipientPreference.objects.count() == 1
+
+
+def test_unsubscribe_needs_no_csrf_token_nor_a_json_body():
+    # a mail provider posts from its servers: no cookie, no CSRF token, a form body
+    client = Client(enforce_csrf_checks=True)
+    for body, content_type in (("List-Unsubscribe=One-Click",
+                                "application/x-www-form-urlencoded"),
+                               ("--b\r\nContent-Disposition: form-data; "
+                                "name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--b--\r\n",
+                                "multipart/form-data; boundary=b")):
+        response = client.post(_unsubscribe_url(), body, content_type=content_type)
+        assert response.status_code == 200, response.content
+    assert RecipientPreference.objects.get().enabled is False
 
 
 def test_unsubscribe_keeps_the_other_choices(writer):
