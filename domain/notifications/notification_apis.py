@@ -14,6 +14,7 @@ change.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -263,9 +264,14 @@ class NotificationOutputSerializer(NotificationSummarySerializer):
 
 @extend_schema_serializer(component_name="NotificationRecipient")
 class RecipientInputSerializer(serializers.Serializer):
-    id = StrictCharField(max_length=RECIPIENT_ID_MAX, trim_whitespace=False, help_text=(
-        "your id for the recipient (their inbox and preferences are under it); unique in "
-        "the request, otherwise 422 invalid_recipients (duplicate_recipient)"))
+    # No "/" (nor NUL): the id is a path segment of its inbox and preferences, and an id a
+    # send accepted must be one those paths can reach.
+    id = StrictCharField(max_length=RECIPIENT_ID_MAX, trim_whitespace=False,
+                         validators=[RegexValidator(r"^[^/\x00]+\Z",
+                                                    "A recipient id cannot contain '/'.")],
+                         help_text=(
+        "your id for the recipient (their inbox and preferences are under it, so no '/'); "
+        "unique in the request, otherwise 422 invalid_recipients (duplicate_recipient)"))
     email = StrictCharField(max_length=320, allow_null=True, allow_blank=True, required=False,
                             trim_whitespace=False, help_text=(
                                 "an email address (Django's validator, otherwise 422 "
