@@ -10,6 +10,7 @@ the window between the server accepting a message and the sender's record of it)
         ...
         [message] = sink.messages_to("bob@example.com")
         message.text, message.html, message["Message-ID"]
+        sink.connections, message.connection  # how many sessions greeted; which one carried it
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Received:
     raw: bytes
     message: EmailMessage
     at: float
+    connection: int = 0  # the number of the SMTP session that carried it (1, 2, …)
 
     def __getitem__(self, header: str) -> str | None:
         return self.message[header]
@@ -65,6 +67,19 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
+    # A client greets once per connection (smtplib's sendmail says EHLO only when it has not
+    # yet), so greetings count connections; the probe aiosmtpd's controller makes when it
+    # starts never greets, so it does not count.
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname  # what aiosmtpd does itself when there is no hook
+        session.conveyor_connection = self.sink._greeted()
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        session.host_name = hostname
+        session.conveyor_connection = self.sink._greeted()
+        return f"250 {server.hostname}"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.sink._next(address, "rcpt")
         if reply:
@@ -76,7 +91,8 @@ class _Handler:
         raw = envelope.original_content or envelope.content
         received = Received(
             mail_from=envelope.mail_from, rcpt_to=list(envelope.rcpt_tos), raw=raw,
-            message=email.message_from_bytes(raw, policy=email.policy.default), at=time.time())
+            message=email.message_from_bytes(raw, policy=email.policy.default), at=time.time(),
+            connection=getattr(session, "conveyor_connection", 0))
         reply = None
         for address in envelope.rcpt_tos:
             reply = reply or self.sink._next(address, "data")
@@ -97,6 +113,7 @@ class SmtpSink:
         self.received: list[Received] = []
         self.refused: list[tuple[Received, str]] = []
         self._scripts: dict[str, Script] = {}
+        self.connections = 0  # SMTP sessions that greeted (EHLO or HELO)
         self._lock = threading.Lock()
         self._controller = Controller(_Handler(self), hostname=self.host, port=port or 0,
                                       decode_data=False, ready_timeout=10)
@@ -132,6 +149,11 @@ class SmtpSink:
             script = self._scripts.get(address.lower())
             replies = getattr(script, step) if script else []
             return replies.pop(0) if replies else None
+
+    def _greeted(self) -> int:
+        with self._lock:
+            self.connections += 1
+            return self.connections
 
     def _accept(self, received: Received) -> None:
         with self._lock:
