@@ -19,6 +19,7 @@ equal to bulk_create's.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,10 +106,18 @@ def _insert_plan(model: type[models.Model], numbered: bool = False) -> _InsertPl
     if None in converters:
         return None
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in fields)
+    arrays = ", ".join(f"%s::{_array_type(f)}[]" for f in fields)
     return _InsertPlan(
         attnames=tuple(f.attname for f in fields), converters=converters,
         sql=f"INSERT INTO {table(model)} ({columns}) SELECT * FROM unnest({arrays})")  # noqa: S608 - names from the model's own fields
+
+
+def _array_type(field: models.Field) -> str:
+    """The type an array of the field's values is cast to: the column's, but a varchar
+    without its length. An explicit cast to varchar(n) cuts a longer value to n characters
+    without a word, where the INSERT's own cast into the column refuses it ("value too long"),
+    as bulk_create's INSERT does."""
+    return re.sub(r"^varchar\(\d+\)$", "varchar", field.db_type(connection))
 
 
 def _values(plan: _InsertPlan, objs: Sequence[models.Model]) -> list[list[Any]]:

@@ -114,3 +114,22 @@ def test_fields_that_need_no_pre_save_take_the_fast_path():
     # the models the fast path exists for convert every field
     assert not [f for f in Event._meta.concrete_fields if needs_pre_save(f)]
     assert not [f for f in Job._meta.concrete_fields if needs_pre_save(f)]
+
+
+@pytest.mark.postgres  # the fast path's own cast; bulk_create refuses it on PostgreSQL too
+@pytest.mark.django_db
+def test_a_value_longer_than_its_column_is_refused_not_cut():
+    # given a job whose kind is longer than the column (a varchar(…))
+    _, job = _pair(None)
+    job.event = None
+    job.kind = "k" * (Job._meta.get_field("kind").max_length + 1)
+
+    # when it goes through insert_rows, then the database refuses it, as it refuses
+    # bulk_create's INSERT; nothing is stored cut to the column's length
+    from django.db import DataError, transaction
+
+    with pytest.raises(DataError, match="too long"), transaction.atomic():
+        insert_rows(Job, [job])
+    with pytest.raises(DataError, match="too long"), transaction.atomic():
+        Job.objects.bulk_create([_copy(job)])
+    assert not Job.objects.exists()
