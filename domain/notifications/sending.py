@@ -50,6 +50,7 @@ from domain.notifications.models import (
 )
 
 NO_ADDRESS = "the recipient has no email address"
+RECIPIENT_ID_MAX_LENGTH = Delivery._meta.get_field("recipient_id").max_length
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,11 @@ def _recipients(recipients: list[dict]) -> list[Recipient]:
     seen: dict[str, int] = {}
     errors: dict[str, Any] = {}
     for index, item in enumerate(recipients):
-        rid, email = str(item.get("id", "")), item.get("email") or ""
+        problem = _recipient_problem(item)
+        if problem:
+            errors[str(index)] = {"code": "invalid_recipient", "message": problem}
+            continue
+        rid, email = str(item["id"]), item.get("email") or ""
         if rid in seen:
             errors[str(index)] = {"code": "duplicate_recipient",
                                   "message": f"Recipient {rid!r} is also number {seen[rid]}."}
@@ -136,6 +141,8 @@ def _recipients(recipients: list[dict]) -> list[Recipient]:
         seen[rid] = index
         if email:
             try:
+                if not isinstance(email, str):
+                    raise DjangoValidationError("not a string")
                 validate_email(email)
             except DjangoValidationError:
                 errors[str(index)] = {"code": "invalid_email",
@@ -147,6 +154,21 @@ def _recipients(recipients: list[dict]) -> list[Recipient]:
                                "nothing was sent.", code="invalid_recipients",
                                details={"recipients": errors})
     return people
+
+
+def _recipient_problem(item: Any) -> str:
+    """What makes a recipient unusable, or "": every delivery, inbox item and preference is
+    keyed by the id, so it must be text (a number is taken as its text) that fits the column;
+    `str()` of anything else made a recipient "None" or "", and a longer one failed the
+    INSERT."""
+    if not isinstance(item, dict):
+        return "A recipient is an object with an id and, optionally, an email."
+    rid = item.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, str | int) or not str(rid):
+        return "A recipient needs an id: a non-empty string."
+    if len(str(rid)) > RECIPIENT_ID_MAX_LENGTH:
+        return f"A recipient id has at most {RECIPIENT_ID_MAX_LENGTH} characters."
+    return ""
 
 
 def notification_send(*, draft: NotificationDraft, api_key: ApiKey | None = None,
