@@ -290,20 +290,17 @@ def _join_digests(draft: NotificationDraft, deliveries: list[Delivery],
              for rid, d in by_recipient.items()}
     # Open the digests that do not exist yet; a concurrent send's open digest wins the
     # partial unique constraint (its INSERT waits for that send's commit, then does nothing).
-    Digest.objects.bulk_create(list(fresh.values()), ignore_conflicts=True)
+    # In recipient order, as the lock below: two sends to the same recipients listed in
+    # opposite orders would otherwise each wait for the other's uncommitted digests.
+    Digest.objects.bulk_create(sorted(fresh.values(), key=lambda d: d.recipient_id),
+                               ignore_conflicts=True)
     open_now = {d.recipient_id: d for d in Digest.objects.select_for_update().filter(
         template=template.name, key=key, state=DigestState.OPEN,
         recipient_id__in=list(by_recipient)).order_by("recipient_id")}
     carriers: list[tuple[Delivery, datetime]] = []
     joined: list[Any] = []
     for rid, delivery in by_recipient.items():
-        digest = open_now.get(rid)
-        if digest is None:
-            # Its digest closed between the INSERT and the lock (the carrier took it): open
-            # another. Rare; one row at a time.
-            digest = fresh[rid]
-            digest.id = uuid.uuid4()
-            digest.save(force_insert=True)
+        digest = open_now.get(rid) or _reopen(fresh[rid])
         delivery.digest_id = digest.pk
         if digest.pk == fresh[rid].pk:
             carriers.append((delivery, digest.closes_at))
@@ -312,3 +309,18 @@ def _join_digests(draft: NotificationDraft, deliveries: list[Delivery],
     if joined:
         Digest.objects.filter(pk__in=joined).update(items=F("items") + 1)
     return carriers
+
+
+def _reopen(fresh: Digest) -> Digest:
+    """The recipient's digest closed between the INSERT and the lock (its carrier took it):
+    open the next one, or join it if a concurrent send just opened it. Rare; one row at a
+    time. A plain INSERT here failed the whole send with a unique violation when two sends
+    found the digest closed at once (test_digests.py, sends racing with the carrier)."""
+    while True:
+        fresh.id = uuid.uuid4()
+        Digest.objects.bulk_create([fresh], ignore_conflicts=True)
+        digest = Digest.objects.select_for_update().filter(
+            template=fresh.template, key=fresh.key, recipient_id=fresh.recipient_id,
+            state=DigestState.OPEN).first()
+        if digest is not None:  # ours or the concurrent send's; else that one closed too
+            return digest
