@@ -43,9 +43,11 @@ class Received:
         return str(self.message["Subject"] or "")
 
     def _part(self, mime: str) -> str | None:
+        """The part's text, its lines ending in \\n (on the wire they end in CRLF)."""
         part = self.message.get_body(preferencelist=(mime.split("/")[1],))
-        return part.get_content() if part is not None and part.get_content_type() == mime \
-            else None
+        if part is None or part.get_content_type() != mime:
+            return None
+        return part.get_content().replace("\r\n", "\n")
 
     @property
     def text(self) -> str | None:
