@@ -55,16 +55,26 @@ def preferences_put(*, recipient_id: str, choices: dict[str, dict[str, bool]]) -
     choice is checked before any is written."""
     known = {c.name: c for c in categories()}
     channels = {str(ch) for ch in PEOPLE_CHANNELS}
+    if not isinstance(choices, dict):
+        raise ValidationFailed("Give an object of categories, each an object of channels.",
+                               code="invalid_preferences")
     errors: dict[str, str] = {}
     for name, per_channel in choices.items():
         category = known.get(name)
         if category is None:
             errors[name] = f"unknown category; known: {', '.join(sorted(known))}"
             continue
+        if not isinstance(per_channel, dict):
+            errors[name] = "give an object of channels, each true or false"
+            continue
         for channel, enabled in per_channel.items():
             if channel not in channels:
                 errors[f"{name}.{channel}"] = ("unknown channel; known: "
                                                + ", ".join(sorted(channels)))
+            elif not isinstance(enabled, bool):
+                # Not left to the BooleanField: "no" raised Django's ValidationError and null
+                # the NOT NULL constraint, both 500s.
+                errors[f"{name}.{channel}"] = "true or false"
             elif category.required and not enabled:
                 errors[f"{name}.{channel}"] = "a required category: it cannot be turned off"
     if errors:
