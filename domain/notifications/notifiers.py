@@ -58,7 +58,12 @@ def notify_from_events(jobs: list[Job]) -> list[Any]:
         pk__in=[j.event_id for j in jobs if j.event_id]).select_related("api_key")}
     answers: list[Any] = []
     for job in jobs:
-        answers.append(_notify(job, events.get(job.event_id)))
+        try:
+            answers.append(_notify(job, events.get(job.event_id)))
+        except Exception as exc:  # noqa: BLE001 - this job's failure, decided by its policy
+            # A notifier's bug (or one event it cannot read) is this job's answer: raised, it
+            # failed the whole batch, up to 50 other events' notifications gone dead with it.
+            answers.append(exc)
     return answers
 
 
