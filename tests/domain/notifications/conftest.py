@@ -20,7 +20,7 @@ def test_template(tmp_path):
     def register(name: str, *, subject: str, text: str, html: str | None = None,
                  **fields) -> catalogue.NotificationTemplate:
         files = tmp_path / "notifications" / name
-        files.mkdir(parents=True)
+        files.mkdir(parents=True, exist_ok=True)
         (files / "subject.txt").write_text(subject)
         (files / "text.txt").write_text(text)
         if html is not None:

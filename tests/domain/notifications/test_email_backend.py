@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import email
 import email.policy
+import smtplib
 
 import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.core.mail.message import BadHeaderError, sanitize_address
 
-from domain.notifications.email_backend import _PLAIN_ADDRESS, message_bytes
+from domain.notifications.email_backend import _PLAIN_ADDRESS, EmailBackend, message_bytes
 
 HTML = "<!doctype html>\n<html><body>\n<h1>Hello</h1>\n<p>Dear Ada,</p>\n</body></html>\n"
 
@@ -179,3 +180,65 @@ def test_the_smtp_server_receives_the_written_message_and_its_reply_is_kept(smtp
     assert received.html.replace("\r\n", "\n") == HTML
     assert received["Message-ID"] == "<0f7e6a1c@conveyor.localhost>"
     assert reply[0] == 250 and b"queued" in reply[1]
+
+
+# --- The reply to DATA, kept per message (what an email attempt row shows) ---------------
+
+def _plain_message(to: str = "ada@example.com") -> EmailMessage:
+    return EmailMessage(subject="Hello", body="Body", from_email="from@example.com", to=[to])
+
+
+def test_the_reply_to_data_is_kept_for_each_plain_message(smtp_sink):
+    backend = get_connection(fail_silently=False)
+    assert isinstance(backend, EmailBackend)
+
+    # when two messages go over one connection
+    backend.open()
+    try:
+        backend.send_messages([_plain_message()])
+        first = backend.last_reply
+        backend.send_messages([_plain_message("bob@example.com")])
+        second = backend.last_reply
+    finally:
+        backend.close()
+
+    # then each reply is the server's own, with the id it queued the message under
+    assert first == (250, b"2.0.0 Ok: queued as 1")
+    assert second == (250, b"2.0.0 Ok: queued as 2")
+    assert smtp_sink.connections == 1
+
+
+def test_the_reply_is_kept_on_a_new_connection_too(smtp_sink):
+    backend = get_connection(fail_silently=False)
+    for expected in (b"2.0.0 Ok: queued as 1", b"2.0.0 Ok: queued as 2"):
+        backend.open()
+        try:
+            backend.send_messages([_plain_message()])
+        finally:
+            backend.close()
+        assert backend.last_reply == (250, expected)
+    assert smtp_sink.connections == 2
+
+
+def test_a_refusal_of_data_is_kept_and_raised(smtp_sink):
+    smtp_sink.script("ada@example.com", data=["554 5.7.1 rejected as spam"])
+    backend = get_connection(fail_silently=False)
+    backend.open()
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as raised:
+            backend.send_messages([_plain_message()])
+        assert backend.last_reply == (554, b"5.7.1 rejected as spam")
+        assert raised.value.smtp_code == 554
+        # and the connection still carries the next message
+        backend.send_messages([_plain_message("bob@example.com")])
+        assert backend.last_reply[0] == 250
+    finally:
+        backend.close()
+    assert len(smtp_sink.received) == 1 and smtp_sink.connections == 1
+
+
+def test_send_messages_opening_its_own_connection_sends(smtp_sink):
+    # Django's way without open(): the backend opens and closes around the batch
+    backend = get_connection(fail_silently=False)
+    assert backend.send_messages([_plain_message(), _plain_message("bob@example.com")]) == 2
+    assert len(smtp_sink.received) == 2 and smtp_sink.connections == 1
