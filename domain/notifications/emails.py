@@ -222,6 +222,8 @@ def _send(items: list[_Outgoing], record: Callable[[list[_Outgoing]], None]) -> 
             except smtplib.SMTPRecipientsRefused as exc:
                 code, text = next(iter(exc.recipients.values()))
                 item.error, item.reply = _by_code(code, text), (code, _text(text))
+                if code == 421:  # smtplib closed it: the next message must open another
+                    opened = _close(connection)
             except smtplib.SMTPResponseException as exc:
                 item.error, item.reply = (_by_code(exc.smtp_code, exc.smtp_error),
                                           (exc.smtp_code, _text(exc.smtp_error)))
