@@ -448,3 +448,21 @@ def test_a_job_that_no_longer_carries_its_delivery_sends_nothing(smtp_sink):
     assert new_answer["delivery"] == DeliveryStatus.DELIVERED
     assert len(smtp_sink.received) == 1
 
+
+
+@pytest.mark.parametrize("step", ["rcpt", "data"])
+def test_a_421_closing_the_connection_fails_that_message_and_the_next_ones_reconnect(
+        smtp_sink, step):
+    # given the server answering 421 (service closing) for the first of three recipients
+    recipients = people(3)
+    smtp_sink.script(recipients[0]["email"], **{step: ["421 4.7.0 closing, try later"]})
+    result = send(recipients=recipients, channels=["email"])
+
+    # when the batch runs
+    answers = deliver_emails(result.deliveries)
+
+    # then that one retries, and the other two go out on a new connection
+    assert isinstance(answers[0], TransientError)
+    assert _attempts(result.deliveries[0]) == [(AttemptResult.FAILED, 421)]
+    assert [a["delivery"] for a in answers[1:]] == [DeliveryStatus.DELIVERED] * 2, answers
+    assert smtp_sink.connections == 2
