@@ -344,3 +344,32 @@ def test_an_inbox_of_100000_items_is_read_from_its_index():
           f"100,000): median {statistics.median(times):.2f} ms, best {min(times):.2f} ms "
           f"of {len(times)}")
 
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_an_inbox_of_100000_archived_items_lists_its_others_from_the_index():
+    # given a recipient who archives everything: 100,000 archived items, newer than the 60
+    # they have not archived yet (the default view must not walk through the archive)
+    table = InboxItem._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (id, recipient_id, template, category, title, body, data, "  # noqa: S608
+            "state, created_at) SELECT gen_random_uuid(), %s, 'security_alert', 'security', "
+            "'Notice ' || n, '', '{}'::jsonb, "
+            "CASE WHEN n <= 100000 THEN 'archived' ELSE 'read' END, "
+            "now() - (100060 - n) * interval '1 second' FROM generate_series(1, 100060) AS n",
+            [BIG])
+        cursor.execute(f"ANALYZE {table}")
+
+    # when the first page without a state is read
+    page, sql, _ = _page("")
+
+    # then it holds the 50 newest of the 60, read from the index, with no sort and no scan of
+    # the table, and without visiting the archived items
+    assert len(page) == 50 and {i.state for i in page} == {InboxState.READ}
+    plan = _plan(sql)
+    print(f"\n-- GET /api/v1/inbox/{{recipient}} (100,000 archived, 60 not):\n{plan}")
+    assert "Index Scan using inbox_recipient on" in plan, plan
+    assert "Sort" not in plan and "Seq Scan" not in plan, plan
+    assert "Rows Removed by Filter" not in plan, plan
