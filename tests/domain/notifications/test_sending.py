@@ -281,13 +281,14 @@ def test_an_email_to_a_recipient_without_an_address_is_skipped_and_in_app_still_
 
 
 def test_a_send_that_fails_while_writing_leaves_nothing_behind():
-    # given a draft that passed no validation: a recipient id longer than the column (the
-    # validator refuses it; here the database does, after the notification row is written)
+    # given a draft that passed no validation: one recipient twice (the validator refuses
+    # it; here the deliveries' unique constraint does, after the notification row is written)
     draft = NotificationDraft(
         template=notification_validate(template="security_alert", context=security_context(),
                                        recipients=people(1)).template,
         context=security_context(), channels=("email", "in_app"),
-        recipients=[Recipient(id="ok", email="ok@example.com"), Recipient(id="x" * 300)])
+        recipients=[Recipient(id="ok", email="ok@example.com"), Recipient(id="twice"),
+                    Recipient(id="twice")])
     before = _rows()
 
     # when it is sent, then it fails, and neither the notification nor any delivery or job
