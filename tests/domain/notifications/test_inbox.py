@@ -279,7 +279,15 @@ def _fill(recipient: str, count: int, others: int) -> None:
         cursor.execute(sql.format(recipient="'other-' || mod(n, 1000)"), [others])
         cursor.execute(f"INSERT INTO {InboxCounter._meta.db_table} (recipient_id, unread) "  # noqa: S608
                        "VALUES (%s, %s)", [recipient, count // 5])
-        cursor.execute(f"ANALYZE {table}")
+    _analyze()
+
+
+def _analyze() -> None:
+    """VACUUM ANALYZE: statistics for the planner, and the visibility map and page counts
+    of a table and indexes that only these rows are in (the tests that fill them commit
+    and are truncated after, so no earlier test's dead rows weigh on the plan)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {InboxItem._meta.db_table}")
 
 
 def _page(query: str) -> tuple[list[InboxItem], str, CreatedAtCursorPagination]:
@@ -301,7 +309,7 @@ def _plan(sql: str) -> str:
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # VACUUM runs outside a transaction
 def test_an_inbox_of_100000_items_is_read_from_its_index():
     # given one recipient with 100,000 items beside 50,000 of 1,000 others
     started = time.perf_counter()
@@ -335,23 +343,26 @@ def test_an_inbox_of_100000_items_is_read_from_its_index():
             assert "Seq Scan" not in plan, plan
 
     # and the first page's time, as a figure (not asserted)
-    times = []
-    for _ in range(20):
-        started = time.perf_counter()
-        _page("?state=unread")
-        times.append((time.perf_counter() - started) * 1000)
-    print(f"\nfirst page of ?state=unread (selector + paginator, 50 of 20,000 unread in "
-          f"100,000): median {statistics.median(times):.2f} ms, best {min(times):.2f} ms "
-          f"of {len(times)}")
+    for query, of in (("?state=unread", "20,000 unread"), ("", "90,000 not archived")):
+        times = []
+        for _ in range(20):
+            started = time.perf_counter()
+            _page(query)
+            times.append((time.perf_counter() - started) * 1000)
+        print(f"\nfirst page of GET /api/v1/inbox/{{recipient}}{query} (selector + paginator, "
+              f"50 of {of} in 100,000): median {statistics.median(times):.2f} ms, "
+              f"best {min(times):.2f} ms of {len(times)}")
 
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # VACUUM runs outside a transaction
 def test_an_inbox_of_100000_archived_items_lists_its_others_from_the_index():
     # given a recipient who archives everything: 100,000 archived items, newer than the 60
-    # they have not archived yet (the default view must not walk through the archive)
+    # they have not archived yet (the default view must not walk through the archive), beside
+    # 50,000 items of 1,000 others
     table = InboxItem._meta.db_table
+    _fill("someone-else", 0, 50_000)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (id, recipient_id, template, category, title, body, data, "  # noqa: S608
@@ -360,7 +371,7 @@ def test_an_inbox_of_100000_archived_items_lists_its_others_from_the_index():
             "CASE WHEN n <= 100000 THEN 'archived' ELSE 'read' END, "
             "now() - (100060 - n) * interval '1 second' FROM generate_series(1, 100060) AS n",
             [BIG])
-        cursor.execute(f"ANALYZE {table}")
+    _analyze()
 
     # when the first page without a state is read
     page, sql, _ = _page("")
