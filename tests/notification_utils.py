@@ -42,9 +42,10 @@ def send(template: str = "security_alert", context: dict | None = None,
 
 
 def jobs_of(deliveries: list[Delivery], channel: str | None = None) -> list[Job]:
-    """The job rows of these deliveries (those that have one), in the deliveries' order."""
-    wanted = [d.job_id for d in deliveries
-              if d.job_id and (channel is None or d.channel == channel)]
+    """The job rows of these deliveries (those that have one), in the deliveries' order; a job
+    that carries several (in-app deliveries share one per chunk) once."""
+    wanted = list(dict.fromkeys(d.job_id for d in deliveries
+                                if d.job_id and (channel is None or d.channel == channel)))
     found = Job.objects.in_bulk(wanted)
     return [found[pk] for pk in wanted]
 

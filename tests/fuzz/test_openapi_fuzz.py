@@ -647,7 +647,7 @@ def _seed_notifications(key) -> dict[str, list[str]]:
         sent.append(notification_send(draft=draft, api_key=key))
     deliveries = [d for result in sent for d in result.deliveries]
     inbox.inbox_deliver(list(Job.objects.filter(
-        kind="inbox_delivery", params__delivery__in=[str(d.pk) for d in deliveries])))
+        kind="inbox_delivery", pk__in={d.job_id for d in deliveries})))
     items = list(InboxItem.objects.filter(recipient_id__in=SEEDED_RECIPIENTS))
     inbox.inbox_item_mark(recipient_id=items[0].recipient_id, item_id=items[0].pk,
                           action="read")

@@ -441,8 +441,7 @@ def _notified(template: str = "security_alert", recipients=("u1", "u2")):
                                               for r in recipients])
     result = notification_send(draft=draft)
     inbox.inbox_deliver(list(Job.objects.filter(
-        kind="inbox_delivery",
-        params__delivery__in=[str(d.pk) for d in result.deliveries])))
+        kind="inbox_delivery", pk__in={d.job_id for d in result.deliveries})))
     return result.notification
 
 
