@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from bench.stack import BIN, ROOT, free_port, wait_until
+from bench.stack import BIN, ROOT, HelperProcess, free_port, wait_until
 
 if TYPE_CHECKING:
     from bench.run import Suite
@@ -53,51 +53,20 @@ NOTIFICATION_TABLES = ("notifications_notification", "notifications_inboxitem",
                        "notifications_inboxcounter", "notifications_digest")
 
 
-class SinkClient:
+class SinkClient(HelperProcess):
     """bench/smtp_sink.py, started by the suite's stack; its control requests."""
 
+    name, module = "smtp_sink", "bench.smtp_sink"
+
     def __init__(self, suite: Suite) -> None:
-        self.port, self.control_port = free_port(), free_port()
-        spec = {"port": self.port, "control_port": self.control_port, "sample_every": 200,
-                "max_samples": 20}
-        self.proc = suite.stack._spawn("smtp_sink", [str(BIN / "python"), "-m",
-                                                     "bench.smtp_sink", json.dumps(spec)])
-
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the SMTP sink exited; see "
-                                   f"{suite.stack.dir / 'smtp_sink.log'}")
-            try:
-                self.stats()
-            except OSError:
-                return False
-            return True
-
-        wait_until(up, 30, "the SMTP sink")
+        self.port = free_port()
+        control_port = free_port()
+        super().__init__(suite, {"port": self.port, "control_port": control_port,
+                                 "sample_every": 200, "max_samples": 20}, control_port)
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
-
-    def _call(self, path: str, method: str = "GET"):
-        conn = http.client.HTTPConnection("127.0.0.1", self.control_port, timeout=30)
-        try:
-            conn.request(method, path, body=b"" if method == "POST" else None)
-            return json.loads(conn.getresponse().read())
-        finally:
-            conn.close()
-
-    def stats(self) -> dict:
-        return self._call("/_stats")
-
-    def records(self) -> list[list]:
-        return self._call("/_records")
-
-    def samples(self) -> list[str]:
-        return self._call("/_samples")
-
-    def reset(self) -> None:
-        self._call("/_reset", method="POST")
 
     def cpu_seconds(self) -> float:
         return cpu_seconds([self.proc.pid])

@@ -6,6 +6,8 @@ Everything listens on 127.0.0.1 only, is started by this process and stopped by 
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import secrets
 import shutil
@@ -201,6 +203,52 @@ class Stack:
     def stop_all(self) -> None:
         for proc in reversed(list(self.procs)):
             self.stop(proc)
+
+
+class HelperProcess:
+    """A bench helper process the suite's stack starts (the webhook receiver, the SMTP sink)
+    and the JSON control requests it answers on `control_port`: /_stats, /_records,
+    /_samples, /_reset."""
+
+    name = "helper"
+    module = ""
+
+    def __init__(self, suite, spec: dict, control_port: int) -> None:
+        self.control_port = control_port
+        self.proc = suite.stack._spawn(self.name, [str(BIN / "python"), "-m", self.module,
+                                                   json.dumps(spec)])
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the {self.name} exited; see "
+                                   f"{suite.stack.dir / (self.name + '.log')}")
+            try:
+                self.stats()
+            except OSError:
+                return False
+            return True
+
+        wait_until(up, 30, f"the {self.name}")
+
+    def _call(self, path: str, method: str = "GET"):
+        conn = http.client.HTTPConnection("127.0.0.1", self.control_port, timeout=30)
+        try:
+            conn.request(method, path, body=b"" if method == "POST" else None)
+            return json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+
+    def stats(self) -> dict:
+        return self._call("/_stats")
+
+    def records(self) -> list[list]:
+        return self._call("/_records")
+
+    def samples(self) -> list:
+        return self._call("/_samples")
+
+    def reset(self) -> None:
+        self._call("/_reset", method="POST")
 
 
 def tree_rss(pid: int) -> dict:

@@ -26,7 +26,6 @@ bare Celery task posting the same body with `requests`; and publish -> received 
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import subprocess
@@ -35,7 +34,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bench.stack import BIN, ROOT, free_port, wait_until
+from bench.stack import BIN, ROOT, HelperProcess, free_port, wait_until
 
 if TYPE_CHECKING:
     from bench.run import Suite
@@ -50,48 +49,18 @@ def payload(n: int) -> dict:
             "items": 1 + n % 7, "customer": f"cus_{n % 997:05d}"}
 
 
-class ReceiverClient:
+class ReceiverClient(HelperProcess):
     """bench/receiver.py, started by the suite's stack; its control requests."""
+
+    name, module = "receiver", "bench.receiver"
 
     def __init__(self, suite: Suite, delay: float = 0.05) -> None:
         self.port = free_port()
-        spec = {"port": self.port, "delay": delay, "sample_every": 50, "max_samples": 40}
-        self.proc = suite.stack._spawn("receiver", [str(BIN / "python"), "-m", "bench.receiver",
-                                                    json.dumps(spec)])
-
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the receiver exited; see {suite.stack.dir / 'receiver.log'}")
-            try:
-                self.stats()
-            except OSError:
-                return False
-            return True
-
-        wait_until(up, 30, "the webhook receiver")
+        super().__init__(suite, {"port": self.port, "delay": delay, "sample_every": 50,
+                                 "max_samples": 40}, self.port)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
-
-    def _get(self, path: str, method: str = "GET"):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request(method, path, body=b"" if method == "POST" else None)
-            return json.loads(conn.getresponse().read())
-        finally:
-            conn.close()
-
-    def stats(self) -> dict:
-        return self._get("/_stats")
-
-    def records(self) -> list[list]:
-        return self._get("/_records")
-
-    def samples(self) -> list[dict]:
-        return self._get("/_samples")
-
-    def reset(self) -> None:
-        self._get("/_reset", method="POST")
 
 
 def verify_samples(samples: list[dict], secrets: dict[str, str]) -> int:

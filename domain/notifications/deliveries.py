@@ -278,15 +278,25 @@ class _Late:
 late = _Late()
 
 
-def _before_send(job: Job, delivery: Delivery | None, now: datetime) -> Any:
-    """None: send it. Otherwise the job's answer without a send."""
+def settled_answer(job: Job, delivery: Delivery | None, *, gone: str) -> Any:
+    """The job's answer when its delivery needs no send, whatever its channel: gone, carried
+    by a newer job (a recovery or a resume made one), or delivered already (the job ran
+    again after the record: effects once). None: go on."""
     if delivery is None:
-        return {"skipped": "the delivery no longer exists (its endpoint was deleted)"}
+        return {"skipped": f"the delivery no longer exists ({gone})"}
     if delivery.job_id != job.pk:
         return {"skipped": f"superseded: job {delivery.job_id} carries this delivery now"}
     if delivery.status == DeliveryStatus.DELIVERED:
         return {"delivery": DeliveryStatus.DELIVERED, "sent": False,
                 "note": "delivered already; not sent again"}
+    return None
+
+
+def _before_send(job: Job, delivery: Delivery | None, now: datetime) -> Any:
+    """None: send it. Otherwise the job's answer without a send."""
+    settled = settled_answer(job, delivery, gone="its endpoint was deleted")
+    if settled is not None:
+        return settled
     endpoint = delivery.endpoint
     if endpoint.state == EndpointState.DISABLED:
         return {"delivery": DeliveryStatus.PARKED, "reason": "the endpoint is disabled"}

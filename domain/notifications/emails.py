@@ -54,6 +54,7 @@ from domain.notifications.catalogue import (
     get_category,
     get_template,
 )
+from domain.notifications.deliveries import settled_answer
 from domain.notifications.models import (
     AttemptResult,
     Channel,
@@ -143,13 +144,9 @@ def emails_deliver(jobs: list[Job]) -> list[Any]:
 
 
 def _before_send(job: Job, delivery: Delivery | None) -> Any:
-    if delivery is None:
-        return {"skipped": "the delivery no longer exists"}
-    if delivery.job_id != job.pk:
-        return {"skipped": f"superseded: job {delivery.job_id} carries this delivery now"}
-    if delivery.status == DeliveryStatus.DELIVERED:
-        return {"delivery": DeliveryStatus.DELIVERED, "sent": False,
-                "note": "delivered already; not sent again"}
+    settled = settled_answer(job, delivery, gone="its notification was deleted")
+    if settled is not None:
+        return settled
     if delivery.status == DeliveryStatus.SKIPPED:
         return {"delivery": DeliveryStatus.SKIPPED, "reason": delivery.reason}
     return None
