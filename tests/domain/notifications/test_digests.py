@@ -195,14 +195,17 @@ def test_in_app_deliveries_of_a_digest_template_are_not_digested(smtp_sink):
     # given three comments sent by email and in-app
     sent = [_comment(t, channels=("email", "in_app")) for t in ("one", "two", "three")]
 
-    # then each in-app delivery has its own job and no digest; the emails share one
+    # then each in-app delivery has a job of its own notification's and no digest; the emails
+    # share one
     in_app = [d for r in sent for d in inapp_deliveries(r)]
     assert all(fresh(d).digest_id is None and fresh(d).job_id for d in in_app)
+    assert len({fresh(d).job_id for d in in_app}) == 3
     assert len({fresh(d).digest_id for r in sent for d in email_deliveries(r)}) == 1
 
-    # when their jobs run, then three inbox items, one email
+    # when their jobs run, then each writes its one delivery: three inbox items, one email
     answers = deliver_inbox(in_app)
-    assert [a["delivery"] for a in answers] == [DeliveryStatus.DELIVERED] * 3
+    assert answers == [{"delivered": 1, "skipped": 0, "failed": 0, "not_written": 0}] * 3
+    assert [fresh(d).status for d in in_app] == [DeliveryStatus.DELIVERED] * 3
     assert InboxItem.objects.filter(recipient_id="reader-1").count() == 3
     emails_deliver(_carrier_jobs())
     assert len(smtp_sink.received) == 1

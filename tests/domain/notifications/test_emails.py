@@ -301,11 +301,15 @@ def test_a_missing_variable_at_send_time_fails_permanently_without_sending(smtp_
         assert stored.last_error["type"] == "PermanentError"
         assert _attempts(delivery) == [(AttemptResult.GAVE_UP, None)]
 
-    # and in-app alike: failed for good, with its attempt, and no inbox item
+    # and in-app alike: their one job (a chunk) counts both failed, each delivery is failed
+    # for good with its attempt naming the variable, and no inbox item is written
     answers = deliver_inbox(result.deliveries)
-    assert all(isinstance(a, PermanentError) for a in answers), answers
+    assert answers == [{"delivered": 0, "skipped": 0, "failed": 2, "not_written": 0}]
     for delivery in inapp_deliveries(result):
-        assert fresh(delivery).status == DeliveryStatus.FAILED
+        stored = fresh(delivery)
+        assert stored.status == DeliveryStatus.FAILED
+        assert stored.last_error["type"] == "PermanentError"
+        assert "message" in stored.last_error["message"]
         assert _attempts(delivery) == [(AttemptResult.GAVE_UP, None)]
     assert not InboxItem.objects.exists()
 
@@ -330,7 +334,9 @@ def test_an_opted_out_channel_is_skipped_with_its_reason_and_the_other_delivered
     assert not DeliveryAttempt.objects.filter(delivery=email).exists()
     assert smtp_sink.received == [] and smtp_sink.connections == 0
     # and the in-app item is delivered
-    assert inbox_answer["delivery"] == DeliveryStatus.DELIVERED
+    assert inbox_answer == {"delivered": 1, "skipped": 0, "failed": 0, "not_written": 0}
+    [in_app] = inapp_deliveries(result)
+    assert (fresh(in_app).status, fresh(in_app).reason) == (DeliveryStatus.DELIVERED, "")
     assert InboxItem.objects.filter(recipient_id="u-9").count() == 1
     # and running the email job again still sends nothing
     deliver_emails(result.deliveries)
@@ -369,7 +375,8 @@ def test_a_required_category_cannot_be_opted_out_of_and_a_stored_no_is_ignored(s
     [email_answer] = deliver_emails(result.deliveries)
     [inbox_answer] = deliver_inbox(result.deliveries)
     assert email_answer["delivery"] == DeliveryStatus.DELIVERED
-    assert inbox_answer["delivery"] == DeliveryStatus.DELIVERED
+    assert inbox_answer == {"delivered": 1, "skipped": 0, "failed": 0, "not_written": 0}
+    assert {fresh(d).status for d in result.deliveries} == {DeliveryStatus.DELIVERED}
     assert len(smtp_sink.messages_to("ada@example.com")) == 1
     assert InboxItem.objects.filter(recipient_id="u-1").count() == 1
 

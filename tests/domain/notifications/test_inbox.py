@@ -63,14 +63,14 @@ def test_in_app_deliveries_become_unread_items_and_count():
     # given a security alert to three recipients, in-app
     result = send(recipients=people(3), channels=["in_app"])
 
-    # when the jobs run
+    # when their job runs (one: the three are a chunk)
     answers = deliver_inbox(result.deliveries)
 
-    # then each recipient has one unread item rendered from the template, and a count of 1
-    assert [a["delivery"] for a in answers] == [DeliveryStatus.DELIVERED] * 3
-    for person, delivery, answer in zip(people(3), result.deliveries, answers, strict=True):
+    # then it counts three written, and each recipient has one unread item rendered from the
+    # template, and a count of 1
+    assert answers == [{"delivered": 3, "skipped": 0, "failed": 0, "not_written": 0}]
+    for person, delivery in zip(people(3), result.deliveries, strict=True):
         [item] = InboxItem.objects.filter(recipient_id=person["id"])
-        assert str(item.pk) == answer["inbox_item"]
         assert item.state == InboxState.UNREAD
         assert item.title == "New sign-in to your account"
         assert item.body.startswith("Someone signed in from Lyon.\n\nWhen: 2026-11-28T09:00:00Z")
@@ -95,25 +95,36 @@ def test_a_job_run_twice_writes_one_item():
 
     again = deliver_inbox(result.deliveries)
 
-    assert again == [{"delivery": DeliveryStatus.DELIVERED, "written": False}] * 2
+    assert again == [{"delivered": 0, "skipped": 0, "failed": 0, "not_written": 2}]
     assert InboxItem.objects.count() == 2
-    assert inbox_unread(recipient_id="user-0") == 1
-    assert fresh(result.deliveries[0]).attempts == 1
+    for delivery in result.deliveries:
+        assert inbox_unread(recipient_id=delivery.recipient_id) == 1
+        assert (fresh(delivery).status, fresh(delivery).attempts) == (
+            DeliveryStatus.DELIVERED, 1)
 
 
 @pytest.mark.django_db
 def test_an_opted_out_in_app_delivery_is_skipped_and_not_counted():
+    # given one of two recipients opted out of comments in-app
     preferences_put(recipient_id="u-5", choices={"comments": {"in_app": False}})
-    result = send("comment_added", recipients=[{"id": "u-5"}], channels=["in_app"])
+    result = send("comment_added", recipients=[{"id": "u-5"}, {"id": "u-6"}],
+                  channels=["in_app"])
+    opted, other = result.deliveries
 
+    # when their one job runs
     [answer] = deliver_inbox(result.deliveries)
 
+    # then the opted-out delivery is skipped with the reason, no item, no count, no attempt
     reason = opted_out_reason("comments", "in_app")
-    assert answer == {"delivery": DeliveryStatus.SKIPPED, "reason": reason}
-    assert (fresh(result.deliveries[0]).status, fresh(result.deliveries[0]).reason) == (
-        DeliveryStatus.SKIPPED, reason)
-    assert not InboxItem.objects.exists()
+    assert answer == {"delivered": 1, "skipped": 1, "failed": 0, "not_written": 0}
+    assert (fresh(opted).status, fresh(opted).reason) == (DeliveryStatus.SKIPPED, reason)
+    assert not InboxItem.objects.filter(recipient_id="u-5").exists()
     assert inbox_unread(recipient_id="u-5") == 0
+    assert not DeliveryAttempt.objects.filter(delivery=opted).exists()
+    # and the other recipient's, in the same chunk, is written and counted
+    assert fresh(other).status == DeliveryStatus.DELIVERED
+    assert InboxItem.objects.filter(recipient_id="u-6").count() == 1
+    assert inbox_unread(recipient_id="u-6") == 1
 
 
 # --- States and the counter ------------------------------------------------------------------

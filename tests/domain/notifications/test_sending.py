@@ -239,12 +239,19 @@ def test_one_delivery_per_recipient_and_channel_in_the_requests_order():
     assert [d.address for d in stored if d.channel == Channel.EMAIL] == [
         "c@example.com", "a@e.com", "b@example.com"]
     assert {d.address for d in stored if d.channel == Channel.IN_APP} == {""}
-    # and each has its job, of its channel's kind, naming it
+    # and each email delivery has its own job naming it
     jobs = Job.objects.in_bulk([d.job_id for d in stored])
     for delivery in stored:
-        job = jobs[delivery.job_id]
-        kind = EMAIL_DELIVERY if delivery.channel == Channel.EMAIL else INBOX_DELIVERY
-        assert job.kind == kind.name and job.params == {"delivery": str(delivery.pk)}
+        if delivery.channel == Channel.EMAIL:
+            job = jobs[delivery.job_id]
+            assert job.kind == EMAIL_DELIVERY.name
+            assert job.params == {"delivery": str(delivery.pk)}
+    # and the in-app ones share one job (a chunk) listing them in the request's order
+    in_app = [d for d in stored if d.channel == Channel.IN_APP]
+    [chunk] = {d.job_id for d in in_app}
+    assert jobs[chunk].kind == INBOX_DELIVERY.name
+    assert jobs[chunk].params == {"deliveries": [str(d.pk) for d in in_app]}
+    assert Job.objects.count() == 4
     assert result.notification.recipients_count == 3
     assert result.notification.channels == ["in_app", "email"]
 
@@ -277,7 +284,11 @@ def test_an_email_to_a_recipient_without_an_address_is_skipped_and_in_app_still_
         delivery = Delivery.objects.get(pk=by_key[key].pk)
         assert delivery.status == DeliveryStatus.PENDING
         assert Job.objects.filter(pk=delivery.job_id).exists()
-    assert Job.objects.count() == 3
+    # the other's email its own, and both in-app deliveries one, no-mail's listed
+    chunk = Job.objects.get(kind=INBOX_DELIVERY.name)
+    assert chunk.params == {"deliveries": [str(by_key["no-mail", "in_app"].pk),
+                                           str(by_key["mail", "in_app"].pk)]}
+    assert Job.objects.count() == 2
 
 
 def test_a_send_that_fails_while_writing_leaves_nothing_behind():
