@@ -10,12 +10,14 @@ from django.db import DatabaseError, IntegrityError, transaction
 from domain.access.services import api_key_create
 from domain.common.errors import Conflict, ValidationFailed
 from domain.jobs.models import Job
+from domain.notifications.inbox import inbox_deliver
 from domain.notifications.kinds import EMAIL_DELIVERY, INBOX_DELIVERY
 from domain.notifications.models import (
     Channel,
     Delivery,
     DeliveryStatus,
     Digest,
+    InboxItem,
     Notification,
 )
 from domain.notifications.sending import (
@@ -254,6 +256,28 @@ def test_one_delivery_per_recipient_and_channel_in_the_requests_order():
     assert Job.objects.count() == 4
     assert result.notification.recipients_count == 3
     assert result.notification.channels == ["in_app", "email"]
+
+
+def test_in_app_deliveries_are_chunked_250_to_a_job_in_the_requests_order():
+    # given 300 recipients, by email and in-app
+    result = send(recipients=people(300), channels=["email", "in_app"])
+
+    # then the 300 in-app deliveries make two jobs, of 250 and 50, in the request's order
+    in_app = [d for d in result.deliveries if d.channel == Channel.IN_APP]
+    chunks = list(Job.objects.filter(kind=INBOX_DELIVERY.name).order_by("created_at", "id"))
+    assert [job.params["deliveries"] for job in chunks] == [
+        [str(d.pk) for d in in_app[:250]], [str(d.pk) for d in in_app[250:]]]
+    # and each delivery names the job that carries it
+    stored = dict(Delivery.objects.filter(channel=Channel.IN_APP).values_list("pk", "job_id"))
+    assert [stored[d.pk] for d in in_app] == [chunks[0].pk] * 250 + [chunks[1].pk] * 50
+    # and the emails keep one job each
+    assert Job.objects.filter(kind=EMAIL_DELIVERY.name).count() == 300
+
+    # when the two jobs run, then each writes its chunk and counts it
+    assert inbox_deliver(chunks) == [
+        {"delivered": 250, "skipped": 0, "failed": 0, "not_written": 0},
+        {"delivered": 50, "skipped": 0, "failed": 0, "not_written": 0}]
+    assert InboxItem.objects.count() == 300
 
 
 def test_a_second_delivery_for_the_same_recipient_and_channel_cannot_exist():
