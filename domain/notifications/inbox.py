@@ -58,8 +58,10 @@ def inbox_deliver(jobs: list[Job]) -> list[Any]:
         for delivery_id in wanted[job.pk]:
             delivery = found.get(delivery_id)
             if (delivery is None or delivery.job_id != job.pk
-                    or delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.SKIPPED)):
-                # Gone, carried by a newer job, or done already (a job run twice): not again.
+                    or delivery.status in (DeliveryStatus.DELIVERED, DeliveryStatus.SKIPPED,
+                                           DeliveryStatus.FAILED)):
+                # Gone, carried by a newer job, or settled already (the job run twice: after
+                # a worker died between this write and the job's record): not again.
                 tallies[index]["not_written"] += 1
             else:
                 candidates.append((index, delivery))

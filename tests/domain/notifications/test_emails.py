@@ -313,6 +313,13 @@ def test_a_missing_variable_at_send_time_fails_permanently_without_sending(smtp_
         assert _attempts(delivery) == [(AttemptResult.GAVE_UP, None)]
     assert not InboxItem.objects.exists()
 
+    # and the chunk run again (its worker died before the job's own record) fails nothing a
+    # second time: the failed deliveries keep their one attempt
+    assert deliver_inbox(result.deliveries) == [
+        {"delivered": 0, "skipped": 0, "failed": 0, "not_written": 2}]
+    for delivery in inapp_deliveries(result):
+        assert _attempts(delivery) == [(AttemptResult.GAVE_UP, None)]
+
 
 # --- Preferences and required categories -----------------------------------------------------
 
