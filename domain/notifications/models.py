@@ -165,14 +165,20 @@ class DigestState(models.TextChoices):
 class Digest(models.Model):
     """A recipient's pending digest of one template (and digest key): the email deliveries
     that arrive while it is open join it, and its carrier delivery sends them all as one
-    email when it closes. At most one is open per (template, key, recipient): a partial unique
-    constraint, so concurrent arrivals cannot open two."""
+    email when it closes. At most one is open per (template, key, recipient, address, sending
+    key): a partial unique constraint, so concurrent arrivals cannot open two."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     template = models.CharField(max_length=100)
     key = models.CharField(max_length=255, blank=True, default="",
                            help_text="The template's digest key, rendered for this arrival.")
     recipient_id = models.CharField(max_length=200)
+    address = models.CharField(max_length=320, blank=True, default="",
+                               help_text="Where its email goes: sends to another address of "
+                               "the same recipient make another digest.")
+    owner = models.CharField(max_length=36, blank=True, default="", help_text=(
+        "The sending API key's id ('' for the server's own sends): one key's notifications "
+        "never share an email with another key's."))
     state = models.CharField(max_length=16, choices=DigestState.choices,
                              default=DigestState.OPEN)
     opened_at = models.DateTimeField(default=timezone.now)
@@ -184,8 +190,8 @@ class Digest(models.Model):
     class Meta:
         ordering = ["-opened_at"]
         constraints = [models.UniqueConstraint(
-            fields=["template", "key", "recipient_id"], name="digest_one_open",
-            condition=Q(state="open"))]
+            fields=["template", "key", "recipient_id", "address", "owner"],
+            name="digest_one_open", condition=Q(state="open"))]
 
     def __str__(self) -> str:
         return f"{self.template} digest for {self.recipient_id} ({self.state})"

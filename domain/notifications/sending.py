@@ -29,8 +29,7 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from domain.access.models import ApiKey
@@ -278,49 +277,46 @@ def digest_window(template: NotificationTemplate) -> int:
 def _join_digests(draft: NotificationDraft, deliveries: list[Delivery],
                   now: datetime) -> list[tuple[Delivery, datetime]]:
     """Each delivery joins its recipient's open digest, or opens one and carries it: the
-    carriers, with when their job runs. Runs in the send's transaction."""
+    carriers, with when their job runs. Runs in the send's transaction.
+
+    One statement for every recipient: an INSERT of a new open digest each, whose conflict
+    with an open one (the partial unique constraint) joins that one instead (DO UPDATE, which
+    takes its row lock until the send commits, so the carrier's closing UPDATE waits for the
+    join). Rows are taken in recipient order, so two sends to overlapping recipients wait for
+    each other in the same order, and no send inserts while holding a lock another send's
+    insert could be waiting behind (an insert, then a lock, then another insert for digests
+    closed in between deadlocked against a concurrent send and the carrier, found in review).
+    A digest the carrier closed has left the partial index: the INSERT opens the next one."""
     template = draft.template
     key = template.digest.key_for(draft.context)
     closes_at = now + timedelta(seconds=digest_window(template))
-    # In recipient order: two sends to overlapping recipients wait on each other's new rows
-    # (the unique index) in the same order, never in opposite orders (a deadlock).
-    by_recipient = {d.recipient_id: d for d in sorted(deliveries, key=lambda d: d.recipient_id)}
-    fresh = {rid: Digest(id=uuid.uuid4(), template=template.name, key=key, recipient_id=rid,
-                         opened_at=now, closes_at=closes_at, carrier_id=d.pk, items=1)
-             for rid, d in by_recipient.items()}
-    # Open the digests that do not exist yet; a concurrent send's open digest wins the
-    # partial unique constraint (its INSERT waits for that send's commit, then does nothing).
-    # In recipient order, as the lock below: two sends to the same recipients listed in
-    # opposite orders would otherwise each wait for the other's uncommitted digests.
-    Digest.objects.bulk_create(sorted(fresh.values(), key=lambda d: d.recipient_id),
-                               ignore_conflicts=True)
-    open_now = {d.recipient_id: d for d in Digest.objects.select_for_update().filter(
-        template=template.name, key=key, state=DigestState.OPEN,
-        recipient_id__in=list(by_recipient)).order_by("recipient_id")}
+    owner = str(deliveries[0].api_key_id or "")
+    ordered = sorted(deliveries, key=lambda d: (d.recipient_id, d.address))
+    names = ["id", "template", "key", "recipient_id", "address", "owner", "state",
+             "opened_at", "closes_at", "carrier_id", "items"]
+    fields = [Digest._meta.get_field(name) for name in names]
+    values: list[Any] = []
+    for delivery in ordered:
+        row = [uuid.uuid4(), template.name, key, delivery.recipient_id, delivery.address,
+               owner, DigestState.OPEN.value, now, closes_at, delivery.pk, 1]
+        values.extend(f.get_db_prep_save(v, connection) for f, v in zip(fields, row,
+                                                                        strict=True))
+    q = connection.ops.quote_name
+    table = q(Digest._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(q(n) for n in names)}) VALUES "  # noqa: S608 - the model's own names
+            + ", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(ordered))
+            + f" ON CONFLICT ({q('template')}, {q('key')}, {q('recipient_id')}, {q('address')},"
+            f" {q('owner')}) WHERE {q('state')} = 'open' "
+            f"DO UPDATE SET {q('items')} = {table}.{q('items')} + 1 "
+            f"RETURNING {q('id')}, {q('carrier_id')}, {q('recipient_id')}, {q('address')}",
+            values)
+        returned = {(rid, address): (uuid.UUID(str(digest_id)), uuid.UUID(str(carrier)))
+                    for digest_id, carrier, rid, address in cursor.fetchall()}
     carriers: list[tuple[Delivery, datetime]] = []
-    joined: list[Any] = []
-    for rid, delivery in by_recipient.items():
-        digest = open_now.get(rid) or _reopen(fresh[rid])
-        delivery.digest_id = digest.pk
-        if digest.pk == fresh[rid].pk:
-            carriers.append((delivery, digest.closes_at))
-        else:
-            joined.append(digest.pk)
-    if joined:
-        Digest.objects.filter(pk__in=joined).update(items=F("items") + 1)
+    for delivery in ordered:
+        delivery.digest_id, carrier = returned[(delivery.recipient_id, delivery.address)]
+        if carrier == delivery.pk:
+            carriers.append((delivery, closes_at))
     return carriers
-
-
-def _reopen(fresh: Digest) -> Digest:
-    """The recipient's digest closed between the INSERT and the lock (its carrier took it):
-    open the next one, or join it if a concurrent send just opened it. Rare; one row at a
-    time. A plain INSERT here failed the whole send with a unique violation when two sends
-    found the digest closed at once (test_digests.py, sends racing with the carrier)."""
-    while True:
-        fresh.id = uuid.uuid4()
-        Digest.objects.bulk_create([fresh], ignore_conflicts=True)
-        digest = Digest.objects.select_for_update().filter(
-            template=fresh.template, key=fresh.key, recipient_id=fresh.recipient_id,
-            state=DigestState.OPEN).first()
-        if digest is not None:  # ours or the concurrent send's; else that one closed too
-            return digest
