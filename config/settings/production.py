@@ -31,3 +31,11 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# The one-click unsubscribe link of every email of an optional category (RFC 8058): the
+# API's public address, by default https:// and the first allowed host, so production emails
+# carry List-Unsubscribe unless this is set to something else.
+NOTIFICATIONS_PUBLIC_URL = env(
+    "NOTIFICATIONS_PUBLIC_URL",
+    default=f"https://{ALLOWED_HOSTS[0].lstrip('.')}"
+    if ALLOWED_HOSTS and ALLOWED_HOSTS[0] != "*" else "")

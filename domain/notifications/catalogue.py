@@ -20,6 +20,7 @@ variable as false or empty, which is what optional parts of a template need).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,9 @@ class NotificationTemplate:
     digest: DigestRule | None = None
     has_html: bool = field(default=True)
     validator: Draft202012Validator = field(init=False, repr=False, compare=False)
+    # Whether a part names its recipient (or their unsubscribe link): if not, every
+    # recipient's rendering is the same and a sender may render it once per notification.
+    personal: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from domain.notifications.models import PEOPLE_CHANNELS
@@ -105,8 +109,10 @@ class NotificationTemplate:
                              f"{[str(c) for c in PEOPLE_CHANNELS]}, not {list(self.channels)}")
         if errors := self.validate_context(self.example):
             raise ValueError(f"template {self.name!r}: its example fails its schema: {errors}")
-        for part in self.parts:
-            _engine.get_template(self._path(part))  # a missing or broken file fails at import
+        sources = [_engine.get_template(self._path(part)).source
+                   for part in self.parts]  # a missing or broken file fails at import
+        object.__setattr__(self, "personal", any(
+            re.search(r"\b(recipient|unsubscribe_url)\b", source) for source in sources))
         self.render(self.example, recipient={"id": "example", "email": "a@example.com"})
 
     @property

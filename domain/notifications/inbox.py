@@ -141,25 +141,18 @@ def _load(ids: list[str]) -> dict[str, _Delivery]:
             for row in rows if row[5] in notifications}
 
 
-def _render(notification, recipient_id: str, cache: dict[tuple, Any]):
-    """A template that does not name its recipient renders the same for all of them: once
-    per notification, not once per recipient (a 1,000-recipient send renders twice, not
-    2,000 times). Whether it names them is found by rendering for two ids."""
-    key = (notification.pk,)
-    if key in cache:
-        return cache[key]
+def _render(notification, recipient_id: str, cache: dict[Any, Any]):
+    """A template whose parts do not name the recipient (`NotificationTemplate.personal`)
+    renders the same for all of them: once per notification, not once per recipient (a
+    1,000-recipient send renders once, not 1,000 times)."""
     template = get_template(notification.template)
-
-    def render(rid: str):
-        return template.render(notification.context, recipient={"id": rid, "email": ""},
+    if not template.personal and notification.pk in cache:
+        return cache[notification.pk]
+    rendered = template.render(notification.context, recipient={"id": recipient_id,
+                                                                "email": ""},
                                extra={"unsubscribe_url": ""})
-
-    rendered = render(recipient_id)
-    if (notification.pk, "personal") not in cache:
-        personal = render(recipient_id + "\x00other") != rendered
-        cache[(notification.pk, "personal")] = personal
-        if not personal:
-            cache[key] = rendered
+    if not template.personal:
+        cache[notification.pk] = rendered
     return rendered
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.core import signing
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from domain.common.errors import ValidationFailed
@@ -84,6 +84,7 @@ def preferences_put(*, recipient_id: str, choices: dict[str, dict[str, bool]]) -
                                code=code, details={"preferences": errors})
     now = timezone.now()
     with transaction.atomic():
+        _lock_recipient(recipient_id)
         RecipientPreference.objects.filter(recipient_id=recipient_id).delete()
         RecipientPreference.objects.bulk_create([
             RecipientPreference(recipient_id=recipient_id, category=name, channel=channel,
@@ -93,14 +94,27 @@ def preferences_put(*, recipient_id: str, choices: dict[str, dict[str, bool]]) -
     return preferences_get(recipient_id=recipient_id)
 
 
+def _lock_recipient(recipient_id: str) -> None:
+    """Serialize the changes of one recipient's preferences (PostgreSQL: a transaction-level
+    advisory lock on the id's hash). Two PUTs at once both deleted nothing under READ
+    COMMITTED, and the second insert hit the unique constraint (a 500, found in review).
+    SQLite runs one writing transaction at a time already."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                           [f"conveyor.preferences:{recipient_id}"])
+
+
 def preference_set(*, recipient_id: str, category: str, channel: str, enabled: bool) -> None:
     """One choice, leaving the others (the one-click unsubscribe)."""
     if get_category(category).required and not enabled:
         raise ValidationFailed("A required category cannot be turned off.",
                                code="required_category")
-    RecipientPreference.objects.update_or_create(
-        recipient_id=recipient_id, category=category, channel=channel,
-        defaults={"enabled": enabled, "updated_at": timezone.now()})
+    with transaction.atomic():
+        _lock_recipient(recipient_id)
+        RecipientPreference.objects.update_or_create(
+            recipient_id=recipient_id, category=category, channel=channel,
+            defaults={"enabled": enabled, "updated_at": timezone.now()})
 
 
 def unsubscribe_token(*, recipient_id: str, category: str) -> str:

@@ -143,6 +143,10 @@ def _recipients(recipients: list[dict]) -> list[Recipient]:
                 if not isinstance(email, str):
                     raise DjangoValidationError("not a string")
                 validate_email(email)
+                if email.rpartition("@")[2].startswith("["):
+                    # A domain literal (a@[10.0.0.5]) would have the mail relay connect to
+                    # an address of the caller's choosing, internal ones included.
+                    raise DjangoValidationError("an address literal")
             except DjangoValidationError:
                 errors[str(index)] = {"code": "invalid_email",
                                       "message": f"{email!r} is not an email address."}

@@ -21,7 +21,9 @@ _ORDER_ID = OpenApiParameter("order_id", OpenApiTypes.UUID, OpenApiParameter.PAT
 # percent-encoded. The empty string (no link) is allowed beside it: DRF takes a blank value
 # before any validator, and drf-spectacular documents it as a second `oneOf` branch (so the
 # pattern must not match "" too, or "" would match both branches and fail the `oneOf`).
-TRACKING_URL_PATTERN = "^https?://[!-~]+$"
+# `\Z`, not `$`: Python's `$` also matches before a final newline, which the schema's (ECMA)
+# `$` does not; drf-spectacular writes `\Z` into the schema as `$`.
+TRACKING_URL_PATTERN = r"^https?://[!-~]+\Z"
 
 
 @extend_schema_serializer(component_name="Order")

@@ -159,3 +159,12 @@ def test_a_category_is_registered_once():
     with pytest.raises(ValueError, match="already registered"):
         register_category(Category(name="security", description="optional now",
                                    required=False))
+
+
+def test_a_template_is_personal_when_a_part_names_its_recipient_or_unsubscribe_link():
+    # (a sender renders a template that is not personal once per notification)
+    from domain.notifications.catalogue import get_template
+
+    assert get_template("security_alert").personal is False
+    assert get_template("comment_added").personal is True  # its unsubscribe link
+    assert get_template("order_shipped").personal is True

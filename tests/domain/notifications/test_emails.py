@@ -40,7 +40,6 @@ from tests.notification_utils import (
     security_context,
     send,
 )
-from tests.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.django_db
 
@@ -251,30 +250,34 @@ def test_a_5xx_reply_fails_that_delivery_for_good_and_leaves_the_others(smtp_sin
         r["email"] for r in recipients[1:])
 
 
-def test_a_refused_connection_is_transient_for_every_delivery(settings):
+def test_a_refused_connection_fails_two_tries_then_the_rest_waits_without_an_attempt(
+        settings):
     # given Django's SMTP backend pointed at a port where nothing listens
     port = free_port()
     settings.EMAIL_BACKEND = "domain.notifications.email_backend.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", port, 5
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    result = send(recipients=people(3), channels=["email"])
+    result = send(recipients=people(4), channels=["email"])
     deliveries = result.deliveries
 
     # when the batch runs
     answers = deliver_emails(deliveries)
 
-    # then every delivery failed transiently and will retry: no SMTP code, the error kept
-    assert all(isinstance(a, TransientError) for a in answers), answers
-    assert all("ConnectionRefusedError" in str(a) for a in answers)
-    for delivery in deliveries:
+    # then the first two tries failed transiently and will retry: no SMTP code, the error
+    # kept with an attempt each
+    assert all(isinstance(a, TransientError) for a in answers[:2]), answers
+    assert all("ConnectionRefusedError" in str(a) for a in answers[:2])
+    for delivery in deliveries[:2]:
         assert fresh(delivery).status == DeliveryStatus.RETRYING
         assert _attempts(delivery) == [(AttemptResult.FAILED, None)]
-
-    # when the server comes up on that port and the jobs run again, then all are delivered once
-    with SmtpSink(port=port) as sink:
-        answers = deliver_emails(deliveries)
-        assert [a["delivery"] for a in answers] == [DeliveryStatus.DELIVERED] * 3
-        assert len(sink.received) == 3 and sink.connections == 1
+    # and the server being unreachable twice in a row, the others were not tried: they wait
+    # for the first retry's delay without using an attempt (not a timeout paid per message)
+    assert [(type(a).__name__, a.countdown) for a in answers[2:]] == [
+        ("Deferred", settings.EMAIL_RETRY_SCHEDULE[0])] * 2
+    for delivery in deliveries[2:]:
+        stored = fresh(delivery)
+        assert stored.status == DeliveryStatus.PENDING and stored.next_attempt_at
+        assert _attempts(delivery) == []
 
 
 def test_a_missing_variable_at_send_time_fails_permanently_without_sending(smtp_sink):

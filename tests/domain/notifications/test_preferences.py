@@ -142,3 +142,24 @@ def test_the_unsubscribe_token_names_one_recipient_and_category_and_cannot_be_fo
         with pytest.raises(ValidationFailed) as refused:
             unsubscribe_read(bad)
         assert refused.value.code == "invalid_unsubscribe_token"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_puts_of_one_recipient_are_one_after_the_other(private_broker):
+    from tests.conftest import simultaneously
+
+    # given six PUTs of the same recipient's preferences, each naming one choice, at once
+    choices = iter([{"comments": {"email": n % 2 == 0}} if n < 3 else
+                    {"orders": {"in_app": n % 2 == 0}} for n in range(6)])
+
+    def put():
+        return preferences_put(recipient_id="racer", choices=next(choices))
+
+    # when they run together, then none fails (both deleted nothing and the second insert
+    # hit the unique constraint: a 500), and one of them is what is stored, whole
+    results = simultaneously(6, put)
+    assert all(isinstance(r, dict) for r in results), results
+    stored = list(RecipientPreference.objects.filter(recipient_id="racer").values_list(
+        "category", "channel"))
+    assert len(stored) == 1

@@ -134,6 +134,13 @@ def test_an_email_that_is_not_text_is_an_invalid_email():
     assert error.details["recipients"]["0"]["code"] == "invalid_email"
 
 
+@pytest.mark.parametrize("email", ["a@[127.0.0.1]", "a@[10.0.0.5]", "a@[IPv6:::1]"])
+def test_an_address_literal_is_an_invalid_email(email):
+    # Django's validator takes them; the mail relay would connect to the address given
+    error = _refused("invalid_recipients", recipients=[{"id": "a", "email": email}])
+    assert error.details["recipients"]["0"]["code"] == "invalid_email"
+
+
 def test_a_numeric_id_is_taken_as_its_text_and_200_characters_fit():
     # (a notifier in code may pass a customer's primary key)
     draft = notification_validate(template="security_alert", context=security_context(),
