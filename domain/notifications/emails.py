@@ -14,7 +14,10 @@ outcome on the shared connection:
 window only: from the server's 250 to an email's DATA until the record of that email
 commits. While a batch sends, what it sent is recorded every RECORD_EVERY_SECONDS (0.2 s)
 and at its end, so the window is that at most, plus one send and the record's own statement
-(bench emails, 2 workers on a loaded 2-core machine: p50 97 ms, p99 251 ms, max 470 ms). A
+(bench emails: p50 94-97 ms, max 385-450 ms). One send is quick against a healthy server; a
+server that stops answering holds it up to EMAIL_TIMEOUT per SMTP command, and after two
+failures in a row the rest of the batch is not tried, so a silent server stretches the
+window to about twice EMAIL_TIMEOUT at worst. A
 worker killed in it leaves the job `running`; the orphan rescue runs it again and the
 recipient gets the email (and any other of its batch accepted since the last record) a
 second time, with the same Message-ID (`<delivery id>@EMAIL_MESSAGE_ID_DOMAIN`), which mail
