@@ -39,7 +39,14 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from bench.stack import BIN, ROOT, HelperProcess, free_port, wait_until
+from bench.stack import (
+    BIN,
+    ROOT,
+    HelperProcess,
+    free_port,
+    start_notifications_worker,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from bench.run import Suite
@@ -175,11 +182,8 @@ class EmailsScenario:
         self.stack.stop(self.sink.proc)
 
     def _start_worker(self):
-        from workers.profiles import PROFILES
-
-        name = f"email-notifications-{len(self.workers) + 1}"
-        proc = self.stack.start_worker(name, PROFILES["notifications"].command(
-            hostname=f"bench-{name}-{uuid.uuid4().hex[:6]}@%h"))
+        proc = start_notifications_worker(self.stack,
+                                          f"email-notifications-{len(self.workers) + 1}")
         self.workers.append(proc)
         return proc
 

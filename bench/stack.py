@@ -251,6 +251,15 @@ class HelperProcess:
         self._call("/_reset", method="POST")
 
 
+def start_notifications_worker(stack: Stack, name: str):
+    """A worker of the `notifications` profile (workers/profiles.py) under the stack, with a
+    hostname of its own."""
+    from workers.profiles import PROFILES
+
+    return stack.start_worker(name, PROFILES["notifications"].command(
+        hostname=f"bench-{name}-{secrets.token_hex(3)}@%h"))
+
+
 def tree_rss(pid: int) -> dict:
     """Resident memory of a process and its children (a prefork worker: master + pool)."""
     parent = psutil.Process(pid)

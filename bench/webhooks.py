@@ -34,7 +34,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bench.stack import BIN, ROOT, HelperProcess, free_port, wait_until
+from bench.stack import (
+    BIN,
+    ROOT,
+    HelperProcess,
+    free_port,
+    start_notifications_worker,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     from bench.run import Suite
@@ -140,11 +147,7 @@ class WebhooksScenario:
         self.stack.stop(self.receiver.proc)
 
     def _start_worker(self):
-        from workers.profiles import PROFILES
-
-        name = f"notifications-{len(self.workers) + 1}"
-        proc = self.stack.start_worker(name, PROFILES["notifications"].command(
-            hostname=f"bench-{name}-{uuid.uuid4().hex[:6]}@%h"))
+        proc = start_notifications_worker(self.stack, f"notifications-{len(self.workers) + 1}")
         self.workers.append(proc)
         return proc
 
