@@ -57,3 +57,13 @@ def component_name(registered_name: str, suffix: str) -> str:
     """"cache_invalidation", "JobInput" -> "CacheInvalidationJobInput"."""
     parts = re.split(r"[^0-9A-Za-z]+", registered_name)
     return "".join(part[:1].upper() + part[1:] for part in parts) + suffix
+
+
+def cursor_page(name: str, item: serializers.Serializer, **before) -> serializers.Serializer:
+    """The schema of a CreatedAtCursorPagination page: `next`, `previous` (links, null at an
+    end) and `results` (`item`, many=True); `before`: fields the page carries ahead of them
+    (an inbox's `unread_count`)."""
+    return inline_serializer(name, {**before,
+                                    "next": serializers.URLField(allow_null=True),
+                                    "previous": serializers.URLField(allow_null=True),
+                                    "results": item})

@@ -15,13 +15,19 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
     inline_serializer,
 )
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from domain.access.models import Scopes
 from domain.common.errors import ValidationFailed
 from domain.common.fields import InstantField
+from domain.common.idempotency import (
+    IDEMPOTENCY_HEADER,
+    REPLAYED_PARAMETER,
+    accepted_or_replayed,
+    idempotency_key,
+)
 from domain.common.openapi import (
     component_name,
     error_responses,
@@ -36,7 +42,6 @@ from domain.jobs.apis import JobOutputSerializer
 from domain.jobs.models import Job, JobStatus
 from domain.jobs.selectors import event_jobs
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 PREFER_HEADER = "Prefer"
 RETURN_MINIMAL = "return=minimal"
 _errors = error_responses
@@ -182,22 +187,12 @@ class EventInputSchema(OpenApiSerializerExtension):
             for t in event_types(publishable=True)})
 
 
-def _idempotency_key(request) -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER) or None
-    if key is not None and len(key) > 255:
-        raise ValidationFailed("Idempotency-Key is longer than 255 characters.",
-                               code="invalid_idempotency_key")
-    return key
-
-
 def _answer(body: dict, *, created: bool, minimal: bool) -> Response:
     """202 for a new publish, 200 with `Idempotent-Replayed` for a replay; either says when
     the minimal answer was sent (RFC 7240's Preference-Applied)."""
-    headers = {"Preference-Applied": RETURN_MINIMAL} if minimal else {}
-    if created:
-        return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
-    return Response(body, status=status.HTTP_200_OK,
-                    headers={**headers, "Idempotent-Replayed": "true"})
+    return accepted_or_replayed(
+        body, created=created,
+        headers={"Preference-Applied": RETURN_MINIMAL} if minimal else None)
 
 
 _PREFER = OpenApiParameter(
@@ -208,9 +203,7 @@ _PREFER = OpenApiParameter(
 _PREFERENCE_APPLIED = OpenApiParameter(
     "Preference-Applied", str, OpenApiParameter.HEADER, response=[200, 202],
     description="`return=minimal` when the minimal answer was sent.")
-_REPLAYED = OpenApiParameter(
-    "Idempotent-Replayed", str, OpenApiParameter.HEADER, response=[200],
-    description="`true`: the answer of an earlier request with the same Idempotency-Key.")
+_REPLAYED = REPLAYED_PARAMETER
 
 
 class EventTypeListApi(APIView):
@@ -271,7 +264,7 @@ class EventPublishApi(APIView):
             payload=serializer.validated_data["payload"],
             occurred_at=serializer.validated_data.get("occurred_at"),
             api_key=request.auth,
-            idempotency_key=_idempotency_key(request),
+            idempotency_key=idempotency_key(request),
             correlation_id=request.correlation_id,
         )
         minimal = prefers_minimal(request)
@@ -318,7 +311,7 @@ class EventBatchPublishApi(APIView):
         serializer.is_valid(raise_exception=True)
         published = services.event_publish_batch(
             events=serializer.validated_data["events"], api_key=request.auth,
-            idempotency_key=_idempotency_key(request), correlation_id=request.correlation_id,
+            idempotency_key=idempotency_key(request), correlation_id=request.correlation_id,
         )
         minimal = prefers_minimal(request)
         output = EventMinimalOutputSerializer if minimal else EventOutputSerializer

@@ -21,6 +21,7 @@ from domain.common.fields import InstantField, StrictCharField
 from domain.common.openapi import (
     TAKEN_AS_SENT,
     component_name,
+    cursor_page,
     error_responses,
     one_of_components,
 )
@@ -117,10 +118,8 @@ class JobListCreateApi(APIView):
                                                 "pattern": "^[A-Za-z0-9+/]+={0,2}$"},
                                      description="from a page's `next` or `previous` link, "
                                      "as written there (any other value is 422 invalid_cursor)")],
-        responses={200: inline_serializer("JobPage", {
-            "next": serializers.URLField(allow_null=True),
-            "previous": serializers.URLField(allow_null=True),
-            "results": JobOutputSerializer(many=True)}), **_errors(401, 403, 422)},
+        responses={200: cursor_page("JobPage", JobOutputSerializer(many=True)),
+                   **_errors(401, 403, 422)},
     )
     def get(self, request):
         # A plain dict, not the QueryDict: DRF reads an empty value in a QueryDict as "not

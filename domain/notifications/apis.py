@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from domain.access.models import Scopes
 from domain.common.errors import ValidationFailed
 from domain.common.fields import InstantField, StrictCharField
-from domain.common.openapi import error_responses
+from domain.common.openapi import cursor_page, error_responses
 from domain.common.pagination import CreatedAtCursorPagination
 from domain.common.rendering import absolute_url, iso
 from domain.events.registry import event_types
@@ -169,10 +169,8 @@ class EndpointListCreateApi(APIView):
                          description=f"page size, {CreatedAtCursorPagination.page_size} if "
                          "not given"),
         _CURSOR],
-        responses={200: inline_serializer("WebhookEndpointPage", {
-            "next": serializers.URLField(allow_null=True),
-            "previous": serializers.URLField(allow_null=True),
-            "results": EndpointOutputSerializer(many=True)}), **_errors(401, 403, 422)})
+        responses={200: cursor_page("WebhookEndpointPage", EndpointOutputSerializer(many=True)),
+                   **_errors(401, 403, 422)})
     def get(self, request):
         paginator = CreatedAtCursorPagination()
         page = paginator.paginate_queryset(selectors.endpoint_list(api_key=request.auth),
@@ -417,10 +415,7 @@ class DeliveryListApi(APIView):
             help_text=f"page size, {CreatedAtCursorPagination.page_size} if not given")
 
     @extend_schema(operation_id="deliveries_list", parameters=[FilterSerializer, _CURSOR],
-                   responses={200: inline_serializer("DeliveryPage", {
-                       "next": serializers.URLField(allow_null=True),
-                       "previous": serializers.URLField(allow_null=True),
-                       "results": DeliveryOutputSerializer(many=True)}),
+                   responses={200: cursor_page("DeliveryPage", DeliveryOutputSerializer(many=True)),
                        **_errors(401, 403, 422)})
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params.dict())

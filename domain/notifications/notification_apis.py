@@ -23,7 +23,7 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
     inline_serializer,
 )
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,14 +31,18 @@ from rest_framework.views import APIView
 from domain.access.models import Scopes
 from domain.common.errors import ValidationFailed
 from domain.common.fields import StrictCharField
-from domain.common.openapi import component_name, error_responses, one_of_components
+from domain.common.idempotency import (
+    IDEMPOTENCY_HEADER,
+    REPLAYED_PARAMETER,
+    accepted_or_replayed,
+    idempotency_key,
+)
+from domain.common.openapi import component_name, cursor_page, error_responses, one_of_components
 from domain.common.pagination import CreatedAtCursorPagination
 from domain.common.rendering import absolute_url, iso
 from domain.common.schemas import openapi_schema
 
 # The Idempotency-Key contract is the events' one: read the header the same way.
-from domain.events.apis import IDEMPOTENCY_HEADER
-from domain.events.apis import _idempotency_key as idempotency_key
 from domain.notifications import inbox, preferences, selectors
 from domain.notifications.catalogue import (
     Category,
@@ -83,9 +87,7 @@ _RECIPIENT_PATH = OpenApiParameter(
     "recipient_id", {"type": "string", "minLength": 1, "maxLength": RECIPIENT_ID_MAX,
                      "pattern": "^[^/\\u0000]+$"},
     OpenApiParameter.PATH, description="the recipient's id, as given when sending")
-_REPLAYED = OpenApiParameter(
-    "Idempotent-Replayed", str, OpenApiParameter.HEADER, response=[200],
-    description="`true`: the answer of an earlier request with the same Idempotency-Key.")
+_REPLAYED = REPLAYED_PARAMETER
 
 
 def _recipient_id(value: str) -> str:
@@ -339,10 +341,8 @@ class NotificationListSendApi(APIView):
     @extend_schema(operation_id="notifications_list", parameters=[FilterSerializer, _CURSOR],
                    description="The notifications this key sent (every key's for an admin "
                    "key), newest first; each one's deliveries at its `url`.",
-                   responses={200: inline_serializer("NotificationPage", {
-                       "next": serializers.URLField(allow_null=True),
-                       "previous": serializers.URLField(allow_null=True),
-                       "results": NotificationSummarySerializer(many=True)}),
+                   responses={200: cursor_page("NotificationPage",
+                                               NotificationSummarySerializer(many=True)),
                        **_errors(401, 403, 422)})
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params.dict())
@@ -389,9 +389,7 @@ class NotificationListSendApi(APIView):
         body = NotificationOutputSerializer(
             result.notification,
             context={"request": request, "deliveries": result.deliveries}).data
-        if result.created:
-            return Response(body, status=status.HTTP_202_ACCEPTED)
-        return Response(body, status=status.HTTP_200_OK, headers={"Idempotent-Replayed": "true"})
+        return accepted_or_replayed(body, created=result.created)
 
 
 class NotificationDetailApi(APIView):
@@ -456,11 +454,8 @@ class InboxApi(APIView):
                                                           _CURSOR],
                    description="A recipient's in-app notifications, newest first, with the "
                    "unread count (a recipient nothing was sent to has an empty inbox).",
-                   responses={200: inline_serializer("InboxPage", {
-                       "unread_count": _UNREAD,
-                       "next": serializers.URLField(allow_null=True),
-                       "previous": serializers.URLField(allow_null=True),
-                       "results": InboxItemSerializer(many=True)}),
+                   responses={200: cursor_page("InboxPage", InboxItemSerializer(many=True),
+                                               unread_count=_UNREAD),
                        **_errors(401, 403, 422)})
     def get(self, request, recipient_id):
         recipient_id = _recipient_id(recipient_id)
