@@ -12,6 +12,14 @@ from domain.jobs.retry import TRANSIENT, RetryPolicy
 # past 15 minutes are kept in the job row and sent by the outbox relay when due.
 WEBHOOK_RETRY = RetryPolicy.scheduled("webhook", settings.WEBHOOK_RETRY_SCHEDULE)
 
+# The params of a job that sends one delivery (a webhook's, an email's).
+ONE_DELIVERY = {
+    "type": "object",
+    "properties": {"delivery": {"type": "string", "format": "uuid"}},
+    "required": ["delivery"],
+    "additionalProperties": False,
+}
+
 WEBHOOK_FANOUT = register_job_kind(
     JobKind(
         name="webhook_fanout",
@@ -32,12 +40,7 @@ WEBHOOK_DELIVERY = register_job_kind(
         task_name="conveyor.notifications.deliver",
         description="Send one signed webhook delivery (many travel together and are sent "
         "concurrently).",
-        params_schema={
-            "type": "object",
-            "properties": {"delivery": {"type": "string", "format": "uuid"}},
-            "required": ["delivery"],
-            "additionalProperties": False,
-        },
+        params_schema=ONE_DELIVERY,
         retry=WEBHOOK_RETRY,
         # Sent concurrently, so a message's deliveries take about as long as the slowest of
         # them (at most the read timeout, or a few read timeouts when more than
@@ -61,12 +64,7 @@ EMAIL_DELIVERY = register_job_kind(
         task_name="conveyor.notifications.send_emails",
         description="Render and send one email delivery (a message's deliveries share one "
         "SMTP connection); a digest's carrier sends its whole digest.",
-        params_schema={
-            "type": "object",
-            "properties": {"delivery": {"type": "string", "format": "uuid"}},
-            "required": ["delivery"],
-            "additionalProperties": False,
-        },
+        params_schema=ONE_DELIVERY,
         retry=EMAIL_RETRY,
         batch_size=100,
         triggerable=False,
