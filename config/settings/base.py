@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "domain.events",
     "domain.catalog",
     "domain.customers",
+    "domain.bulk",
     "domain.notifications",
     "domain.orders",
     # The worker runtime and the schedules; task modules (tasks/) are not an app.
@@ -239,6 +240,23 @@ OUTBOX_LOST_SECONDS = env.int("OUTBOX_LOST_SECONDS", default=30)
 JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=10)
 ORPHAN_GRACE_SECONDS = env.int("ORPHAN_GRACE_SECONDS", default=5)
 CATALOG_CACHE_TIMEOUT = env.int("CATALOG_CACHE_TIMEOUT", default=300)
+
+# Bulk runs (domain/bulk/; README "Bulk updates"). A request's `chunk_size` and `throttle`
+# override the first five for its run.
+BULK_CHUNK_SIZE = env.int("BULK_CHUNK_SIZE", default=1000)  # the first chunk's rows
+BULK_ADAPTIVE = env.bool("BULK_ADAPTIVE", default=True)  # chunk size follows the target
+BULK_TARGET_CHUNK_SECONDS = env.float("BULK_TARGET_CHUNK_SECONDS", default=0.5)
+BULK_PAUSE_SECONDS = env.float("BULK_PAUSE_SECONDS", default=0.0)  # between chunks
+BULK_LOCK_TIMEOUT_SECONDS = env.float("BULK_LOCK_TIMEOUT_SECONDS", default=2.0)  # per chunk
+BULK_MIN_CHUNK_SIZE = env.int("BULK_MIN_CHUNK_SIZE", default=100)
+BULK_MAX_CHUNK_SIZE = env.int("BULK_MAX_CHUNK_SIZE", default=250_000)
+# A chunk that meets rows locked past the lock timeout is retried, halved, this many times
+# before the attempt fails (the job then retries from the checkpoint).
+BULK_LOCK_RETRIES = env.int("BULK_LOCK_RETRIES", default=10)
+# One job runs chunks for at most this long, then hands the run back to the broker (not an
+# attempt): a run of any length stays inside CELERY_TASK_SOFT_TIME_LIMIT.
+BULK_SLICE_SECONDS = env.float("BULK_SLICE_SECONDS", default=60.0)
+BULK_CSV_MAX_BYTES = env.int("BULK_CSV_MAX_BYTES", default=256 * 1024 * 1024)
 # The project's own Redis keys (overlap locks, rate-limit counters) in REDIS_URL.
 REDIS_KEY_PREFIX = env("REDIS_KEY_PREFIX", default="conveyor:")
 # Requests per API key and scope family; "publish" covers both single and batch publishes.

@@ -25,6 +25,8 @@ class Scopes(models.TextChoices):
                                                   "states and recipients' preferences")
     NOTIFICATIONS_READ = "notifications:read", ("Read notifications, deliveries and their "
                                                 "attempts, inboxes and preferences")
+    BULK_WRITE = "bulk:write", "Start, pause, resume and cancel bulk runs (and read them)"
+    BULK_READ = "bulk:read", "Read bulk runs"
     ADMIN = "admin", "See every key's events and jobs"
 
 

@@ -7,4 +7,7 @@ class CatalogConfig(AppConfig):
     verbose_name = "Catalog"
 
     def ready(self) -> None:
-        from domain.catalog import event_types  # noqa: F401 - registers product.updated
+        from domain.catalog import (  # noqa: F401 - registers them
+            bulk_operations,
+            event_types,
+        )

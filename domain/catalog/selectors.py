@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from django.conf import settings
 
-from domain.catalog.cache_keys import listing_namespace, product_key
+from domain.catalog.cache_keys import PRODUCT_DETAILS_NAMESPACE, listing_namespace, product_key
 from domain.catalog.models import Product
-from domain.common.cache import cache_get, cache_set, namespaced_key_or_none
+from domain.common.cache import (
+    CACHE_ERRORS,
+    cache_get,
+    cache_set,
+    namespace_version,
+    namespaced_key_or_none,
+)
 from domain.common.errors import NotFound
+
+logger = logging.getLogger(__name__)
 
 
 def product_to_dict(product: Product) -> dict:
@@ -27,16 +36,28 @@ def product_to_dict(product: Product) -> dict:
 
 def product_get_cached(*, product_id) -> tuple[dict, bool]:
     """The product as a dict, and whether it came from the cache (the database answers when
-    the cache is down)."""
+    the cache is down).
+
+    A copy is served only if it was read under the current generation of the product-details
+    namespace, which a bulk run bumps (dropping a million keys one by one is not an option).
+    The generation is read before the database: a copy read before a bump is stored under
+    the old generation, so it is never served after it."""
     key = product_key(product_id)
-    cached = cache_get(key)
-    if cached is not None:
-        return cached, True
+    try:
+        generation = namespace_version(PRODUCT_DETAILS_NAMESPACE)
+    except CACHE_ERRORS as exc:
+        logger.warning("cache unavailable, reading through key=%s error=%r", key, exc)
+        generation = None
+    cached = cache_get(key) if generation is not None else None
+    if isinstance(cached, dict) and cached.get("generation") == generation:
+        return cached["product"], True
     product = Product.objects.filter(pk=product_id).first()
     if product is None:
         raise NotFound("Product not found.")
     data = product_to_dict(product)
-    cache_set(key, data, settings.CATALOG_CACHE_TIMEOUT)
+    if generation is not None:
+        cache_set(key, {"generation": generation, "product": data},
+                  settings.CATALOG_CACHE_TIMEOUT)
     return data, False
 
 

@@ -15,7 +15,7 @@ CACHE_INVALIDATION = register_job_kind(
                 "keys": {"type": "array", "items": {"type": "string", "minLength": 1,
                                                      "maxLength": 250}, "maxItems": 1000},
                 "namespaces": {"type": "array", "items": {"type": "string", "minLength": 1,
-                                                           "maxLength": 200}, "maxItems": 100},
+                                                           "maxLength": 200}, "maxItems": 1000},
             },
             "additionalProperties": False,
             "anyOf": [

@@ -100,6 +100,13 @@ def jobs_defer(*, jobs: list[Job], countdown: int, via_broker: bool = True) -> l
     return deferred
 
 
+def job_progress(*, job_id: Any, done: int, total: int | None) -> None:
+    """A long job's progress (what the API and the admin show as `progress`), written in the
+    caller's transaction: a bulk run writes it with each chunk, so it moves exactly as the
+    chunks commit and never runs ahead of them."""
+    Job.objects.filter(pk=job_id).update(progress_done=done, progress_total=total)
+
+
 def job_succeed(*, job: Job, result: Any = None) -> None:
     jobs_succeed(outcomes=[(job, result)])
 

@@ -1,0 +1,345 @@
+"""The thin HTTP layer for /api/v1/bulk-operations: validate the shape, call one service or
+selector, render.
+
+A run starts from JSON (`{"operation", "args", …}`) or, for an operation that takes rows,
+from CSV (`Content-Type: text/csv`, `?operation=…`): the body then goes straight from the
+socket into the database (domain/bulk/inputs.py) and is never parsed by DRF.
+"""
+
+from __future__ import annotations
+
+import math
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from domain.access.models import Scopes
+from domain.bulk import selectors, services
+from domain.bulk.models import BulkRequest, BulkRun, BulkRunStatus
+from domain.bulk.registry import bulk_operations
+from domain.common.fields import StrictCharField
+from domain.common.openapi import TAKEN_AS_SENT, cursor_page, error_responses
+from domain.common.pagination import CreatedAtCursorPagination
+from domain.common.rendering import absolute_url, iso
+
+_errors = error_responses
+READ_SCOPES = (Scopes.BULK_READ, Scopes.BULK_WRITE)
+
+
+def _rate(run: BulkRun) -> float | None:
+    return round(run.rows_done / run.elapsed_seconds, 1) if run.elapsed_seconds > 0 else None
+
+
+def _chunks_total(run: BulkRun) -> int | None:
+    if run.status == BulkRunStatus.SUCCEEDED:
+        return run.chunks_done
+    if run.rows_matched is None:
+        return None
+    remaining = max(run.rows_matched - run.rows_done, 0)
+    return run.chunks_done + math.ceil(remaining / max(run.chunk_size, 1))
+
+
+def _eta(run: BulkRun) -> float | None:
+    rate = _rate(run)
+    if run.status not in (BulkRunStatus.QUEUED, BulkRunStatus.RUNNING) or not rate \
+            or run.rows_matched is None:
+        return None
+    return round(max(run.rows_matched - run.rows_done, 0) / rate, 1)
+
+
+@extend_schema_serializer(component_name="BulkRun")
+class BulkRunOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    operation = serializers.CharField()
+    args = serializers.JSONField()
+    dry_run = serializers.BooleanField()
+    status = serializers.ChoiceField(choices=BulkRunStatus.choices)
+    requested = serializers.ChoiceField(
+        choices=[BulkRequest.PAUSE, BulkRequest.CANCEL], allow_null=True,
+        help_text="A pause or cancel asked for, taking effect at the next chunk boundary.")
+    rows_matched = serializers.IntegerField(allow_null=True,
+                                            help_text="Rows to visit (counted at the start).")
+    rows_done = serializers.IntegerField(help_text="Rows visited so far.")
+    rows_changed = serializers.IntegerField(help_text="Rows written (a dry run: rows that "
+                                            "would be).")
+    chunks = inline_serializer("BulkRunChunks", {
+        "done": serializers.IntegerField(),
+        "total": serializers.IntegerField(allow_null=True, help_text="an estimate while it "
+                                          "runs: chunk sizes adapt"),
+        "size": serializers.IntegerField(help_text="the next chunk's rows")})
+    checkpoint = inline_serializer("BulkRunCheckpoint", {
+        "last_key": serializers.CharField(allow_null=True, help_text="the last key done "
+                                          "(a primary key, or a CSV run's row number)"),
+        "rows_done": serializers.IntegerField()})
+    elapsed_seconds = serializers.FloatField(help_text="Time spent running (pauses between "
+                                             "chunks included; not time paused).")
+    rate = serializers.FloatField(allow_null=True, help_text="Rows per second while running.")
+    eta_seconds = serializers.FloatField(allow_null=True, help_text="Estimated time left.")
+    last_error = serializers.JSONField(allow_null=True)
+    result = serializers.JSONField(allow_null=True, help_text="When it ended: the event it "
+                                   "published, or a dry run's would_change.")
+    throttle = inline_serializer("BulkRunThrottle", {
+        "adaptive": serializers.BooleanField(),
+        "target_chunk_seconds": serializers.FloatField(),
+        "pause_seconds": serializers.FloatField(),
+        "lock_timeout_seconds": serializers.FloatField(),
+        "lock_retries": serializers.IntegerField(help_text="chunks retried because rows were "
+                                                 "locked by others")})
+    target = serializers.CharField(allow_null=True, help_text="The rows it holds while "
+                                   "queued, running or paused.")
+    input_rows = serializers.IntegerField(allow_null=True, help_text="A CSV run's rows.")
+    job = inline_serializer("BulkRunJob", {
+        "id": serializers.UUIDField(), "status": serializers.CharField(),
+        "progress": inline_serializer("BulkRunJobProgress", {
+            "done": serializers.IntegerField(),
+            "total": serializers.IntegerField(allow_null=True)}),
+        "url": serializers.URLField()}, allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+    url = serializers.URLField()
+
+    def to_representation(self, run: BulkRun) -> dict:
+        request = self.context["request"]
+        job = run.job
+        return {
+            "id": str(run.pk),
+            "operation": run.operation,
+            "args": run.args,
+            "dry_run": run.dry_run,
+            "status": str(run.status),
+            "requested": run.requested or None,
+            "rows_matched": run.rows_matched,
+            "rows_done": run.rows_done,
+            "rows_changed": run.rows_changed,
+            "chunks": {"done": run.chunks_done, "total": _chunks_total(run),
+                       "size": run.chunk_size},
+            "checkpoint": {"last_key": run.checkpoint or None, "rows_done": run.rows_done},
+            "elapsed_seconds": round(run.elapsed_seconds, 3),
+            "rate": _rate(run),
+            "eta_seconds": _eta(run),
+            "last_error": run.last_error,
+            "result": run.result,
+            "throttle": {"adaptive": run.adaptive,
+                         "target_chunk_seconds": run.target_chunk_seconds,
+                         "pause_seconds": run.pause_seconds,
+                         "lock_timeout_seconds": run.lock_timeout_seconds,
+                         "lock_retries": run.lock_retries},
+            "target": run.target,
+            "input_rows": run.input_rows,
+            "job": None if job is None else {
+                "id": str(job.pk), "status": str(job.status),
+                "progress": {"done": job.progress_done, "total": job.progress_total},
+                "url": absolute_url(request, "job-detail", job.pk)},
+            "created_at": iso(run.created_at),
+            "started_at": iso(run.started_at),
+            "finished_at": iso(run.finished_at),
+            "updated_at": iso(run.updated_at),
+            "url": absolute_url(request, "bulk-run-detail", run.pk),
+        }
+
+
+class ThrottleSerializer(serializers.Serializer):
+    adaptive = serializers.BooleanField(
+        required=False, help_text="chunk size follows target_chunk_seconds (BULK_ADAPTIVE)")
+    target_chunk_seconds = serializers.FloatField(required=False, min_value=0.01,
+                                                  max_value=60)
+    pause_seconds = serializers.FloatField(required=False, min_value=0, max_value=60,
+                                           help_text="pause between chunks")
+    lock_timeout_seconds = serializers.FloatField(
+        required=False, min_value=0.01, max_value=60,
+        help_text="how long a chunk waits for rows locked by others before it is retried")
+
+
+def _throttle(data: dict) -> services.Throttle:
+    throttle = data.get("throttle") or {}
+    return services.Throttle(chunk_size=data.get("chunk_size"), **throttle)
+
+
+class BulkRunListCreateApi(APIView):
+    required_scopes = {"GET": READ_SCOPES, "POST": (Scopes.BULK_WRITE,)}
+    throttle_scope = {"GET": "read", "POST": "write"}
+
+    @extend_schema_serializer(component_name="BulkRunFilter")
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=BulkRunStatus.choices, required=False)
+        operation = serializers.CharField(required=False, max_length=100, **TAKEN_AS_SENT)
+        limit = serializers.IntegerField(
+            required=False, min_value=1, max_value=CreatedAtCursorPagination.max_page_size,
+            help_text=f"page size, {CreatedAtCursorPagination.page_size} if not given")
+
+    @extend_schema_serializer(component_name="BulkRunInput")
+    class InputSerializer(serializers.Serializer):
+        operation = StrictCharField(max_length=100, trim_whitespace=False)
+        args = serializers.JSONField(default=dict)
+        dry_run = serializers.BooleanField(default=False)
+        chunk_size = serializers.IntegerField(
+            required=False, min_value=1, max_value=settings.BULK_MAX_CHUNK_SIZE,
+            help_text="the first chunk's rows (BULK_CHUNK_SIZE); fixed if throttle.adaptive "
+            "is false")
+        throttle = ThrottleSerializer(required=False)
+
+    @extend_schema_serializer(component_name="BulkRunCsvQuery")
+    class CsvQuerySerializer(ThrottleSerializer):
+        operation = serializers.CharField(max_length=100, **TAKEN_AS_SENT)
+        dry_run = serializers.BooleanField(default=False)
+        chunk_size = serializers.IntegerField(required=False, min_value=1,
+                                              max_value=settings.BULK_MAX_CHUNK_SIZE)
+
+    @extend_schema(
+        operation_id="bulk_runs_list",
+        parameters=[FilterSerializer,
+                    OpenApiParameter("cursor", {"type": "string", "minLength": 1,
+                                                "pattern": "^[A-Za-z0-9+/]+={0,2}$"},
+                                     description="from a page's `next` or `previous` link")],
+        responses={200: cursor_page("BulkRunPage", BulkRunOutputSerializer(many=True)),
+                   **_errors(401, 403, 422)},
+    )
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        runs = selectors.bulk_run_list(api_key=request.auth, **filters.validated_data)
+        paginator = CreatedAtCursorPagination()
+        page = paginator.paginate_queryset(runs, request, view=self)
+        data = BulkRunOutputSerializer(page, many=True, context={"request": request}).data
+        return paginator.get_paginated_response(data)
+
+    @extend_schema(
+        operation_id="bulk_runs_create",
+        description="Start a run of a registered operation. JSON for operations that take "
+        "args; `Content-Type: text/csv` with `?operation=` (and optionally `dry_run`, "
+        "`chunk_size` and the throttle fields as query parameters) for operations that take "
+        "rows. 409 `bulk_target_busy` while another run holds the same rows.",
+        request={"application/json": InputSerializer, "text/csv": OpenApiTypes.STR},
+        parameters=[OpenApiParameter("operation", str, required=False,
+                                     description="for a CSV body: the operation"),
+                    OpenApiParameter("dry_run", bool, required=False,
+                                     description="for a CSV body"),
+                    OpenApiParameter("chunk_size", int, required=False,
+                                     description="for a CSV body")],
+        responses={202: BulkRunOutputSerializer, **_errors(400, 401, 403, 409, 413, 415, 422)},
+        examples=[OpenApiExample("reprice", request_only=True, media_type="application/json",
+                                 value={"operation": "catalog.reprice",
+                                        "args": {"category": "coffee", "percent": 10}}),
+                  OpenApiExample("prices", request_only=True, media_type="text/csv",
+                                 value="sku,price\nSKU-1001,26.50\nSKU-1002,12.00\n")],
+    )
+    def post(self, request):
+        if request.content_type.split(";")[0].strip().lower() == "text/csv":
+            return self._post_csv(request)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        run = services.bulk_run_start(
+            operation=data["operation"], args=data["args"], dry_run=data["dry_run"],
+            throttle=_throttle(data), api_key=request.auth,
+            correlation_id=request.correlation_id)
+        return self._accepted(request, run)
+
+    def _post_csv(self, request):
+        query = self.CsvQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        data = dict(query.validated_data)
+        operation, dry_run = data.pop("operation"), data.pop("dry_run")
+        chunk_size = data.pop("chunk_size", None)
+        run = services.bulk_run_start(
+            operation=operation, args={}, dry_run=dry_run,
+            throttle=services.Throttle(chunk_size=chunk_size, **data),
+            csv_stream=request._request,  # the raw body, read as it arrives
+            api_key=request.auth, correlation_id=request.correlation_id)
+        return self._accepted(request, run)
+
+    @staticmethod
+    def _accepted(request, run: BulkRun) -> Response:
+        run = selectors.bulk_run_get(run_id=run.pk, api_key=None)
+        return Response(BulkRunOutputSerializer(run, context={"request": request}).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class BulkRunDetailApi(APIView):
+    required_scopes = {"GET": READ_SCOPES}
+    throttle_scope = "read"
+
+    @extend_schema(operation_id="bulk_runs_retrieve",
+                   responses={200: BulkRunOutputSerializer, **_errors(401, 403, 404)})
+    def get(self, request, run_id):
+        run = selectors.bulk_run_get(run_id=run_id, api_key=request.auth)
+        return Response(BulkRunOutputSerializer(run, context={"request": request}).data)
+
+
+class _SteerApi(APIView):
+    required_scopes = {"POST": (Scopes.BULK_WRITE,)}
+    throttle_scope = "write"
+    steer = staticmethod(services.bulk_run_pause)
+
+    def post(self, request, run_id):
+        run = selectors.bulk_run_get(run_id=run_id, api_key=request.auth)
+        run = self.steer(run=run)
+        run = selectors.bulk_run_get(run_id=run.pk, api_key=None)
+        return Response(BulkRunOutputSerializer(run, context={"request": request}).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+
+_STEER_RESPONSES = {202: BulkRunOutputSerializer, **_errors(401, 403, 404, 409)}
+
+
+class BulkRunPauseApi(_SteerApi):
+    steer = staticmethod(services.bulk_run_pause)
+
+    @extend_schema(operation_id="bulk_runs_pause", request=None, responses=_STEER_RESPONSES,
+                   description="Pause at the next chunk boundary (at once if no worker has "
+                   "the run yet). `requested` says a pause is on its way.")
+    def post(self, request, run_id):
+        return super().post(request, run_id)
+
+
+class BulkRunResumeApi(_SteerApi):
+    steer = staticmethod(services.bulk_run_resume)
+
+    @extend_schema(operation_id="bulk_runs_resume", request=None, responses=_STEER_RESPONSES,
+                   description="Continue a paused (or failed) run from its checkpoint with a "
+                   "new job.")
+    def post(self, request, run_id):
+        return super().post(request, run_id)
+
+
+class BulkRunCancelApi(_SteerApi):
+    steer = staticmethod(services.bulk_run_cancel)
+
+    @extend_schema(operation_id="bulk_runs_cancel", request=None, responses=_STEER_RESPONSES,
+                   description="Cancel at the next chunk boundary (at once if paused or not "
+                   "yet taken). Committed chunks stay committed.")
+    def post(self, request, run_id):
+        return super().post(request, run_id)
+
+
+class BulkOperationTypesApi(APIView):
+    required_scopes = {"GET": READ_SCOPES}
+    throttle_scope = "read"
+
+    @extend_schema(operation_id="bulk_operation_types_list", responses={
+        200: inline_serializer("BulkOperationType", {
+            "name": serializers.CharField(), "description": serializers.CharField(),
+            "args_schema": serializers.JSONField(),
+            "csv_columns": serializers.ListField(child=serializers.CharField(),
+                                                 allow_null=True),
+            "event_type": serializers.CharField(),
+            "example_args": serializers.JSONField()}, many=True),
+        **_errors(401, 403)})
+    def get(self, request):
+        return Response([{
+            "name": op.name, "description": op.description, "args_schema": op.args_schema,
+            "csv_columns": list(op.header) if op.accepts_csv else None,
+            "event_type": op.event_type, "example_args": op.example_args,
+        } for op in bulk_operations()])

@@ -1,0 +1,213 @@
+"""Writes that start and steer bulk runs: start (JSON args or CSV rows), pause, resume, cancel.
+
+What a worker does with a run is in runner.py. Every write here is one transaction: a run
+that is refused (bad args, an invalid CSV row, its rows held by another run) leaves nothing
+behind, and an accepted run is stored with its job, which the outbox hands to the broker
+after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from domain.access.models import ApiKey
+from domain.bulk import inputs
+from domain.bulk.kinds import BULK_RUN
+from domain.bulk.models import HOLDING_STATUSES, BulkRequest, BulkRun, BulkRunStatus
+from domain.bulk.registry import BulkOperation, get_bulk_operation
+from domain.common.errors import Conflict, ValidationFailed
+from domain.jobs.services import job_build, job_cancel, jobs_add
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """How a run paces itself. Each field defaults to its BULK_* setting."""
+
+    chunk_size: int | None = None
+    adaptive: bool | None = None
+    target_chunk_seconds: float | None = None
+    pause_seconds: float | None = None
+    lock_timeout_seconds: float | None = None
+
+
+def _operation_for(name: str, *, args: Any, csv: bool) -> BulkOperation:
+    operation = get_bulk_operation(name)
+    operation.validate_args(args)
+    if operation.accepts_csv and not csv:
+        raise ValidationFailed(
+            f"Bulk operation {name!r} takes its rows as CSV: send them with "
+            f"Content-Type: text/csv and ?operation={name} (columns "
+            f"{','.join(operation.header)}).", code="csv_required",
+            details={"operation": name, "columns": list(operation.header)})
+    if csv and not operation.accepts_csv:
+        raise ValidationFailed(f"Bulk operation {name!r} takes no CSV.", code="csv_not_accepted",
+                               details={"operation": name})
+    return operation
+
+
+def bulk_run_start(*, operation: str, args: Any, dry_run: bool = False,
+                   throttle: Throttle | None = None, csv_stream: Any = None,
+                   api_key: ApiKey | None = None, correlation_id: str = "") -> BulkRun:
+    """Store a run and its job (after commit, the broker has the job).
+
+    A real run holds its target until it ends: a second one on the same target is refused
+    with 409 `bulk_target_busy`, naming the run that holds it. A dry run holds nothing.
+    """
+    args = {} if args is None else args
+    op = _operation_for(operation, args=args, csv=csv_stream is not None)
+    throttle = throttle or Throttle()
+    plan = op.plan(args)
+    run = BulkRun(
+        operation=op.name, args=args, plan=plan, dry_run=dry_run,
+        target=None if dry_run else op.target(plan),
+        chunk_size=throttle.chunk_size or settings.BULK_CHUNK_SIZE,
+        adaptive=settings.BULK_ADAPTIVE if throttle.adaptive is None else throttle.adaptive,
+        target_chunk_seconds=_given(throttle.target_chunk_seconds,
+                                    settings.BULK_TARGET_CHUNK_SECONDS),
+        pause_seconds=_given(throttle.pause_seconds, settings.BULK_PAUSE_SECONDS),
+        lock_timeout_seconds=_given(throttle.lock_timeout_seconds,
+                                    settings.BULK_LOCK_TIMEOUT_SECONDS),
+        api_key=api_key, correlation_id=correlation_id)
+    with transaction.atomic():
+        _hold(run, lambda: run.save(force_insert=True))
+        if csv_stream is not None:
+            inputs.input_load(run, op, csv_stream)
+        job = job_build(kind=BULK_RUN.name, params={"run_id": str(run.pk)},
+                        created_at=timezone.now(), api_key=api_key,
+                        correlation_id=correlation_id)
+        jobs_add(jobs=[job])
+        run.job = job
+        run.save(update_fields=["job", "input_table", "input_rows"])
+    logger.info("bulk run queued run_id=%s operation=%s dry_run=%s target=%s", run.pk,
+                run.operation, run.dry_run, run.target)
+    return run
+
+
+def _given(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _hold(run: BulkRun, write) -> None:
+    """Make a write that puts the run in a holding status; if another run holds the target,
+    refuse with 409 naming it (the partial unique constraint decides, so two requests at the
+    same instant cannot both get in)."""
+    try:
+        with transaction.atomic():
+            write()
+    except IntegrityError as exc:
+        holder = (BulkRun.objects.filter(target=run.target, status__in=HOLDING_STATUSES)
+                  .exclude(pk=run.pk).values_list("pk", "operation", "status").first())
+        if holder is None:
+            raise
+        raise Conflict(
+            f"Another bulk run holds {run.target!r} ({holder[1]}, {holder[2]}); runs on the "
+            "same rows never interleave. Wait for it to end, or cancel it.",
+            code="bulk_target_busy",
+            details={"target": run.target, "run": str(holder[0]), "operation": holder[1],
+                     "status": holder[2]}) from exc
+
+
+# --- Steering ---------------------------------------------------------------------------------
+
+def _locked(run_id) -> BulkRun:
+    return BulkRun.objects.select_for_update().get(pk=run_id)
+
+
+def _refuse(run: BulkRun, action: str, allowed: str) -> Conflict:
+    return Conflict(f"A {run.status} bulk run cannot be {action}; only {allowed} ones.",
+                    code=f"bulk_run_not_{action.replace(' ', '_')}",
+                    details={"status": run.status})
+
+
+def _job_cancelled(run: BulkRun) -> bool:
+    """Cancel the run's job if no worker has taken it yet; whether it was."""
+    if run.job is None:
+        return False
+    try:
+        job_cancel(job=run.job)
+    except Conflict:  # a worker has it: the run stops at its next chunk boundary
+        return False
+    return True
+
+
+def bulk_run_pause(*, run: BulkRun) -> BulkRun:
+    """Pause at the next chunk boundary (at once if no worker has it). Committed chunks stay
+    committed; `resume` continues from the checkpoint, on any worker, after any restart."""
+    with transaction.atomic():
+        run = _locked(run.pk)
+        if run.status == BulkRunStatus.PAUSED and not run.requested:
+            return run
+        if run.status not in (BulkRunStatus.QUEUED, BulkRunStatus.RUNNING):
+            raise _refuse(run, "paused", "queued or running")
+        if run.requested == BulkRequest.CANCEL:
+            raise Conflict("This run is being cancelled.", code="bulk_run_not_paused",
+                           details={"status": run.status, "requested": run.requested})
+        run.updated_at = timezone.now()
+        if run.status == BulkRunStatus.QUEUED and _job_cancelled(run):
+            run.status, run.requested = BulkRunStatus.PAUSED, BulkRequest.NONE
+        else:
+            run.requested = BulkRequest.PAUSE
+        run.save(update_fields=["status", "requested", "updated_at"])
+    return run
+
+
+def bulk_run_resume(*, run: BulkRun) -> BulkRun:
+    """A paused run (or a failed one, once its cause is fixed) continues from its checkpoint
+    with a new job. A failed run takes its target back, so this is 409 if another run has
+    taken it meanwhile. A pause still waiting for its chunk boundary is simply withdrawn."""
+    with transaction.atomic():
+        run = _locked(run.pk)
+        if run.requested == BulkRequest.PAUSE:
+            run.requested = BulkRequest.NONE
+            run.updated_at = timezone.now()
+            run.save(update_fields=["requested", "updated_at"])
+            return run
+        if run.status not in (BulkRunStatus.PAUSED, BulkRunStatus.FAILED):
+            raise _refuse(run, "resumed", "paused or failed")
+        if get_bulk_operation(run.operation).accepts_csv and not run.input_table:
+            raise Conflict("This run's CSV rows are gone; start a new run with them.",
+                           code="bulk_run_not_resumed", details={"status": run.status})
+        run.status = BulkRunStatus.QUEUED
+        run.finished_at = None
+        run.updated_at = timezone.now()
+        _hold(run, lambda: run.save(update_fields=["status", "finished_at", "updated_at"]))
+        job = job_build(kind=BULK_RUN.name, params={"run_id": str(run.pk)},
+                        created_at=run.updated_at, api_key=run.api_key,
+                        correlation_id=run.correlation_id)
+        jobs_add(jobs=[job])
+        run.job = job
+        run.save(update_fields=["job"])
+    return run
+
+
+def bulk_run_cancel(*, run: BulkRun) -> BulkRun:
+    """Cancel at the next chunk boundary (at once if it is paused or no worker has it).
+    Committed chunks stay committed: a bulk run is not a transaction, and the run says how
+    far it got (`rows_done`, `checkpoint`)."""
+    with transaction.atomic():
+        run = _locked(run.pk)
+        if run.status == BulkRunStatus.CANCELLED:
+            return run
+        if run.status not in (BulkRunStatus.QUEUED, BulkRunStatus.RUNNING,
+                              BulkRunStatus.PAUSED):
+            raise _refuse(run, "cancelled", "queued, running or paused")
+        now = timezone.now()
+        run.updated_at = now
+        if run.status == BulkRunStatus.PAUSED or (
+                run.status == BulkRunStatus.QUEUED and _job_cancelled(run)):
+            run.status, run.requested, run.finished_at = (BulkRunStatus.CANCELLED,
+                                                          BulkRequest.NONE, now)
+            inputs.input_drop(run)
+        else:
+            run.requested = BulkRequest.CANCEL
+        run.save(update_fields=["status", "requested", "finished_at", "updated_at",
+                                "input_table"])
+    return run
