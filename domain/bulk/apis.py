@@ -8,8 +8,6 @@ socket into the database (domain/bulk/inputs.py) and is never parsed by DRF.
 
 from __future__ import annotations
 
-import math
-
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -34,27 +32,6 @@ from domain.common.rendering import absolute_url, iso
 
 _errors = error_responses
 READ_SCOPES = (Scopes.BULK_READ, Scopes.BULK_WRITE)
-
-
-def _rate(run: BulkRun) -> float | None:
-    return round(run.rows_done / run.elapsed_seconds, 1) if run.elapsed_seconds > 0 else None
-
-
-def _chunks_total(run: BulkRun) -> int | None:
-    if run.status == BulkRunStatus.SUCCEEDED:
-        return run.chunks_done
-    if run.rows_matched is None:
-        return None
-    remaining = max(run.rows_matched - run.rows_done, 0)
-    return run.chunks_done + math.ceil(remaining / max(run.chunk_size, 1))
-
-
-def _eta(run: BulkRun) -> float | None:
-    rate = _rate(run)
-    if run.status not in (BulkRunStatus.QUEUED, BulkRunStatus.RUNNING) or not rate \
-            or run.rows_matched is None:
-        return None
-    return round(max(run.rows_matched - run.rows_done, 0) / rate, 1)
 
 
 @extend_schema_serializer(component_name="BulkRun")
@@ -123,12 +100,12 @@ class BulkRunOutputSerializer(serializers.Serializer):
             "rows_matched": run.rows_matched,
             "rows_done": run.rows_done,
             "rows_changed": run.rows_changed,
-            "chunks": {"done": run.chunks_done, "total": _chunks_total(run),
+            "chunks": {"done": run.chunks_done, "total": selectors.bulk_run_chunks_total(run),
                        "size": run.chunk_size},
             "checkpoint": {"last_key": run.checkpoint or None, "rows_done": run.rows_done},
             "elapsed_seconds": round(run.elapsed_seconds, 3),
-            "rate": _rate(run),
-            "eta_seconds": _eta(run),
+            "rate": selectors.bulk_run_rate(run),
+            "eta_seconds": selectors.bulk_run_eta(run),
             "last_error": run.last_error,
             "result": run.result,
             "throttle": {"adaptive": run.adaptive,

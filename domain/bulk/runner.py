@@ -78,7 +78,8 @@ def bulk_run_execute(*, job: Job, on_progress: Progress | None = None) -> Any:
     except _Stop as stop:
         return stop.outcome
     operation = get_bulk_operation(run.operation)
-    slice_ends = time.monotonic() + settings.BULK_SLICE_SECONDS
+    run.mark = time.monotonic()  # elapsed_seconds counts from here: chunks and pauses between
+    slice_ends = run.mark + settings.BULK_SLICE_SECONDS
     try:
         while True:
             if _chunk_with_retries(run, operation) is None:
@@ -302,12 +303,14 @@ def _commit(run: BulkRun, last_key: str, rows: int, write: Callable[[], int]) ->
         else:
             _set_lock_timeout(run.lock_timeout_seconds)
             changed = write()
-            seconds = time.monotonic() - started
+            now = time.monotonic()
+            seconds = now - started
             run.checkpoint = last_key
             run.rows_done += rows
             run.rows_changed += changed
             run.chunks_done += 1
-            run.elapsed_seconds += seconds
+            run.elapsed_seconds += now - getattr(run, "mark", started)
+            run.mark = now
             run.chunk_size = _next_chunk_size(run, rows, seconds)
             run.updated_at = timezone.now()
             BulkRun.objects.filter(pk=run.pk).update(
