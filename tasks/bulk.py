@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 def _flower_progress(done: int, total: int | None) -> None:
     # A custom task event: Flower shows the task in state PROGRESS with these fields (its
     # state machine turns an unknown "task-<name>" event into that state). Sent only when the
-    # worker sends events (-E, as runstack and compose start it).
+    # worker sends task events (CELERY_WORKER_SEND_TASK_EVENTS, on by default).
     task = current_task
     if task is None or not task.request.id or not task.app.conf.worker_send_task_events:
         return
