@@ -9,9 +9,8 @@ socket into the database (domain/bulk/inputs.py) and is never parsed by DRF.
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import (
-    OpenApiExample,
     OpenApiParameter,
     extend_schema,
     extend_schema_serializer,
@@ -25,10 +24,17 @@ from domain.access.models import Scopes
 from domain.bulk import selectors, services
 from domain.bulk.models import BulkRequest, BulkRun, BulkRunStatus
 from domain.bulk.registry import bulk_operations
-from domain.common.fields import StrictCharField
-from domain.common.openapi import TAKEN_AS_SENT, cursor_page, error_responses
+from domain.common.fields import JsonBooleanField, NumberField, StrictCharField
+from domain.common.openapi import (
+    TAKEN_AS_SENT,
+    component_name,
+    cursor_page,
+    error_responses,
+    one_of_components,
+)
 from domain.common.pagination import CreatedAtCursorPagination
 from domain.common.rendering import absolute_url, iso
+from domain.common.schemas import openapi_schema
 
 _errors = error_responses
 READ_SCOPES = (Scopes.BULK_READ, Scopes.BULK_WRITE)
@@ -128,13 +134,12 @@ class BulkRunOutputSerializer(serializers.Serializer):
 
 
 class ThrottleSerializer(serializers.Serializer):
-    adaptive = serializers.BooleanField(
+    adaptive = JsonBooleanField(
         required=False, help_text="chunk size follows target_chunk_seconds (BULK_ADAPTIVE)")
-    target_chunk_seconds = serializers.FloatField(required=False, min_value=0.01,
-                                                  max_value=60)
-    pause_seconds = serializers.FloatField(required=False, min_value=0, max_value=60,
-                                           help_text="pause between chunks")
-    lock_timeout_seconds = serializers.FloatField(
+    target_chunk_seconds = NumberField(required=False, min_value=0.01, max_value=60)
+    pause_seconds = NumberField(required=False, min_value=0, max_value=60,
+                                help_text="pause between chunks")
+    lock_timeout_seconds = NumberField(
         required=False, min_value=0.01, max_value=60,
         help_text="how long a chunk waits for rows locked by others before it is retried")
 
@@ -159,8 +164,9 @@ class BulkRunListCreateApi(APIView):
     @extend_schema_serializer(component_name="BulkRunInput")
     class InputSerializer(serializers.Serializer):
         operation = StrictCharField(max_length=100, trim_whitespace=False)
-        args = serializers.JSONField(default=dict)
-        dry_run = serializers.BooleanField(default=False)
+        args = serializers.DictField(default=dict, help_text="the operation's args (its JSON "
+                                     "schema: GET /api/v1/bulk-operation-types)")
+        dry_run = JsonBooleanField(default=False)
         chunk_size = serializers.IntegerField(
             required=False, min_value=1, max_value=settings.BULK_MAX_CHUNK_SIZE,
             help_text="the first chunk's rows (BULK_CHUNK_SIZE); fixed if throttle.adaptive "
@@ -168,7 +174,14 @@ class BulkRunListCreateApi(APIView):
         throttle = ThrottleSerializer(required=False)
 
     @extend_schema_serializer(component_name="BulkRunCsvQuery")
-    class CsvQuerySerializer(ThrottleSerializer):
+    class CsvQuerySerializer(serializers.Serializer):
+        # Query parameters are text: DRF's own fields read them ("0.5", "true").
+        adaptive = serializers.BooleanField(required=False)
+        target_chunk_seconds = serializers.FloatField(required=False, min_value=0.01,
+                                                      max_value=60)
+        pause_seconds = serializers.FloatField(required=False, min_value=0, max_value=60)
+        lock_timeout_seconds = serializers.FloatField(required=False, min_value=0.01,
+                                                      max_value=60)
         operation = serializers.CharField(max_length=100, **TAKEN_AS_SENT)
         dry_run = serializers.BooleanField(default=False)
         chunk_size = serializers.IntegerField(required=False, min_value=1,
@@ -186,7 +199,9 @@ class BulkRunListCreateApi(APIView):
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        runs = selectors.bulk_run_list(api_key=request.auth, **filters.validated_data)
+        runs = selectors.bulk_run_list(api_key=request.auth,
+                                       status=filters.validated_data.get("status"),
+                                       operation=filters.validated_data.get("operation"))
         paginator = CreatedAtCursorPagination()
         page = paginator.paginate_queryset(runs, request, view=self)
         data = BulkRunOutputSerializer(page, many=True, context={"request": request}).data
@@ -197,20 +212,13 @@ class BulkRunListCreateApi(APIView):
         description="Start a run of a registered operation. JSON for operations that take "
         "args; `Content-Type: text/csv` with `?operation=` (and optionally `dry_run`, "
         "`chunk_size` and the throttle fields as query parameters) for operations that take "
-        "rows. 409 `bulk_target_busy` while another run holds the same rows.",
-        request={"application/json": InputSerializer, "text/csv": OpenApiTypes.STR},
-        parameters=[OpenApiParameter("operation", str, required=False,
-                                     description="for a CSV body: the operation"),
-                    OpenApiParameter("dry_run", bool, required=False,
-                                     description="for a CSV body"),
-                    OpenApiParameter("chunk_size", int, required=False,
-                                     description="for a CSV body")],
+        "rows (query parameters `operation`, `dry_run`, `chunk_size`, `adaptive`, "
+        "`target_chunk_seconds`, `pause_seconds`, `lock_timeout_seconds`; with a JSON body "
+        "they are not read). The CSV body is not in this schema's request bodies because "
+        "OpenAPI cannot make `operation` required for one media type only. 409 "
+        "`bulk_target_busy` while another run holds the same rows.",
+        request={"application/json": InputSerializer},
         responses={202: BulkRunOutputSerializer, **_errors(400, 401, 403, 409, 413, 415, 422)},
-        examples=[OpenApiExample("reprice", request_only=True, media_type="application/json",
-                                 value={"operation": "catalog.reprice",
-                                        "args": {"category": "coffee", "percent": 10}}),
-                  OpenApiExample("prices", request_only=True, media_type="text/csv",
-                                 value="sku,price\nSKU-1001,26.50\nSKU-1002,12.00\n")],
     )
     def post(self, request):
         if request.content_type.split(";")[0].strip().lower() == "text/csv":
@@ -242,6 +250,27 @@ class BulkRunListCreateApi(APIView):
         run = selectors.bulk_run_get(run_id=run.pk, api_key=None)
         return Response(BulkRunOutputSerializer(run, context={"request": request}).data,
                         status=status.HTTP_202_ACCEPTED)
+
+
+class BulkRunInputSchema(OpenApiSerializerExtension):
+    """The JSON body in the schema as the server checks it: `operation` is a registered
+    operation that takes args (not CSV) and `args` follow its schema (otherwise 422
+    unknown_operation / invalid_args / csv_required): one branch per operation, read from the
+    registry when the schema is made (as POST /api/v1/jobs does for job kinds)."""
+
+    target_class = BulkRunListCreateApi.InputSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        base = auto_schema._map_serializer(self.target_class, direction, bypass_extensions=True)
+        branches = {
+            component_name(op.name, "BulkRunInput"): {
+                **base, "description": op.description,
+                "properties": {**base["properties"],
+                               "operation": {"type": "string", "enum": [op.name]},
+                               "args": openapi_schema(op.args_schema)},
+                "required": ["operation", "args"]}
+            for op in bulk_operations() if not op.accepts_csv}
+        return one_of_components(auto_schema, branches)
 
 
 class BulkRunDetailApi(APIView):

@@ -145,7 +145,7 @@ REPRICE = register_bulk_operation(Reprice(
         "type": "object",
         "properties": {
             "category": {"type": "string", "minLength": 1, "maxLength": 64},
-            "percent": {"type": "number", "exclusiveMinimum": -100, "maximum": 1000,
+            "percent": {"type": "number", "minimum": -99.99, "maximum": 1000,
                         "description": "10 raises prices by 10%; -15 lowers them by 15%."},
         },
         "required": ["category", "percent"],

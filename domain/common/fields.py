@@ -36,3 +36,25 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class NumberField(serializers.FloatField):
+    """A JSON number, only: DRF's FloatField also takes `true`/`false` (as 1.0/0.0) and
+    numeric strings, which the schema's `type: number` refuses. The fuzzer found it on
+    POST /api/v1/bulk-operations (`"pause_seconds": false` was accepted as 0)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JsonBooleanField(serializers.BooleanField):
+    """`true` or `false`, only: DRF's BooleanField also takes 0, 1, "yes", "on" and the like
+    (HTML forms' habit), which the schema's `type: boolean` refuses. The fuzzer found it on
+    POST /api/v1/bulk-operations (`"adaptive": 0`). For JSON bodies; query strings keep DRF's."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
