@@ -25,6 +25,12 @@ from domain.bulk import selectors, services
 from domain.bulk.models import BulkRequest, BulkRun, BulkRunStatus
 from domain.bulk.registry import bulk_operations
 from domain.common.fields import JsonBooleanField, NumberField, StrictCharField
+from domain.common.idempotency import (
+    IDEMPOTENCY_HEADER,
+    REPLAYED_PARAMETER,
+    accepted_or_replayed,
+    idempotency_key,
+)
 from domain.common.openapi import (
     TAKEN_AS_SENT,
     component_name,
@@ -218,7 +224,16 @@ class BulkRunListCreateApi(APIView):
         "OpenAPI cannot make `operation` required for one media type only. 409 "
         "`bulk_target_busy` while another run holds the same rows.",
         request={"application/json": InputSerializer},
-        responses={202: BulkRunOutputSerializer, **_errors(400, 401, 403, 409, 413, 415, 422)},
+        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER,
+                                     description="At most 255 characters (otherwise 422 "
+                                     "invalid_idempotency_key). The same key and request "
+                                     "(a CSV's body included) from the same API key answer "
+                                     "the first run as it is now (200), instead of starting "
+                                     "another; another request with the key is 409 "
+                                     "idempotency_key_reused."),
+                    REPLAYED_PARAMETER],
+        responses={202: BulkRunOutputSerializer, 200: BulkRunOutputSerializer,
+                   **_errors(400, 401, 403, 409, 413, 415, 422)},
     )
     def post(self, request):
         if request.content_type.split(";")[0].strip().lower() == "text/csv":
@@ -226,11 +241,11 @@ class BulkRunListCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        run = services.bulk_run_start(
+        result = services.bulk_run_request(
             operation=data["operation"], args=data["args"], dry_run=data["dry_run"],
             throttle=_throttle(data), api_key=request.auth,
-            correlation_id=request.correlation_id)
-        return self._accepted(request, run)
+            idempotency_key=idempotency_key(request), correlation_id=request.correlation_id)
+        return self._accepted(request, result)
 
     def _post_csv(self, request):
         query = self.CsvQuerySerializer(data=request.query_params.dict())
@@ -238,18 +253,19 @@ class BulkRunListCreateApi(APIView):
         data = dict(query.validated_data)
         operation, dry_run = data.pop("operation"), data.pop("dry_run")
         chunk_size = data.pop("chunk_size", None)
-        run = services.bulk_run_start(
+        result = services.bulk_run_request(
             operation=operation, args={}, dry_run=dry_run,
             throttle=services.Throttle(chunk_size=chunk_size, **data),
             csv_stream=request._request,  # the raw body, read as it arrives
-            api_key=request.auth, correlation_id=request.correlation_id)
-        return self._accepted(request, run)
+            api_key=request.auth, idempotency_key=idempotency_key(request),
+            correlation_id=request.correlation_id)
+        return self._accepted(request, result)
 
     @staticmethod
-    def _accepted(request, run: BulkRun) -> Response:
-        run = selectors.bulk_run_get(run_id=run.pk, api_key=None)
-        return Response(BulkRunOutputSerializer(run, context={"request": request}).data,
-                        status=status.HTTP_202_ACCEPTED)
+    def _accepted(request, result: services.StartResult) -> Response:
+        run = selectors.bulk_run_get(run_id=result.run.pk, api_key=None)
+        body = BulkRunOutputSerializer(run, context={"request": request}).data
+        return accepted_or_replayed(body, created=result.created)
 
 
 class BulkRunInputSchema(OpenApiSerializerExtension):

@@ -15,6 +15,7 @@ Python), and dropping it at the end frees its space at once, with no vacuum.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from collections.abc import Iterator
@@ -40,21 +41,27 @@ def input_table_name(run: BulkRun) -> str:
     return f"bulk_input_{run.pk.hex}"
 
 
-class _LimitedBody(io.RawIOBase):
-    """The request body, read in pieces, refused (413) past BULK_CSV_MAX_BYTES; whatever was
-    read ahead (the header line) comes first."""
+class CsvBody(io.RawIOBase):
+    """The request body, read in pieces as COPY asks for them: refused (413) past
+    BULK_CSV_MAX_BYTES, and hashed as it goes (the run's Idempotency-Key compares bodies by
+    this digest). Bytes pushed back (what the header's read took past its line) come first."""
 
-    def __init__(self, stream: Any, limit: int, head: bytes = b"") -> None:
+    def __init__(self, stream: Any) -> None:
         super().__init__()
-        self._stream, self._limit, self._head, self.read_bytes = stream, limit, head, 0
+        self._stream, self._limit = stream, settings.BULK_CSV_MAX_BYTES
+        self._pushed, self.read_bytes = b"", 0
+        self.digest = hashlib.sha256()
         self.too_large: RequestTooLarge | None = None
 
     def readable(self) -> bool:
         return True
 
+    def push_back(self, data: bytes) -> None:
+        self._pushed = data + self._pushed
+
     def read(self, size: int = -1) -> bytes:
-        if self._head:
-            data, self._head = self._head, b""
+        if self._pushed:
+            data, self._pushed = self._pushed, b""
             return data
         data = self._stream.read(size if size and size > 0 else 65536)
         self.read_bytes += len(data)
@@ -62,6 +69,7 @@ class _LimitedBody(io.RawIOBase):
             self.too_large = RequestTooLarge(f"The CSV is larger than {self._limit} bytes "
                                              "(BULK_CSV_MAX_BYTES).")
             raise self.too_large
+        self.digest.update(data)
         return data
 
     def readinto(self, buffer: Any) -> int:
@@ -69,13 +77,18 @@ class _LimitedBody(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
+    def drain(self) -> str:
+        """Read what is left (a replay's body: only its digest matters); the digest."""
+        while self.read(65536):
+            pass
+        return self.digest.hexdigest()
 
-def _header(stream: Any, expected: tuple[str, ...]) -> _LimitedBody:
+
+def _header(body: CsvBody, expected: tuple[str, ...]) -> None:
     """Read the header line and check it names the operation's columns, in order."""
-    limit = settings.BULK_CSV_MAX_BYTES
     head = b""
     while b"\n" not in head and len(head) < 4096:
-        piece = stream.read(1024)
+        piece = body.read(1024)
         if not piece:
             break
         head += piece
@@ -87,17 +100,16 @@ def _header(stream: Any, expected: tuple[str, ...]) -> _LimitedBody:
             f"The CSV's first line must name its columns: {','.join(expected)}.",
             code="invalid_csv_header",
             details={"expected": list(expected), "found": found if line else []})
-    body = _LimitedBody(stream, limit, rest if newline else b"")
-    body.read_bytes = len(head)
-    return body
+    if newline and rest:
+        body.push_back(rest)
 
 
-def input_load(run: BulkRun, operation: CsvOperation, stream: Any) -> int:
+def input_load(run: BulkRun, operation: CsvOperation, body: CsvBody) -> int:
     """Create the run's input table and stream the CSV into it (in the caller's transaction);
     answer the number of rows. Any invalid row refuses the whole input (422 `invalid_rows`,
     every bad row counted, the first ones listed with their line numbers) and, as the caller's
     transaction rolls back, nothing of it stays."""
-    body = _header(stream, operation.header)
+    _header(body, operation.header)
     run.input_table = input_table_name(run)
     table = connection.ops.quote_name(run.input_table)
     columns = ", ".join(connection.ops.quote_name(c) for c in operation.header)
@@ -127,7 +139,7 @@ def input_load(run: BulkRun, operation: CsvOperation, stream: Any) -> int:
     return rows
 
 
-def _copy(cursor: Any, table: str, columns: str, body: _LimitedBody) -> int:
+def _copy(cursor: Any, table: str, columns: str, body: CsvBody) -> int:
     raw = cursor.cursor  # psycopg2's own cursor: Django's wrapper has no copy_expert
     try:
         raw.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", body)
@@ -157,7 +169,7 @@ def _copy_refused(exc: Exception) -> ValidationFailed:
 
 
 def _insert_portably(cursor: Any, table: str, columns: str, operation: CsvOperation,
-                     body: _LimitedBody) -> tuple[int, list[BadRow]]:
+                     body: CsvBody) -> tuple[int, list[BadRow]]:
     """The portable path: Python's csv reader, the operation's per-row check, batched
     INSERTs. Answers the rows stored and those that failed the per-row check."""
     names = operation.header

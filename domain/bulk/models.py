@@ -79,6 +79,10 @@ class BulkRun(models.Model):
     api_key = models.ForeignKey("access.ApiKey", null=True, blank=True,
                                 on_delete=models.SET_NULL, related_name="bulk_runs")
     correlation_id = models.CharField(max_length=64, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    request_hash = models.CharField(max_length=64, blank=True, default="",
+                                    help_text="What the Idempotency-Key's replays must match "
+                                    "(a CSV run's includes its body's digest).")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -93,6 +97,9 @@ class BulkRun(models.Model):
             # two requests at the same instant cannot both get in.
             models.UniqueConstraint(fields=["target"], condition=Q(status__in=HOLDING_STATUSES),
                                     name="bulkrun_one_holder_per_target"),
+            models.UniqueConstraint(fields=["api_key", "idempotency_key"],
+                                    condition=Q(idempotency_key__isnull=False),
+                                    name="bulkrun_idempotency_key"),
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="bulkrun_status_created")]
 

@@ -8,8 +8,10 @@ after the commit.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.conf import settings
@@ -53,17 +55,47 @@ def _operation_for(name: str, *, args: Any, csv: bool) -> BulkOperation:
     return operation
 
 
-def bulk_run_start(*, operation: str, args: Any, dry_run: bool = False,
-                   throttle: Throttle | None = None, csv_stream: Any = None,
-                   api_key: ApiKey | None = None, correlation_id: str = "") -> BulkRun:
+@dataclass(frozen=True)
+class StartResult:
+    run: BulkRun
+    created: bool  # False: a replay of an earlier request with the same Idempotency-Key
+
+
+def bulk_run_start(**request: Any) -> BulkRun:
+    """`bulk_run_request` for callers that need only the run (the CLI, tests)."""
+    return bulk_run_request(**request).run
+
+
+def _request_hash(operation: str, args: Any, dry_run: bool, throttle: Throttle,
+                  body_digest: str = "") -> str:
+    canonical = json.dumps([operation, args, dry_run, asdict(throttle), body_digest],
+                           sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def bulk_run_request(*, operation: str, args: Any, dry_run: bool = False,
+                     throttle: Throttle | None = None, csv_stream: Any = None,
+                     api_key: ApiKey | None = None, idempotency_key: str | None = None,
+                     correlation_id: str = "") -> StartResult:
     """Store a run and its job (after commit, the broker has the job).
 
     A real run holds its target until it ends: a second one on the same target is refused
     with 409 `bulk_target_busy`, naming the run that holds it. A dry run holds nothing.
+
+    With an Idempotency-Key, the same key from the same API key with the same request (a
+    CSV's body included) answers the first run as it is now, whether it is still running or
+    long finished, instead of starting another (a retried reprice must not apply twice); the
+    same key with another request is 409 `idempotency_key_reused`.
     """
     args = {} if args is None else args
     op = _operation_for(operation, args=args, csv=csv_stream is not None)
     throttle = throttle or Throttle()
+    body = inputs.CsvBody(csv_stream) if csv_stream is not None else None
+    if idempotency_key:
+        earlier = _idempotent(api_key, idempotency_key)
+        if earlier is not None:
+            return _replayed(earlier, _request_hash(op.name, args, dry_run, throttle,
+                                                    body.drain() if body else ""))
     plan = op.plan(args)
     run = BulkRun(
         operation=op.name, args=args, plan=plan, dry_run=dry_run,
@@ -75,20 +107,42 @@ def bulk_run_start(*, operation: str, args: Any, dry_run: bool = False,
         pause_seconds=_given(throttle.pause_seconds, settings.BULK_PAUSE_SECONDS),
         lock_timeout_seconds=_given(throttle.lock_timeout_seconds,
                                     settings.BULK_LOCK_TIMEOUT_SECONDS),
-        api_key=api_key, correlation_id=correlation_id)
-    with transaction.atomic():
-        _hold(run, lambda: run.save(force_insert=True))
-        if csv_stream is not None:
-            inputs.input_load(run, op, csv_stream)
-        job = job_build(kind=BULK_RUN.name, params={"run_id": str(run.pk)},
-                        created_at=timezone.now(), api_key=api_key,
-                        correlation_id=correlation_id)
-        jobs_add(jobs=[job])
-        run.job = job
-        run.save(update_fields=["job", "input_table", "input_rows"])
+        api_key=api_key, idempotency_key=idempotency_key, correlation_id=correlation_id,
+        request_hash=_request_hash(op.name, args, dry_run, throttle))
+    try:
+        with transaction.atomic():
+            _hold(run, lambda: run.save(force_insert=True))
+            if body is not None:
+                inputs.input_load(run, op, body)
+                run.request_hash = _request_hash(op.name, args, dry_run, throttle,
+                                                 body.digest.hexdigest())
+            job = job_build(kind=BULK_RUN.name, params={"run_id": str(run.pk)},
+                            created_at=timezone.now(), api_key=api_key,
+                            correlation_id=correlation_id)
+            jobs_add(jobs=[job])
+            run.job = job
+            run.save(update_fields=["job", "input_table", "input_rows", "request_hash"])
+    except IntegrityError:
+        # Two requests with one key at the same instant: the unique constraint decided.
+        earlier = _idempotent(api_key, idempotency_key) if idempotency_key else None
+        if earlier is None:
+            raise
+        return _replayed(earlier, _request_hash(op.name, args, dry_run, throttle,
+                                                body.drain() if body else ""))
     logger.info("bulk run queued run_id=%s operation=%s dry_run=%s target=%s", run.pk,
                 run.operation, run.dry_run, run.target)
-    return run
+    return StartResult(run=run, created=True)
+
+
+def _idempotent(api_key: ApiKey | None, key: str) -> BulkRun | None:
+    return BulkRun.objects.filter(api_key=api_key, idempotency_key=key).first()
+
+
+def _replayed(earlier: BulkRun, request_hash: str) -> StartResult:
+    if earlier.request_hash != request_hash:
+        raise Conflict("This Idempotency-Key was already used with a different request.",
+                       code="idempotency_key_reused", details={"run": str(earlier.pk)})
+    return StartResult(run=earlier, created=False)
 
 
 def _given(value: float | None, default: float) -> float:
@@ -103,6 +157,8 @@ def _hold(run: BulkRun, write) -> None:
         with transaction.atomic():
             write()
     except IntegrityError as exc:
+        if run.idempotency_key and _idempotent(run.api_key, run.idempotency_key) is not None:
+            raise  # a replay that raced its first request: the caller answers the first run
         holder = (BulkRun.objects.filter(target=run.target, status__in=HOLDING_STATUSES)
                   .exclude(pk=run.pk).values_list("pk", "operation", "status").first())
         if holder is None:
