@@ -296,7 +296,8 @@ class BulkRunDetailApi(APIView):
     @extend_schema(operation_id="bulk_runs_retrieve",
                    responses={200: BulkRunOutputSerializer, **_errors(401, 403, 404)})
     def get(self, request, run_id):
-        run = selectors.bulk_run_get(run_id=run_id, api_key=request.auth)
+        run = services.bulk_run_settle(
+            run=selectors.bulk_run_get(run_id=run_id, api_key=request.auth))
         return Response(BulkRunOutputSerializer(run, context={"request": request}).data)
 
 

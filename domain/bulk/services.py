@@ -24,6 +24,7 @@ from domain.bulk.kinds import BULK_RUN
 from domain.bulk.models import HOLDING_STATUSES, BulkRequest, BulkRun, BulkRunStatus
 from domain.bulk.registry import BulkOperation, get_bulk_operation
 from domain.common.errors import Conflict, ValidationFailed
+from domain.jobs.models import JobStatus
 from domain.jobs.services import job_build, job_cancel, jobs_add
 
 logger = logging.getLogger(__name__)
@@ -159,21 +160,66 @@ def _hold(run: BulkRun, write) -> None:
     except IntegrityError as exc:
         if run.idempotency_key and _idempotent(run.api_key, run.idempotency_key) is not None:
             raise  # a replay that raced its first request: the caller answers the first run
-        holder = (BulkRun.objects.filter(target=run.target, status__in=HOLDING_STATUSES)
-                  .exclude(pk=run.pk).values_list("pk", "operation", "status").first())
+        holder = _holder(run)
+        if holder is not None and bulk_run_settle(run=holder).status not in HOLDING_STATUSES:
+            with transaction.atomic():  # the holder's job had ended: it held nothing
+                write()
+            return
+        holder = _holder(run)
         if holder is None:
             raise
         raise Conflict(
-            f"Another bulk run holds {run.target!r} ({holder[1]}, {holder[2]}); runs on the "
-            "same rows never interleave. Wait for it to end, or cancel it.",
+            f"Another bulk run holds {run.target!r} ({holder.operation}, {holder.status}); "
+            "runs on the same rows never interleave. Wait for it to end, or cancel it.",
             code="bulk_target_busy",
-            details={"target": run.target, "run": str(holder[0]), "operation": holder[1],
-                     "status": holder[2]}) from exc
+            details={"target": run.target, "run": str(holder.pk),
+                     "operation": holder.operation, "status": holder.status}) from exc
+
+
+def _holder(run: BulkRun) -> BulkRun | None:
+    return (BulkRun.objects.select_related("job")
+            .filter(target=run.target, status__in=HOLDING_STATUSES).exclude(pk=run.pk).first())
+
+
+# --- A run whose job ended without it ---------------------------------------------------------
+
+def bulk_run_settle(*, run: BulkRun) -> BulkRun:
+    """A queued or running run whose job has ended without ending it: the job went dead
+    outside the runner (the orphan rescue gives up on a job whose worker died on every
+    attempt) or was cancelled through /api/v1/jobs. The run then ends too (`failed` with the
+    job's error, or `cancelled`), so it does not hold its target for ever; a failed run can be
+    resumed. Checked whenever a run is read or steered, and before a start is refused as busy."""
+    job = run.job
+    if run.status not in (BulkRunStatus.QUEUED, BulkRunStatus.RUNNING) or job is None \
+            or job.status not in (JobStatus.DEAD, JobStatus.CANCELLED):
+        return run
+    failed = job.status == JobStatus.DEAD
+    now = timezone.now()
+    fields = {"status": BulkRunStatus.FAILED if failed else BulkRunStatus.CANCELLED,
+              "requested": BulkRequest.NONE, "finished_at": now, "updated_at": now}
+    if failed:
+        fields["last_error"] = {"code": (job.error or {}).get("type", "job_dead"),
+                                "message": "its job went dead: "
+                                + (job.error or {}).get("message", "no error recorded"),
+                                "details": {"job": str(job.pk)}}
+    with transaction.atomic():
+        settled = BulkRun.objects.filter(pk=run.pk, job=job,
+                                         status__in=(BulkRunStatus.QUEUED,
+                                                     BulkRunStatus.RUNNING)).update(**fields)
+        run.refresh_from_db()
+        if settled and run.status == BulkRunStatus.CANCELLED:
+            inputs.input_drop(run)
+            run.save(update_fields=["input_table"])
+    if settled:
+        logger.warning("bulk run ended with its job run_id=%s job_id=%s status=%s", run.pk,
+                       job.pk, run.status)
+    return run
 
 
 # --- Steering ---------------------------------------------------------------------------------
 
 def _locked(run_id) -> BulkRun:
+    bulk_run_settle(run=BulkRun.objects.select_related("job").get(pk=run_id))
     return BulkRun.objects.select_for_update().get(pk=run_id)
 
 
