@@ -10,10 +10,10 @@ After a `kill -9` the rescued job starts again from the last committed checkpoin
 Operator requests (pause, cancel) are read under the same lock, so they take effect at the
 next chunk boundary: committed chunks stay committed, and the run says how far it got.
 
-A run works in time slices (BULK_SLICE_SECONDS): at the end of one, the job hands itself
-back to the broker (`Deferred`, not an attempt) and the next slice continues from the
-checkpoint. A run of any length therefore stays inside the task time limits, and a worker
-restart between slices costs nothing.
+A run works in time slices (BULK_SLICE_SECONDS, and at most half the task's soft time limit):
+at the end of one, the job hands itself back to the broker (`Deferred`, not an attempt) and
+the next slice continues from the checkpoint. A run of any length therefore stays inside the
+task time limits, and a worker restart between slices costs nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.db.models import CharField, Count, F, Max, Subquery, UUIDField
@@ -79,7 +80,7 @@ def bulk_run_execute(*, job: Job, on_progress: Progress | None = None) -> Any:
         return stop.outcome
     operation = get_bulk_operation(run.operation)
     run.mark = time.monotonic()  # elapsed_seconds counts from here: chunks and pauses between
-    slice_ends = run.mark + settings.BULK_SLICE_SECONDS
+    slice_ends = run.mark + _slice_seconds()
     try:
         while True:
             if _chunk_with_retries(run, operation) is None:
@@ -96,6 +97,15 @@ def bulk_run_execute(*, job: Job, on_progress: Progress | None = None) -> Any:
     except Exception as exc:
         _failed(run, job, exc)
         raise
+
+
+def _slice_seconds() -> float:
+    """A slice ends well inside the task's soft time limit, whatever BULK_SLICE_SECONDS says
+    (a soft limit striking mid-run costs an attempt and a retry's wait)."""
+    soft_limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
+    if soft_limit:
+        return min(settings.BULK_SLICE_SECONDS, soft_limit / 2)
+    return settings.BULK_SLICE_SECONDS
 
 
 # --- Start and stop -----------------------------------------------------------------------------
@@ -191,7 +201,11 @@ def _finish(run: BulkRun, operation) -> dict:
 def _failed(run: BulkRun, job: Job, exc: BaseException) -> None:
     """Record the error on the run: `failed` when the job will not try again, else the run
     stays `running` (its job is retrying) with the error shown."""
-    final = not lifecycle.will_retry(job=job, exc=exc)
+    # The worker records a soft time limit as the TimeoutError it is (workers/base.py), which
+    # the job retries: judged as the raw exception, the run was marked `failed` while its job
+    # retried, and the retry then skipped the failed run.
+    judged = TimeoutError(str(exc)) if isinstance(exc, SoftTimeLimitExceeded) else exc
+    final = not lifecycle.will_retry(job=job, exc=judged)
     fields = {"last_error": error_body(type(exc).__name__, str(exc)[:2000])["error"],
               "updated_at": timezone.now()}
     if final:
