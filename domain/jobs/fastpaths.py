@@ -60,6 +60,19 @@ def _claim_portable(job_ids: list[str], worker: str, now: datetime,
                                        started_at=now, worker=worker))
 
 
+def claimed_by(jobs: list[Job]) -> Q:
+    """Exactly the claims these jobs hold: still `running`, with the attempt (of the run) the
+    claim made. The rescue requeues a job whose worker stopped renewing its lease; if that
+    worker was only frozen (SIGSTOP, a long pause) and wakes while another worker runs the
+    job again, whatever it then records (a success, a retry, a deferral) must change nothing:
+    `status = running` alone would let it finish the other worker's claim, and the rescue
+    would never look at that job again."""
+    claims = Q(pk__in=[])
+    for job in jobs:
+        claims |= Q(pk=job.pk, attempts=job.attempts, replays=job.replays)
+    return Q(status=JobStatus.RUNNING) & claims
+
+
 # --- Success: running -> succeeded, with results and attempt rows ---------------------------
 
 def succeed(outcomes: list[tuple[Job, Any]], now: datetime) -> set:
@@ -80,10 +93,14 @@ def _succeed_pg(outcomes: list[tuple[Job, Any]], now: datetime, follow: str) -> 
     with connection.cursor() as cursor:
         cursor.execute(
             "WITH v AS (SELECT unnest(%(ids)s::uuid[]) AS id, "  # noqa: S608 - the models' own table names
-            "unnest(%(results)s::jsonb[]) AS result), "
+            "unnest(%(results)s::jsonb[]) AS result, unnest(%(attempts)s::int[]) AS attempts, "
+            "unnest(%(replays)s::int[]) AS replays), "
             f"done AS (UPDATE {table(Job)} AS j SET status = %(succeeded)s, "
             "result = v.result, finished_at = %(now)s, error = NULL FROM v "
-            "WHERE j.id = v.id AND j.status = %(running)s "
+            # Only the claim that ran it (its attempt of its run): a worker that was taken
+            # for dead and woke after the job was claimed again records nothing.
+            "WHERE j.id = v.id AND j.status = %(running)s AND j.attempts = v.attempts "
+            "AND j.replays = v.replays "
             "RETURNING j.id, j.event_id, j.replays, j.attempts, j.started_at, j.worker), "
             f"attempts AS (INSERT INTO {table(JobAttempt)} (job_id, run, number, started_at, "
             "finished_at, outcome, error_type, error_message, traceback, worker) "
@@ -94,6 +111,8 @@ def _succeed_pg(outcomes: list[tuple[Job, Any]], now: datetime, follow: str) -> 
             + (follow or "SELECT NULL WHERE false"),
             {"ids": [str(job.pk) for job, _ in outcomes],
              "results": [None if r is None else json.dumps(r) for _, r in outcomes],
+             "attempts": [job.attempts for job, _ in outcomes],
+             "replays": [job.replays for job, _ in outcomes],
              "now": now, "succeeded": JobStatus.SUCCEEDED.value,
              "outcome": AttemptOutcome.SUCCEEDED.value, "running": JobStatus.RUNNING.value})
         return {row[0] for row in cursor.fetchall()}
@@ -103,7 +122,7 @@ def _succeed_portable(outcomes: list[tuple[Job, Any]], now: datetime) -> None:
     # One conditional UPDATE per job tells which were still running.
     with transaction.atomic():
         moved = [job for job, result in outcomes
-                 if Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+                 if Job.objects.filter(claimed_by([job])).update(
                      status=JobStatus.SUCCEEDED, result=result, finished_at=now, error=None)]
         JobAttempt.objects.bulk_create(
             [attempt_row(job, AttemptOutcome.SUCCEEDED, now) for job in moved])

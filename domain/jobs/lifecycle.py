@@ -76,7 +76,7 @@ def jobs_release(*, jobs: list[Job]) -> list[Job]:
     (a micro-batch stopped early by its soft time limit). Returns the jobs released."""
     released = [job for job in jobs if job.status == JobStatus.RUNNING]
     if released:
-        Job.objects.filter(pk__in=[j.pk for j in released], status=JobStatus.RUNNING).update(
+        Job.objects.filter(fastpaths.claimed_by(released)).update(
             status=JobStatus.QUEUED, attempts=F("attempts") - 1, started_at=None, worker="",
             enqueued_at=None)
     return released
@@ -91,7 +91,7 @@ def jobs_defer(*, jobs: list[Job], countdown: int, via_broker: bool = True) -> l
     deferred = [job for job in jobs if job.status == JobStatus.RUNNING]
     if deferred:
         now = timezone.now()
-        Job.objects.filter(pk__in=[j.pk for j in deferred], status=JobStatus.RUNNING).update(
+        Job.objects.filter(fastpaths.claimed_by(deferred)).update(
             status=JobStatus.QUEUED, attempts=F("attempts") - 1, started_at=None, worker="",
             lease_expires_at=None, run_at=now + timedelta(seconds=countdown),
             enqueued_at=now if via_broker and countdown <= MAX_BROKER_COUNTDOWN else None)
@@ -193,12 +193,12 @@ def job_schedule_retry(*, job: Job, exc: BaseException, countdown: int,
     """
     now = timezone.now()
     with transaction.atomic():
-        Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+        if Job.objects.filter(fastpaths.claimed_by([job])).update(
             status=JobStatus.RETRYING, next_retry_at=now + timedelta(seconds=countdown),
             error=error_summary(exc), traceback=format_traceback(exc),
             enqueued_at=now if via_broker else None,
-        )
-        attempt_row(job, AttemptOutcome.RETRY, now, exc).save(force_insert=True)
+        ):
+            attempt_row(job, AttemptOutcome.RETRY, now, exc).save(force_insert=True)
 
 
 def job_retry_not_sent(*, job: Job) -> None:
@@ -217,9 +217,9 @@ def job_fail(*, job: Job, exc: BaseException) -> None:
     """Out of attempts, or a permanent error: the job is dead and keeps its error."""
     now = timezone.now()
     with transaction.atomic():
-        Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+        if Job.objects.filter(fastpaths.claimed_by([job])).update(
             status=JobStatus.DEAD, error=error_summary(exc), traceback=format_traceback(exc),
             finished_at=now,
-        )
-        attempt_row(job, AttemptOutcome.FAILED, now, exc).save(force_insert=True)
+        ):
+            attempt_row(job, AttemptOutcome.FAILED, now, exc).save(force_insert=True)
     _finished({job.event_id} if job.event_id else set())

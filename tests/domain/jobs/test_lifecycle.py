@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from domain.jobs.lifecycle import job_claim, job_succeed, jobs_succeed
+from domain.jobs.lifecycle import (
+    job_claim,
+    job_fail,
+    job_schedule_retry,
+    job_succeed,
+    jobs_defer,
+    jobs_release,
+    jobs_succeed,
+)
 from domain.jobs.models import Job, JobAttempt, JobStatus
 from tests.factories import EventFactory, JobFactory
 
@@ -44,3 +52,39 @@ def test_a_job_that_left_running_meanwhile_gets_no_success_and_no_attempt():
     assert (kept.status, kept.result) == (JobStatus.SUCCEEDED, {"n": 1})
     assert (rescued.status, rescued.result) == (JobStatus.QUEUED, None)
     assert list(JobAttempt.objects.values_list("job_id", flat=True)) == [kept.pk]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("finish", ["succeed", "retry", "dead", "defer", "release"])
+def test_a_worker_that_woke_after_its_job_was_claimed_again_records_nothing(finish):
+    # given a job claimed by worker A, rescued as lost (A stopped renewing: frozen, not dead),
+    # and claimed again by worker B
+    job = JobFactory(kind="noop")
+    by_a = job_claim(job_id=str(job.pk), worker="a@h")
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED)  # the rescue's requeue
+    by_b = job_claim(job_id=str(job.pk), worker="b@h")
+    assert by_b.attempts == by_a.attempts + 1
+
+    # when A wakes and records its outcome
+    if finish == "succeed":
+        job_succeed(job=by_a, result={"by": "a"})
+    elif finish == "retry":
+        job_schedule_retry(job=by_a, exc=ConnectionError("x"), countdown=5)
+    elif finish == "dead":
+        job_fail(job=by_a, exc=ValueError("x"))
+    elif finish == "defer":
+        assert jobs_defer(jobs=[by_a], countdown=5) == [by_a]  # (A believes it deferred)
+    else:
+        jobs_release(jobs=[by_a])
+
+    # then B's claim is untouched: still running with B's attempt, and no attempt row of A's
+    row = Job.objects.get(pk=job.pk)
+    assert (row.status, row.attempts, row.worker) == (JobStatus.RUNNING, by_b.attempts, "b@h")
+    assert not JobAttempt.objects.filter(job=job).exists()
+
+    # and B's own outcome is recorded
+    job_succeed(job=by_b, result={"by": "b"})
+    row.refresh_from_db()
+    assert row.status == JobStatus.SUCCEEDED and row.result == {"by": "b"}
+    assert list(JobAttempt.objects.filter(job=job).values_list("number", flat=True)) == [
+        by_b.attempts]
