@@ -24,7 +24,7 @@ from domain.bulk.kinds import BULK_RUN
 from domain.bulk.models import HOLDING_STATUSES, BulkRequest, BulkRun, BulkRunStatus
 from domain.bulk.registry import BulkOperation, get_bulk_operation
 from domain.common.errors import Conflict, ValidationFailed
-from domain.jobs.models import JobStatus
+from domain.jobs.models import TERMINAL_JOB_STATUSES, JobStatus
 from domain.jobs.services import job_build, job_cancel, jobs_add
 
 logger = logging.getLogger(__name__)
@@ -191,15 +191,16 @@ def bulk_run_settle(*, run: BulkRun) -> BulkRun:
     resumed. Checked whenever a run is read or steered, and before a start is refused as busy."""
     job = run.job
     if run.status not in (BulkRunStatus.QUEUED, BulkRunStatus.RUNNING) or job is None \
-            or job.status not in (JobStatus.DEAD, JobStatus.CANCELLED):
+            or job.status not in TERMINAL_JOB_STATUSES:
         return run
-    failed = job.status == JobStatus.DEAD
+    # (A job that succeeded with its run still open has not finished it either: resumable.)
+    failed = job.status != JobStatus.CANCELLED
     now = timezone.now()
     fields = {"status": BulkRunStatus.FAILED if failed else BulkRunStatus.CANCELLED,
               "requested": BulkRequest.NONE, "finished_at": now, "updated_at": now}
     if failed:
-        fields["last_error"] = {"code": (job.error or {}).get("type", "job_dead"),
-                                "message": "its job went dead: "
+        fields["last_error"] = {"code": (job.error or {}).get("type", "job_ended"),
+                                "message": f"its job ended ({job.status}) before the run: "
                                 + (job.error or {}).get("message", "no error recorded"),
                                 "details": {"job": str(job.pk)}}
     with transaction.atomic():
