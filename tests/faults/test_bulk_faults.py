@@ -186,7 +186,9 @@ def _gone(pids: list[int]) -> bool:
 
 
 CHUNK_UPDATE = f'UPDATE "{PRODUCTS}"%'
-RUN_LOCK = f'%FROM "{BulkRun._meta.db_table}"%FOR UPDATE%'
+# (A SELECT of the run's row that waits for a lock is the FOR UPDATE; pg_stat_activity cuts a
+# query at track_activity_query_size, 1 KiB, before the run's many columns reach FOR UPDATE.)
+RUN_LOCK = f'SELECT "{BulkRun._meta.db_table}".%'
 
 
 # --- The run, through the API -----------------------------------------------------------------
