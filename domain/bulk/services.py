@@ -43,7 +43,8 @@ class Throttle:
 
 def _operation_for(name: str, *, args: Any, csv: bool) -> BulkOperation:
     operation = get_bulk_operation(name)
-    operation.validate_args(args)
+    # The input's shape first: a CSV sent to an operation taking args is told so, not that
+    # its (absent) args miss fields.
     if operation.accepts_csv and not csv:
         raise ValidationFailed(
             f"Bulk operation {name!r} takes its rows as CSV: send them with "
@@ -53,6 +54,7 @@ def _operation_for(name: str, *, args: Any, csv: bool) -> BulkOperation:
     if csv and not operation.accepts_csv:
         raise ValidationFailed(f"Bulk operation {name!r} takes no CSV.", code="csv_not_accepted",
                                details={"operation": name})
+    operation.validate_args(args)
     return operation
 
 
