@@ -10,6 +10,7 @@ product caches it made stale (before the run says `succeeded`) and publishes
 from __future__ import annotations
 
 import logging
+import re
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -225,6 +226,7 @@ SELECT line, bad_column, bad_value, error, count(*) OVER () AS invalid FROM (
 ) checked WHERE error IS NOT NULL ORDER BY line LIMIT %s
 """
 _PRICE_BAD = f"(i.price IS NULL OR i.price !~ '{PRICE_PATTERN}')"
+_PRICE = re.compile(PRICE_PATTERN)
 
 
 class SetPrices(CsvOperation):
@@ -232,13 +234,10 @@ class SetPrices(CsvOperation):
         return PRODUCTS_TARGET
 
     def check_row(self, values: dict[str, str]) -> tuple[str, str] | None:
-        price = values["price"]
-        try:
-            amount = Decimal(price)
-        except ArithmeticError:
-            amount = None
-        if (amount is None or not amount.is_finite() or amount < 0 or amount != round(amount, 2)
-                or amount >= Decimal(10) ** 10 or not price.replace(".", "", 1).isdigit()):
+        # The rule PostgreSQL checks (PRICE_PATTERN): ASCII digits only. Decimal() also reads
+        # "1.", ".5" and other scripts' digits ("١٢" is 12), which SQLite's CAST then stored
+        # as 0.
+        if _PRICE.fullmatch(values["price"]) is None:
             return "price", "the price is not an amount of 0 or more with at most 2 decimals"
         return None
 
