@@ -294,7 +294,8 @@ def bulk_run_resume(*, run: BulkRun) -> BulkRun:
 
 
 def bulk_run_cancel(*, run: BulkRun) -> BulkRun:
-    """Cancel at the next chunk boundary (at once if it is paused or no worker has it).
+    """Cancel at the next chunk boundary (at once if it is paused, failed, or no worker has
+    it).
     Committed chunks stay committed: a bulk run is not a transaction, and the run says how
     far it got (`rows_done`, `checkpoint`)."""
     with transaction.atomic():
@@ -302,11 +303,13 @@ def bulk_run_cancel(*, run: BulkRun) -> BulkRun:
         if run.status == BulkRunStatus.CANCELLED:
             return run
         if run.status not in (BulkRunStatus.QUEUED, BulkRunStatus.RUNNING,
-                              BulkRunStatus.PAUSED):
-            raise _refuse(run, "cancelled", "queued, running or paused")
+                              BulkRunStatus.PAUSED, BulkRunStatus.FAILED):
+            raise _refuse(run, "cancelled", "queued, running, paused or failed")
         now = timezone.now()
         run.updated_at = now
-        if run.status == BulkRunStatus.PAUSED or (
+        # A failed run cancelled is one that will not be resumed: it ends for good and a CSV
+        # run's input table goes with it.
+        if run.status in (BulkRunStatus.PAUSED, BulkRunStatus.FAILED) or (
                 run.status == BulkRunStatus.QUEUED and _job_cancelled(run)):
             run.status, run.requested, run.finished_at = (BulkRunStatus.CANCELLED,
                                                           BulkRequest.NONE, now)

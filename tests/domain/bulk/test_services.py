@@ -343,20 +343,37 @@ def test_cancelling_a_running_run_asks_for_it(settings):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("status", ["succeeded", "failed"])
+@pytest.mark.parametrize("status", ["succeeded", "cancelled"])
 def test_an_ended_run_cannot_be_cancelled(status):
     run = start(REPRICE, UP_10)
     BulkRun.objects.filter(pk=run.pk).update(status=status)
+    if status == "cancelled":  # (cancelling a cancelled run again changes nothing)
+        assert bulk_run_cancel(run=run).status == "cancelled"
+        return
     error = _refused(Conflict, bulk_run_cancel, run=run)
     assert (error.status_code, error.code, error.details) == (
         409, "bulk_run_not_cancelled", {"status": status})
+
+
+@pytest.mark.django_db
+def test_a_failed_run_cancelled_ends_for_good_and_frees_its_csv_input():
+    # given a failed CSV run (its input table is kept so that it could resume)
+    product = make_products(1)[0]
+    run = start("catalog.set_prices", csv=csv_bytes([(product.sku, "1.00")]))
+    BulkRun.objects.filter(pk=run.pk).update(status=BulkRunStatus.FAILED, target=None)
+    assert input_tables() == [run.input_table]
+
+    # when it is cancelled, it ends and its input goes
+    cancelled = bulk_run_cancel(run=run)
+    assert cancelled.status == BulkRunStatus.CANCELLED and cancelled.input_table == ""
+    assert input_tables() == []
 
 
 # --- A run whose job will not come back ------------------------------------------------------
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("request_", ["pause", "cancel"])
-def test_a_running_run_whose_job_died_is_paused_or_cancelled_at_once(settings, request_):
+def test_a_running_run_whose_job_died_has_failed_when_paused_or_cancelled(settings, request_):
     # given a running run whose job's worker vanished on its last attempt: the orphan rescue
     # gave the job up (dead), so no delivery will reach a chunk boundary again
     settings.BULK_SLICE_SECONDS = 0
@@ -368,19 +385,21 @@ def test_a_running_run_whose_job_died_is_paused_or_cancelled_at_once(settings, r
     assert jobs_rescue_orphans(older_than=timedelta(0))["dead"] == 1
     assert fresh(run).status == BulkRunStatus.RUNNING
 
-    # when an operator pauses or cancels it
-    steer = bulk_run_pause if request_ == "pause" else bulk_run_cancel
-    steered = steer(run=run)
-
-    # then it takes effect at once, rather than waiting for a boundary no worker will reach
-    assert (steered.status, steered.requested) == (
-        BulkRunStatus.PAUSED if request_ == "pause" else BulkRunStatus.CANCELLED, "")
-    if request_ == "cancel":
-        # and the target is free for the next run
-        assert start(REPRICE, UP_10).status == BulkRunStatus.QUEUED
-    else:
+    # when an operator pauses or cancels it, it has already ended as failed (its job did),
+    # rather than waiting for a boundary no worker will reach
+    if request_ == "pause":
+        with pytest.raises(Conflict) as refused:
+            bulk_run_pause(run=run)
+        assert refused.value.code == "bulk_run_not_paused"
+        assert refused.value.details == {"status": BulkRunStatus.FAILED}
         # and a resume carries it on from its checkpoint with a new job
         settings.BULK_SLICE_SECONDS = 60
         run = run_to_end(bulk_run_resume(run=run))
         assert (run.status, run.rows_done, run.rows_changed) == (
             BulkRunStatus.SUCCEEDED, len(products), len(products))
+        return
+    steered = bulk_run_cancel(run=run)
+    assert (steered.status, steered.requested) == (BulkRunStatus.CANCELLED, "")
+    # and the target is free for the next run
+    assert start(REPRICE, UP_10).status == BulkRunStatus.QUEUED
+
