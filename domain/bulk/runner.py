@@ -78,6 +78,9 @@ def bulk_run_execute(*, job: Job, on_progress: Progress | None = None) -> Any:
         run = _begin(run_id=job.params["run_id"], job=job)
     except _Stop as stop:
         return stop.outcome
+    except Exception as exc:  # (counting the rows, say): the run shows it, as for a chunk
+        _failed(BulkRun(pk=job.params["run_id"]), job, exc)
+        raise
     operation = get_bulk_operation(run.operation)
     run.mark = time.monotonic()  # elapsed_seconds counts from here: chunks and pauses between
     slice_ends = run.mark + _slice_seconds()
@@ -182,12 +185,13 @@ def _finish(run: BulkRun, operation) -> dict:
         now = timezone.now()
         run.status = BulkRunStatus.SUCCEEDED
         run.requested = BulkRequest.NONE
+        run.last_error = None  # (an error it recovered from; lock_retries still counts them)
         run.finished_at = run.updated_at = now
         run.result = ({"would_change": run.rows_changed} if run.dry_run
                       else {"event_type": operation.event_type, "payload": payload})
         inputs.input_drop(run)
         run.save(update_fields=["status", "requested", "finished_at", "updated_at", "result",
-                                "input_table"])
+                                "input_table", "last_error"])
         lifecycle.job_progress(job_id=run.job_id, done=run.rows_done, total=run.rows_done)
         if payload is not None:
             event_publish(event_type=operation.event_type, payload=payload,
@@ -211,7 +215,8 @@ def _failed(run: BulkRun, job: Job, exc: BaseException) -> None:
     if final:
         fields.update(status=BulkRunStatus.FAILED, finished_at=fields["updated_at"])
     try:
-        BulkRun.objects.filter(pk=run.pk, status=BulkRunStatus.RUNNING).update(**fields)
+        BulkRun.objects.filter(pk=run.pk, job=job, status__in=(
+            BulkRunStatus.QUEUED, BulkRunStatus.RUNNING)).update(**fields)
     except Exception:
         logger.exception("bulk run error not recorded run_id=%s", run.pk)
     logger.warning("bulk run chunk failed run_id=%s final=%s error=%r", run.pk, final, exc)
