@@ -27,7 +27,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
-from django.db.models import CharField, Count, F, Max, Subquery, UUIDField
+from django.db.models import CharField, Count, F, Max, UUIDField
 from django.db.models.functions import Cast
 from django.utils import timezone
 from tenacity import (
@@ -282,10 +282,12 @@ def _set_based_chunk(run: BulkRun, operation: SetBasedOperation) -> _Chunk | Non
     after = pk_field.to_python(run.checkpoint) if run.checkpoint else None
     rest = scope.filter(pk__gt=after) if after is not None else scope
     # The chunk's upper key: the last of the next `chunk_size` keys, read from the primary
-    # key's index (keyset: where the last chunk ended, never an OFFSET from the start).
-    keys = rest.order_by("pk").values("pk")[: run.chunk_size]
-    bounds = model._default_manager.filter(pk__in=Subquery(keys)).aggregate(
-        rows=Count("pk"), last=Max(_sortable_pk(model)))
+    # key's index (keyset: where the last chunk ended, never an OFFSET from the start). The
+    # aggregate reads the sliced keys as a subquery (`SELECT count, max FROM (… LIMIT n)`):
+    # `pk IN (… LIMIT n)` had PostgreSQL hash-join the keys against a scan of the whole
+    # table, every chunk.
+    keys = rest.order_by("pk")[: run.chunk_size]
+    bounds = keys.aggregate(rows=Count("pk"), last=Max(_sortable_pk(model)))
     if not bounds["rows"]:
         return None
     last = pk_field.to_python(bounds["last"])
