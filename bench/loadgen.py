@@ -16,7 +16,9 @@ Two modes:
 Bodies: `body` is sent as is; `{seq}` in it is replaced with a run-unique number, `{now}` with
 the send time as an ISO-8601 UTC timestamp (used to measure publish-to-running latency).
 `body_file` names a file to send instead (a body of megabytes does not fit in a command-line
-argument).
+argument). `paths`, a list, or `paths_file`, a file of one path a line, replaces `path`:
+request n goes to `paths[n % len(paths)]` (reads of a different row each, none served from a
+cache a previous request filled).
 
 A server may end a keep-alive connection after a complete answer that says
 `Connection: close` (gunicorn does when it recycles a worker, `--max-requests`): the next
@@ -105,9 +107,14 @@ class _Run:
         if spec.get("body_file"):
             with open(spec["body_file"], encoding="utf-8") as f:
                 self.body = f.read()
-        self.templated = "{seq}" in self.body or "{now}" in self.body or any(
+        self.paths = spec.get("paths") or []
+        if spec.get("paths_file"):
+            with open(spec["paths_file"], encoding="utf-8") as f:
+                self.paths = f.read().split()
+        self.templated = bool(self.paths) or "{seq}" in self.body or "{now}" in self.body or any(
             "{seq}" in v for v in headers.values())
-        self.head_template = (f"{method} {spec['path']} HTTP/1.1\r\n"
+        path = "{path}" if self.paths else spec["path"]
+        self.head_template = (f"{method} {path} HTTP/1.1\r\n"
                               + "".join(f"{k}: {v}\r\n" for k, v in headers.items()))
         self.fixed = None if self.templated else self._render(0, None)
         self.seq = count(int(spec.get("seq_start", 0)))
@@ -122,6 +129,8 @@ class _Run:
         body = self.body
         head = self.head_template
         if self.templated:
+            if self.paths:
+                head = head.replace("{path}", self.paths[seq % len(self.paths)], 1)
             body = body.replace("{seq}", str(seq))
             head = head.replace("{seq}", str(seq))
             if now is not None:

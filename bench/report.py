@@ -47,6 +47,7 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str, str]]:
                     f"{p['samples']:,} events", "-", "p99 <= 50 ms", yes(p["met"])))
     out.extend(_webhook_rows(r, yes))
     out.extend(_email_rows(r, yes))
+    out.extend(_bulk_rows(r, yes))
     if "worker_memory" in r:
         p = r["worker_memory"]
         per = p["jobs_per_message"]
@@ -135,6 +136,53 @@ def _email_rows(r: dict, yes) -> list[tuple[str, str, str, str, str, str]]:
             f"{', '.join(f'{v:,.0f}' for v in p['rounds_per_s'])}/s)",
             "-", "-", "none", "-"))
     return out
+
+
+def _bulk_rows(r: dict, yes) -> list[tuple[str, str, str, str, str, str]]:
+    """Bulk runs against the raw statements on the same rows; read latency while one runs;
+    where a run's time goes (in process)."""
+    out = []
+    if "bulk_reprice" in r:
+        p = r["bulk_reprice"]
+        out.append((
+            f"bulk catalog.reprice +{p['percent']}%, {p['rows']:,} rows of one category (API -> "
+            "bulk worker, adaptive chunks, a checkpoint each)",
+            f"{p['per_s']:,.0f} rows/s ({p['rows']:,} in {p['elapsed_s']} s, {p['chunks']} "
+            f"chunks, the last of {p['last_chunk_size']:,}; rounds "
+            f"{_seconds(p['rounds']['run_s'])})",
+            f"{p['baseline_per_s']:,.0f} rows/s one raw UPDATE of the category, same rounding "
+            f"(rounds {_seconds(p['rounds']['raw_s'])})",
+            f"{p['ratio']:.2f}x", ">= 0.8x", yes(p["met"])))
+    if "bulk_set_prices" in r:
+        p = r["bulk_set_prices"]
+        out.append((
+            f"bulk catalog.set_prices, a CSV of {p['rows']:,} rows POSTed to the API -> bulk "
+            "worker",
+            f"{p['per_s']:,.0f} rows/s ({p['elapsed_s']} s: upload, COPY and checks "
+            f"{p['request_s']} s, chunks {p['running_s']} s; rounds "
+            f"{_seconds(p['rounds']['run_s'])})",
+            f"{p['baseline_per_s']:,.0f} rows/s COPY into a temporary table + one UPDATE … FROM "
+            f"(rounds {_seconds(p['rounds']['raw_s'])})",
+            f"{p['ratio']:.2f}x", ">= 0.8x", yes(p["met"])))
+    if "bulk_read_latency" in r:
+        p = r["bulk_read_latency"]
+        busy, idle = p["busy"], p["idle"]
+        out.append((
+            f"GET {p['endpoint']} (a cache miss each) at {p['rate_per_s']:g}/s while a reprice "
+            "runs",
+            f"p50 {busy['p50_ms']} ms, p99 {busy['p99_ms']} ms ({busy['samples']:,} reads; the "
+            f"run {p['run_per_s']:,.0f} rows/s, {p['overlap']:.0%} of the reads during it)",
+            f"idle p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms ({idle['samples']:,} reads)",
+            f"{p['ratio']:.2f}x (p99)", "p99 <= 2x idle", yes(p["met"])))
+    for name, p in r.get("bulk_profile", {}).items():
+        parts = ", ".join(f"{k} {v}%" for k, v in p["share_pct"].items() if v >= 0.5)
+        out.append((f"bulk {name}, where the time goes (in process, {p['chunks']} chunks)",
+                    f"{p['per_s']:,.0f} rows/s: {parts}", "-", "-", "none", "-"))
+    return out
+
+
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{v:g} s" for v in values)
 
 
 def _window(p: dict) -> str:
@@ -227,6 +275,11 @@ def chart(report: dict, path: Path) -> None:
         if key in r:
             bars.append((label, r[key]["per_s"], r[key]["baseline_per_s"],
                          "Django send_mail"))
+    for key, label, base in (("bulk_reprice", "bulk reprice\nrows/s", "one UPDATE"),
+                             ("bulk_set_prices", "bulk CSV prices\nrows/s",
+                              "COPY + UPDATE … FROM")):
+        if key in r:
+            bars.append((label, r[key]["per_s"], r[key]["baseline_per_s"], base))
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), gridspec_kw={"width_ratios": [3, 1]})
     ax = axes[0]
     xs = range(len(bars))

@@ -34,6 +34,7 @@ FULL = {
     "webhook_latency_seconds": 15,
     "email_sends": 10, "email_recipients": 1000, "email_baseline": 1000,
     "inbox_recipients": 1000, "inbox_rounds": 3,
+    "bulk_products": 1_000_000, "bulk_rounds": 2, "bulk_read_rate": 50,
 }
 QUICK = {
     "ingest_seconds": 4, "ingest_rounds": 2, "warmup_seconds": 1,
@@ -46,8 +47,12 @@ QUICK = {
     "webhook_latency_seconds": 6,
     "email_sends": 3, "email_recipients": 1000, "email_baseline": 300,
     "inbox_recipients": 1000, "inbox_rounds": 2,
+    "bulk_products": 100_000, "bulk_rounds": 2, "bulk_read_rate": 50,
 }
-SCENARIOS = ("ingest", "e2e", "webhooks", "emails", "memory", "web_memory")
+SCENARIOS = ("ingest", "e2e", "webhooks", "emails", "memory", "web_memory", "bulk")
+# What a plain `python -m bench` runs: `bulk` (a million rows, about 7 minutes more) only when
+# named with --only.
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "bulk")
 
 
 def log(message: str) -> None:
@@ -540,8 +545,9 @@ def _pct(values: list[float], q: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller runs, under 3 minutes")
-    parser.add_argument("--only", default=",".join(SCENARIOS),
-                        help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--only", default=",".join(DEFAULT_SCENARIOS),
+                        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: "
+                        f"all but {','.join(sorted(set(SCENARIOS) - set(DEFAULT_SCENARIOS)))})")
     parser.add_argument("--out", default=str(RESULTS / "latest.json"))
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
@@ -566,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         suite = Suite(stack, cfg)
         suite.setup()
         suite.reset()
-        if only & {"ingest", "e2e", "webhooks", "emails"}:
+        if only & {"ingest", "e2e", "webhooks", "emails", "bulk"}:
             web, port = stack.start_web()
             if "ingest" in only:
                 suite.ingest(port)
@@ -580,6 +586,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench.emails import EmailsScenario
 
                 EmailsScenario(suite).run(port)
+            if "bulk" in only:
+                from bench.bulk import BulkScenario
+
+                BulkScenario(suite).run(port)
             stack.stop(web)
         if "memory" in only:
             suite.memory()
