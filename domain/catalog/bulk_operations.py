@@ -204,27 +204,31 @@ SET_STATUS = register_bulk_operation(SetStatus(
 
 # --- catalog.set_prices (CSV) -----------------------------------------------------------------
 
+# One CASE a row, evaluated once: the problem's code (the column, value and message are
+# derived from it in Python for the few bad rows). Three CASEs deriving each from the same
+# conditions ran the price's regular expression three times a row: on 1,000,000 rows, 3.6 to
+# 4.6 s against 2.1 to 3.0 s this way, in alternating runs (the check is inside the upload's
+# request).
 _CHECKS = """
-SELECT line, bad_column, bad_value, error, count(*) OVER () AS invalid FROM (
-  SELECT i.line + 1 AS line,
-    CASE WHEN coalesce(trim(i.sku), '') = '' OR length(i.sku) > 64 THEN 'sku'
-         {price_check_column}
-         WHEN p.id IS NULL THEN 'sku'
-         WHEN row_number() OVER (PARTITION BY i.sku ORDER BY i.line) > 1 THEN 'sku'
-    END AS bad_column,
-    CASE WHEN coalesce(trim(i.sku), '') = '' OR length(i.sku) > 64 THEN i.sku
-         {price_check_value}
-         ELSE i.sku END AS bad_value,
-    CASE WHEN coalesce(trim(i.sku), '') = '' THEN 'the sku is empty'
-         WHEN length(i.sku) > 64 THEN 'the sku is longer than 64 characters'
-         {price_check_error}
-         WHEN p.id IS NULL THEN 'no product has this sku'
-         WHEN row_number() OVER (PARTITION BY i.sku ORDER BY i.line) > 1
-           THEN 'this sku is on an earlier line too'
-    END AS error
+SELECT line, problem, sku, price, count(*) OVER () AS invalid FROM (
+  SELECT i.line + 1 AS line, i.sku, i.price,
+    CASE WHEN coalesce(trim(i.sku), '') = '' THEN 'sku_empty'
+         WHEN length(i.sku) > 64 THEN 'sku_long'
+         {price_check}
+         WHEN p.id IS NULL THEN 'sku_unknown'
+         WHEN row_number() OVER (PARTITION BY i.sku ORDER BY i.line) > 1 THEN 'sku_repeated'
+    END AS problem
   FROM {input} i LEFT JOIN {products} p ON p.sku = i.sku
-) checked WHERE error IS NOT NULL ORDER BY line LIMIT %s
+) checked WHERE problem IS NOT NULL ORDER BY line LIMIT %s
 """
+PRICE_ERROR = "the price is not an amount of 0 or more with at most 2 decimals"
+_PROBLEMS = {
+    "sku_empty": "the sku is empty",
+    "sku_long": "the sku is longer than 64 characters",
+    "price": PRICE_ERROR,
+    "sku_unknown": "no product has this sku",
+    "sku_repeated": "this sku is on an earlier line too",
+}
 _PRICE_BAD = f"(i.price IS NULL OR i.price !~ '{PRICE_PATTERN}')"
 _PRICE = re.compile(PRICE_PATTERN)
 
@@ -238,27 +242,26 @@ class SetPrices(CsvOperation):
         # "1.", ".5" and other scripts' digits ("١٢" is 12), which SQLite's CAST then stored
         # as 0.
         if _PRICE.fullmatch(values["price"]) is None:
-            return "price", "the price is not an amount of 0 or more with at most 2 decimals"
+            return "price", PRICE_ERROR
         return None
 
     def check_rows(self, table_name: str, limit: int, *,
                    formats_checked: bool) -> tuple[int, list[BadRow]]:
         """Every rule in one statement over the input: sku present, known and not repeated;
         price an amount (PostgreSQL; the portable path checked it per row while loading)."""
-        price = {"price_check_column": "", "price_check_value": "", "price_check_error": ""}
-        if not formats_checked:
-            price = {"price_check_column": f"WHEN {_PRICE_BAD} THEN 'price'",
-                     "price_check_value": f"WHEN {_PRICE_BAD} THEN i.price",
-                     "price_check_error": f"WHEN {_PRICE_BAD} THEN 'the price is not an "
-                     "amount of 0 or more with at most 2 decimals'"}
         sql = _CHECKS.format(input=connection.ops.quote_name(table_name),
-                             products=table(Product), **price)
+                             products=table(Product),
+                             price_check="" if formats_checked
+                             else f"WHEN {_PRICE_BAD} THEN 'price'")
         with connection.cursor() as cursor:
             cursor.execute(sql, [limit])
             rows = cursor.fetchall()
         invalid = rows[0][4] if rows else 0
-        return invalid, [BadRow(line=line, column=column, value=value, error=error)
-                         for line, column, value, error, _ in rows]
+        return invalid, [
+            BadRow(line=line, error=_PROBLEMS[problem],
+                   column="price" if problem == "price" else "sku",
+                   value=price if problem == "price" else sku)
+            for line, problem, sku, price, _ in rows]
 
     def apply_lines(self, table_name: str, first: int, last: int, plan: dict, *,
                     dry_run: bool) -> int:
