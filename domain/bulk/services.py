@@ -160,8 +160,12 @@ def _hold(run: BulkRun, write) -> None:
         with transaction.atomic():
             write()
     except IntegrityError as exc:
-        if run.idempotency_key and _idempotent(run.api_key, run.idempotency_key) is not None:
-            raise  # a replay that raced its first request: the caller answers the first run
+        if run.idempotency_key and BulkRun.objects.filter(
+                api_key=run.api_key, idempotency_key=run.idempotency_key).exclude(
+                pk=run.pk).exists():
+            # A replay that raced its first request: the caller answers the first run. (A
+            # resumed run finds only itself under its key: that is no replay.)
+            raise
         holder = _holder(run)
         if holder is not None and bulk_run_settle(run=holder).status not in HOLDING_STATUSES:
             with transaction.atomic():  # the holder's job had ended: it held nothing

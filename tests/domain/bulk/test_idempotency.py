@@ -89,3 +89,22 @@ def test_two_requests_with_one_key_at_the_same_instant_start_one_run(bulk_client
     # then one run was started, and every other answer is its replay (not a 409 busy)
     assert sorted(statuses) == [200, 200, 200, 202]
     assert BulkRun.objects.count() == 1
+
+
+def test_a_keyed_failed_run_resumed_while_another_holds_its_rows_is_409(bulk_client):
+    # given a run started with a key that failed, and another run on the same rows since
+    ProductFactory(category="tea")
+    first = bulk_client.post(reverse(URL), REPRICE, format="json", HTTP_IDEMPOTENCY_KEY="k-9")
+    assert first.status_code == 202, first.content
+    BulkRun.objects.update(status="failed")
+    holder = bulk_client.post(reverse(URL), {**REPRICE, "args": {"category": "tea",
+                                                                 "percent": 5}}, format="json")
+    assert holder.status_code == 202, holder.content
+
+    # when the failed run is resumed
+    response = bulk_client.post(reverse("bulk-run-resume", args=[first.json()["id"]]))
+
+    # then it is refused naming the holder (its own key is no replay of anything)
+    body = assert_error(response, 409, "bulk_target_busy")
+    assert body["details"]["run"] == holder.json()["id"]
+    assert BulkRun.objects.get(pk=first.json()["id"]).status == "failed"
