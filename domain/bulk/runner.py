@@ -325,21 +325,23 @@ def _commit(run: BulkRun, last_key: str, rows: int, write: Callable[[], int]) ->
             _set_lock_timeout(run.lock_timeout_seconds)
             changed = write()
             now = time.monotonic()
-            seconds = now - started
-            run.checkpoint = last_key
-            run.rows_done += rows
-            run.rows_changed += changed
-            run.chunks_done += 1
-            run.elapsed_seconds += now - getattr(run, "mark", started)
+            # The run in memory moves only once the chunk's last write is done: a write that
+            # fails (the job's row locked past the lock timeout) rolls the chunk back, and its
+            # retry must start from the checkpoint that is still committed.
+            moved = {"checkpoint": last_key, "rows_done": run.rows_done + rows,
+                     "rows_changed": run.rows_changed + changed,
+                     "chunks_done": run.chunks_done + 1,
+                     "elapsed_seconds": run.elapsed_seconds + now - getattr(run, "mark", started),
+                     "chunk_size": _next_chunk_size(run, rows, now - started),
+                     "updated_at": timezone.now()}
+            BulkRun.objects.filter(pk=run.pk).update(**moved)
+            lifecycle.job_progress(
+                job_id=run.job_id, done=moved["rows_done"],
+                total=None if run.rows_matched is None else max(run.rows_matched,
+                                                                moved["rows_done"]))
+            for name, value in moved.items():
+                setattr(run, name, value)
             run.mark = now
-            run.chunk_size = _next_chunk_size(run, rows, seconds)
-            run.updated_at = timezone.now()
-            BulkRun.objects.filter(pk=run.pk).update(
-                checkpoint=run.checkpoint, rows_done=run.rows_done,
-                rows_changed=run.rows_changed, chunks_done=run.chunks_done,
-                elapsed_seconds=run.elapsed_seconds, chunk_size=run.chunk_size,
-                updated_at=run.updated_at)
-            lifecycle.job_progress(job_id=run.job_id, done=run.rows_done, total=_total(run))
     if stop is not None:
         raise _Stop(stop)
     return _Chunk(rows=rows, changed=changed)

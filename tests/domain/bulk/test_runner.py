@@ -496,3 +496,50 @@ def test_locked_rows_are_retried_in_smaller_chunks_then_the_attempt_fails_transi
     assert _changed(products) == [True] * 8
     assert (run.job.status, run.job.attempts) == (JobStatus.SUCCEEDED, 2)
 
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_given_back_at_its_job_progress_write_is_retried_from_the_same_checkpoint(
+        settings):
+    # given six products, a run of chunks of two with a 50 ms lock timeout, and another
+    # connection that takes the job's row lock once the first chunk has committed, until the
+    # runner has given a chunk back for it
+    settings.BULK_LOCK_RETRIES = 10
+    products = make_products(6)
+    run = start(REPRICE, UP_10, chunk_size=2, lock_timeout_seconds=0.05)
+    job = lifecycle.job_claim(job_id=str(run.job_id), worker="test@host")
+    locked, failed, holders = threading.Event(), [], []
+
+    def hold_job_row() -> None:
+        try:
+            with transaction.atomic():
+                Job.objects.select_for_update().get(pk=job.pk)
+                locked.set()
+                while not BulkRun.objects.filter(pk=run.pk, lock_retries__gte=1).exists():
+                    threading.Event().wait(0.01)
+        except BaseException as exc:  # noqa: BLE001 - reported in the test's thread
+            failed.append(exc)
+            locked.set()
+        finally:
+            connection.close()
+
+    def after_chunk(done, total) -> None:
+        if not holders:
+            holders.append(threading.Thread(target=hold_job_row))
+            holders[0].start()
+            assert locked.wait(10) and not failed, failed
+
+    # when the run goes: the second chunk's last write (the job's progress) meets the lock
+    outcome = runner.bulk_run_execute(job=job, on_progress=after_chunk)
+    holders[0].join(30)
+
+    # then the chunk was rolled back and tried again from the checkpoint it started from:
+    # the run went on to the end, every row changed once (it was taken for "moved by another
+    # delivery" and stopped, its own uncommitted checkpoint compared with the committed one)
+    assert not failed, failed
+    run = fresh(run)
+    assert run.lock_retries >= 1
+    assert "superseded" not in outcome, outcome
+    assert (run.status, run.rows_done, run.rows_changed) == (BulkRunStatus.SUCCEEDED, 6, 6)
+    assert _changed(products) == [True] * 6
