@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 BAD_ROWS_SHOWN = 100
 _INSERT_BATCH = 5000
 _COPY_LINE = re.compile(r"line (\d+)")
+# A line `\.` alone: COPY's end-of-data marker, even in CSV from STDIN (PostgreSQL takes the
+# rows before it and drops the rest without a word). Watched for in the stream, and refused.
+_END_OF_DATA = re.compile(rb"\n\\\.\r?\n")
 
 
 def input_table_name(run: BulkRun) -> str:
@@ -52,6 +55,10 @@ class CsvBody(io.RawIOBase):
         self._pushed, self.read_bytes = b"", 0
         self.digest = hashlib.sha256()
         self.too_large: RequestTooLarge | None = None
+        # The line of the first `\.` (see _END_OF_DATA); the last bytes read, and the line
+        # they end on, so that a marker split between two reads is seen.
+        self.end_of_data_line: int | None = None
+        self._tail, self._lines = b"\n", 0  # (a line begins before the first byte)
 
     def readable(self) -> bool:
         return True
@@ -70,7 +77,19 @@ class CsvBody(io.RawIOBase):
                                              "(BULK_CSV_MAX_BYTES).")
             raise self.too_large
         self.digest.update(data)
+        self._watch(data)
         return data
+
+    def _watch(self, data: bytes) -> None:
+        if self.end_of_data_line is not None:
+            return
+        window = self._tail + (data or b"\n")  # (at the end, a last line without its \n)
+        found = _END_OF_DATA.search(window)
+        if found:
+            self.end_of_data_line = self._lines + window.count(b"\n", 0, found.start() + 1)
+            return
+        self._lines += window[:-4].count(b"\n")
+        self._tail = window[-4:]
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
@@ -150,6 +169,13 @@ def _copy(cursor: Any, table: str, columns: str, body: CsvBody) -> int:
         if str(getattr(exc, "pgcode", "") or "").startswith("22"):  # data exceptions
             raise _copy_refused(exc) from exc
         raise
+    if body.end_of_data_line is not None:
+        line = body.end_of_data_line
+        message = "a line \\. (COPY's end of data) before the end of the CSV"
+        raise ValidationFailed(
+            f"The CSV could not be read at line {line}: {message}", code="invalid_csv",
+            details={"errors": [{"line": line, "column": None, "value": "\\.",
+                                 "error": message}]})
     return raw.rowcount
 
 

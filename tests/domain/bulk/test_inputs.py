@@ -4,10 +4,12 @@ refused input leaving nothing behind."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.db import connection
 
-from domain.bulk.inputs import BAD_ROWS_SHOWN
+from domain.bulk.inputs import BAD_ROWS_SHOWN, CsvBody
 from domain.bulk.models import BulkRun, BulkRunStatus
 from domain.catalog.models import Product
 from domain.common.errors import RequestTooLarge, ValidationFailed
@@ -144,6 +146,32 @@ def test_a_row_copy_cannot_read_is_refused_with_its_line(skus, bad_line, says):
     assert found["line"] == 3 and says in found["error"], found
     assert "at line 3" in error.message
     assert _nothing_stored()
+
+
+@pytest.mark.parametrize("end", [b"\\.\n", b"\\.\r\n", b"\\.", b"\\.\nSKU-3,3.00\n"])
+def test_a_line_of_copys_end_of_data_marker_refuses_the_csv_instead_of_ending_it(skus, end):
+    # given a CSV with a line `\.` (COPY's end-of-data marker: PostgreSQL would take the rows
+    # before it and drop the rest without a word)
+    body = b"sku,price\nSKU-1,1.00\nSKU-2,2.00\n" + end
+
+    # then the CSV is refused at that line, whichever loader reads it
+    error = _refusal(body)
+    assert error.code in ("invalid_csv", "invalid_rows")
+    assert [e["line"] for e in error.details["errors"]] == [4]
+    assert _nothing_stored()
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 5, 8192])
+def test_the_end_of_data_marker_is_found_with_its_line_however_the_body_is_read(piece):
+    body = CsvBody(io.BytesIO(b"sku,price\r\n" + b"SKU-1,1.00\r\n" * 3000
+                              + b"\\.\r\nSKU-2,2.00\r\n"))
+    while body.read(piece):
+        pass
+    assert body.end_of_data_line == 3002
+    clean = CsvBody(io.BytesIO(b"sku,price\n" + b"SKU-1,1.00\n" * 3000 + b"\\.x\n\\\n"))
+    while clean.read(piece):
+        pass
+    assert clean.end_of_data_line is None
 
 
 @PORTABLE_ONLY
