@@ -112,8 +112,8 @@ def _header(body: CsvBody, expected: tuple[str, ...]) -> None:
             break
         head += piece
     line, newline, rest = head.partition(b"\n")
-    found = [c.strip().lower() for c in
-             line.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r").split(",")]
+    text = line.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r")
+    found = [c.strip().lower() for c in next(csv.reader([text]), [])]  # (quoted names too)
     if tuple(found) != expected:
         raise ValidationFailed(
             f"The CSV's first line must name its columns: {','.join(expected)}.",

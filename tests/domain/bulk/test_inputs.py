@@ -64,6 +64,13 @@ def test_a_header_is_read_as_people_write_it(skus):
     assert run.status == BulkRunStatus.SUCCEEDED and run.rows_changed == 2
 
 
+def test_a_quoted_header_is_read_as_csv(skus):
+    # (spreadsheets and csv writers quoting every field write the header so)
+    run = start(SET_PRICES, csv=b'"sku","price"\r\n"SKU-1","1.50"\r\n')
+    assert fresh(run).input_rows == 1
+    assert run_to_end(run).status == BulkRunStatus.SUCCEEDED
+
+
 # --- Rows --------------------------------------------------------------------------------------
 
 def test_bad_rows_are_reported_with_their_line_numbers_and_refuse_the_whole_csv(skus):
