@@ -12,6 +12,7 @@ from django.db import connection
 from domain.bulk.management.commands.bulk_update import progress_line
 from domain.bulk.models import BulkRun, BulkRunStatus
 from domain.catalog.models import Product
+from domain.jobs.services import job_cancel
 from tasks.bulk import run as bulk_task
 from tests.conftest import run_command, wait_for
 from tests.factories import ProductFactory
@@ -84,6 +85,35 @@ def test_wait_follows_the_run_to_its_end():
     # then it printed progress lines and the outcome, and the rows changed
     assert "rows" in out and "succeeded: 5 rows changed of 5 visited in 3 chunks" in out
     assert set(Product.objects.values_list("price", flat=True)) == {Decimal("2.20")}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wait_ends_when_the_runs_job_ended_without_it():
+    # given a run followed with --wait (in a thread of its own: before the fix it never
+    # ended), whose job an operator then cancels through the jobs API's service
+    ProductFactory.create_batch(3, category="tea", price="2.00")
+    ended: list = []
+
+    def follow() -> None:
+        try:
+            run_command("bulk_update", "catalog.reprice", "--wait",
+                        "--args", '{"category": "tea", "percent": 10}')
+            ended.append("returned")
+        except CommandError as exc:
+            ended.append(str(exc))
+        finally:
+            connection.close()
+
+    waiting = threading.Thread(target=follow, daemon=True)
+    waiting.start()
+    run = wait_for(lambda: BulkRun.objects.filter(job__isnull=False).first(), timeout=20)
+    job_cancel(job=run.job)
+
+    # then the command sees the run end with its job (cancelled) and says so
+    waiting.join(timeout=30)
+    assert not waiting.is_alive(), "bulk_update --wait still following a run whose job ended"
+    assert ended and f"bulk run {run.pk} cancelled" in ended[0], ended
+    assert BulkRun.objects.get().status == BulkRunStatus.CANCELLED
 
 
 def test_the_progress_line_shows_share_rate_and_eta():

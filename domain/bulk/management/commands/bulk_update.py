@@ -86,7 +86,9 @@ class Command(BaseCommand):
         last_line = ""
         try:
             while True:
-                run = selectors.bulk_run_get(run_id=run.pk, api_key=None)
+                # (settled as the API's reads are: a run whose job ended without it ends)
+                run = services.bulk_run_settle(
+                    run=selectors.bulk_run_get(run_id=run.pk, api_key=None))
                 line = progress_line(run)
                 if tty:
                     self.stdout.write(f"\r{line}\x1b[K", ending="")
