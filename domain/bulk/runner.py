@@ -180,7 +180,8 @@ def _finish(run: BulkRun, operation) -> dict:
     payload = None if run.dry_run else operation.finished(run)
     with transaction.atomic():
         locked = _lock(run)
-        if locked.status != BulkRunStatus.RUNNING:  # (nothing written yet: the raise is safe)
+        if locked.status != BulkRunStatus.RUNNING or locked.job_id != run.job_id:
+            # (nothing written yet: the raise is safe)
             raise _Stop(_outcome(locked))
         now = timezone.now()
         run.status = BulkRunStatus.SUCCEEDED
@@ -314,7 +315,9 @@ def _commit(run: BulkRun, last_key: str, rows: int, write: Callable[[], int]) ->
     stop = None
     with transaction.atomic():
         locked = _lock(run)
-        if locked.status != BulkRunStatus.RUNNING or locked.checkpoint != run.checkpoint:
+        # (Another job: the run was resumed with a new one after this one was given up.)
+        if locked.status != BulkRunStatus.RUNNING or locked.checkpoint != run.checkpoint \
+                or locked.job_id != run.job_id:
             logger.warning("bulk run moved by another delivery, stopping run_id=%s "
                            "expected=%r found=%r status=%s", run.pk, run.checkpoint,
                            locked.checkpoint, locked.status)

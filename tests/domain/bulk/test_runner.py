@@ -16,11 +16,17 @@ from django.utils import timezone
 
 from domain.bulk import runner
 from domain.bulk.models import BulkRun, BulkRunStatus
-from domain.bulk.services import bulk_run_cancel, bulk_run_pause, bulk_run_resume
+from domain.bulk.services import (
+    bulk_run_cancel,
+    bulk_run_pause,
+    bulk_run_resume,
+    bulk_run_settle,
+)
 from domain.catalog.models import Product
 from domain.events.models import Event
 from domain.jobs import lifecycle
 from domain.jobs.models import Job, JobStatus
+from domain.jobs.rescue import jobs_rescue_orphans
 from tests.bulk_utils import (
     deliver,
     fresh,
@@ -241,6 +247,41 @@ def test_a_second_delivery_of_the_job_after_the_checkpoint_moved_changes_nothing
     assert runner.bulk_run_execute(job=job)["skipped"] is True
     assert _changed(products) == [True] * 6
     assert Event.objects.filter(type="catalog.bulk_updated").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_worker_whose_job_was_given_up_stops_once_the_run_is_resumed_with_another_job():
+    # given a run of six rows in chunks of two, its worker (job 1) taken for dead after the
+    # first chunk: the rescue gives its job up (out of attempts), the run is settled as
+    # failed, resumed with job 2, and job 2's worker has begun it
+    products = make_products(6)
+    run = start(REPRICE, UP_10, chunk_size=2)
+    Job.objects.filter(pk=run.job_id).update(max_attempts=1)
+    first = lifecycle.job_claim(job_id=str(run.job_id), worker="frozen@host")
+    taken_over: list = []
+
+    def frozen_then_woken(done, total):
+        if taken_over:
+            return
+        assert jobs_rescue_orphans(older_than=timedelta(0))["dead"] == 1
+        assert bulk_run_settle(run=fresh(run)).status == BulkRunStatus.FAILED
+        resumed = bulk_run_resume(run=fresh(run))
+        second = lifecycle.job_claim(job_id=str(resumed.job_id), worker="new@host")
+        taken_over.append(runner._begin(run_id=str(run.pk), job=second))
+
+    # when the first worker wakes and goes on
+    outcome = runner.bulk_run_execute(job=first, on_progress=frozen_then_woken)
+
+    # then it stops at its next chunk: the run is job 2's now (its progress too), and job 2
+    # goes on from the checkpoint, every row once
+    assert outcome.get("superseded") is True, outcome
+    assert _changed(products) == [True] * 2 + [False] * 4
+    run = fresh(run)
+    assert run.job_id == taken_over[0].job_id != first.pk and run.rows_done == 2
+    second = Job.objects.get(pk=run.job_id)
+    assert runner.bulk_run_execute(job=second)["status"] == BulkRunStatus.SUCCEEDED
+    assert _changed(products) == [True] * 6
+    assert Job.objects.get(pk=run.job_id).progress_done == 6
 
 
 # --- Dry run -----------------------------------------------------------------------------------
