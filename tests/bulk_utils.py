@@ -15,6 +15,7 @@ from domain.bulk.models import BulkRun
 from domain.bulk.services import Throttle, bulk_run_start
 from domain.catalog.models import Product
 from domain.customers.models import Customer
+from domain.jobs import lifecycle
 from tasks.bulk import run as bulk_task
 from tests.factories import CustomerFactory, ProductFactory
 
@@ -56,6 +57,18 @@ def deliver(run: BulkRun | None = None, *, job_id: Any = None) -> dict:
     if job_id is None:
         job_id = BulkRun.objects.values_list("job_id", flat=True).get(pk=run.pk)
     return bulk_task.apply(args=[str(job_id)]).get()
+
+
+def hold(run: BulkRun):
+    """A worker has taken the run's job (claimed it, as at the start of a slice): a pause or
+    cancel now waits for the run's next chunk boundary. Answers the claimed job for `hand_back`."""
+    return lifecycle.job_claim(job_id=str(fresh(run).job_id), worker="holding@test")
+
+
+def hand_back(job) -> None:
+    """That worker's slice ends (the job handed back, as the runner's `Deferred` does): the
+    next `deliver` is the run's next boundary."""
+    assert lifecycle.jobs_defer(jobs=[job], countdown=0, via_broker=False)
 
 
 def run_to_end(run: BulkRun, deliveries: int = 100) -> BulkRun:

@@ -209,7 +209,8 @@ class BulkRunListCreateApi(APIView):
                                        status=filters.validated_data.get("status"),
                                        operation=filters.validated_data.get("operation"))
         paginator = CreatedAtCursorPagination()
-        page = paginator.paginate_queryset(runs, request, view=self)
+        page = [services.bulk_run_settle(run=run)
+                for run in paginator.paginate_queryset(runs, request, view=self)]
         data = BulkRunOutputSerializer(page, many=True, context={"request": request}).data
         return paginator.get_paginated_response(data)
 

@@ -200,7 +200,8 @@ def bulk_run_settle(*, run: BulkRun) -> BulkRun:
             or job.status not in TERMINAL_JOB_STATUSES:
         return run
     # (A job that succeeded with its run still open has not finished it either: resumable.)
-    failed = job.status != JobStatus.CANCELLED
+    # (A cancel that was on its way when the job ended is honoured as one.)
+    failed = job.status != JobStatus.CANCELLED and run.requested != BulkRequest.CANCEL
     now = timezone.now()
     fields = {"status": BulkRunStatus.FAILED if failed else BulkRunStatus.CANCELLED,
               "requested": BulkRequest.NONE, "finished_at": now, "updated_at": now}
@@ -237,7 +238,9 @@ def _refuse(run: BulkRun, action: str, allowed: str) -> Conflict:
 
 
 def _job_cancelled(run: BulkRun) -> bool:
-    """Cancel the run's job if no worker has taken it yet; whether it was."""
+    """Cancel the run's job if no worker has it now (not yet taken, waiting to retry, or
+    handed back between time slices); whether it was. Then the request takes effect at once:
+    the claim refuses a cancelled job, so no chunk can start."""
     if run.job is None:
         return False
     try:
@@ -260,7 +263,7 @@ def bulk_run_pause(*, run: BulkRun) -> BulkRun:
             raise Conflict("This run is being cancelled.", code="bulk_run_not_paused",
                            details={"status": run.status, "requested": run.requested})
         run.updated_at = timezone.now()
-        if run.status == BulkRunStatus.QUEUED and _job_cancelled(run):
+        if _job_cancelled(run):
             run.status, run.requested = BulkRunStatus.PAUSED, BulkRequest.NONE
         else:
             run.requested = BulkRequest.PAUSE
@@ -314,7 +317,8 @@ def bulk_run_cancel(*, run: BulkRun) -> BulkRun:
         # A failed run cancelled is one that will not be resumed: it ends for good and a CSV
         # run's input table goes with it.
         if run.status in (BulkRunStatus.PAUSED, BulkRunStatus.FAILED) or (
-                run.status == BulkRunStatus.QUEUED and _job_cancelled(run)):
+                run.status in (BulkRunStatus.QUEUED, BulkRunStatus.RUNNING)
+                and _job_cancelled(run)):
             run.status, run.requested, run.finished_at = (BulkRunStatus.CANCELLED,
                                                           BulkRequest.NONE, now)
             inputs.input_drop(run)

@@ -11,7 +11,15 @@ from django.urls import reverse
 
 from domain.bulk.models import BulkRun, BulkRunStatus
 from domain.jobs.models import Job
-from tests.bulk_utils import csv_bytes, deliver, make_products, prices, run_to_end
+from tests.bulk_utils import (
+    csv_bytes,
+    deliver,
+    hand_back,
+    hold,
+    make_products,
+    prices,
+    run_to_end,
+)
 from tests.conftest import assert_error
 
 pytestmark = pytest.mark.django_db
@@ -291,8 +299,10 @@ def test_a_pause_of_a_running_run_is_asked_for(writer, settings):
     make_products(4)
     run = writer.post(LIST, {**REPRICE, "chunk_size": 2}, format="json").json()
     deliver(BulkRun(pk=run["id"]))
+    held = hold(BulkRun(pk=run["id"]))  # a worker has the run's job
     body = _steer(writer, run["id"], "pause").json()
     assert (body["status"], body["requested"]) == ("running", "pause")
+    hand_back(held)
     deliver(BulkRun(pk=run["id"]))
     body = writer.get(_detail(run["id"])).json()
     assert (body["status"], body["requested"], body["rows_done"]) == ("paused", None, 2)

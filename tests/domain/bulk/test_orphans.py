@@ -7,7 +7,12 @@ import pytest
 from django.urls import reverse
 
 from domain.bulk.models import BulkRun, BulkRunStatus
-from domain.bulk.services import bulk_run_resume, bulk_run_start
+from domain.bulk.services import (
+    bulk_run_pause,
+    bulk_run_resume,
+    bulk_run_settle,
+    bulk_run_start,
+)
 from domain.jobs.models import Job, JobStatus
 from tests.factories import ProductFactory
 
@@ -56,3 +61,31 @@ def test_a_job_cancelled_through_the_jobs_api_cancels_its_queued_run(make_client
     assert client.post(reverse("job-cancel", args=[run.job_id])).status_code == 200
     body = client.get(reverse("bulk-run-detail", args=[run.pk])).json()
     assert body["status"] == "cancelled"
+
+
+def test_a_cancel_on_its_way_when_the_job_died_ends_the_run_cancelled():
+    run = _running_run_whose_job_died()
+    BulkRun.objects.filter(pk=run.pk).update(requested="cancel")
+    run.refresh_from_db()
+    assert bulk_run_settle(run=run).status == BulkRunStatus.CANCELLED
+
+
+@pytest.mark.parametrize("job_status", [JobStatus.RETRYING, JobStatus.QUEUED])
+def test_a_running_run_whose_job_waits_is_paused_at_once(job_status):
+    # given a running run whose job is waiting (to retry, or handed back between slices)
+    ProductFactory(category="tea")
+    run = bulk_run_start(**REPRICE)
+    BulkRun.objects.filter(pk=run.pk).update(status=BulkRunStatus.RUNNING)
+    Job.objects.filter(pk=run.job_id).update(status=job_status)
+
+    # when it is paused, it is paused now (its job cancelled: no chunk can start)
+    paused = bulk_run_pause(run=run)
+    assert (paused.status, paused.requested) == (BulkRunStatus.PAUSED, "")
+    assert Job.objects.get(pk=run.job_id).status == JobStatus.CANCELLED
+
+
+def test_the_list_settles_the_runs_it_shows(make_client):
+    client = make_client(["bulk:read"])
+    run = _running_run_whose_job_died(client.api_key)
+    [listed] = client.get(reverse("bulk-run-list")).json()["results"]
+    assert listed["id"] == str(run.pk) and listed["status"] == "failed"

@@ -30,6 +30,8 @@ from domain.jobs.rescue import jobs_rescue_orphans
 from tests.bulk_utils import (
     deliver,
     fresh,
+    hand_back,
+    hold,
     make_products,
     prices,
     run_to_end,
@@ -365,15 +367,17 @@ def test_a_cancel_asked_for_while_a_chunk_runs_stops_at_the_next_boundary():
 
 
 @pytest.mark.django_db
-def test_requests_made_between_time_slices_are_honoured_by_the_next_delivery(settings):
+def test_requests_made_while_a_worker_has_the_job_are_honoured_at_its_next_boundary(settings):
     # given a run whose slice ends after every chunk, one chunk done
     settings.BULK_SLICE_SECONDS = 0
     products = make_products(6)
     run = start(REPRICE, UP_10, chunk_size=2)
     deliver(run)
 
-    # when it is paused while its job waits for its next slice, and the job comes
+    # when it is paused while a worker has its job, and that worker's slice ends
+    held = hold(run)
     assert bulk_run_pause(run=run).requested == "pause"
+    hand_back(held)
     deliver(run)
 
     # then that delivery pauses it without a chunk
@@ -385,7 +389,9 @@ def test_requests_made_between_time_slices_are_honoured_by_the_next_delivery(set
     # when it is resumed, runs one more slice, is cancelled and its job comes again
     bulk_run_resume(run=run)
     deliver(run)
+    held = hold(run)
     assert bulk_run_cancel(run=run).requested == "cancel"
+    hand_back(held)
     deliver(run)
 
     # then the cancel took effect at that boundary, after the second chunk

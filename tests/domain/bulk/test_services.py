@@ -24,6 +24,8 @@ from tests.bulk_utils import (
     csv_bytes,
     deliver,
     fresh,
+    hand_back,
+    hold,
     input_tables,
     make_products,
     run_to_end,
@@ -210,10 +212,12 @@ def test_pausing_a_running_run_asks_for_a_pause_and_asking_again_changes_nothing
     make_products(4)
     run = start(REPRICE, UP_10)
     deliver(run)  # one chunk: running, its job waiting for the next slice
+    held = hold(run)  # ... which a worker has taken
     assert fresh(run).status == BulkRunStatus.RUNNING
     assert (bulk_run_pause(run=run).requested, bulk_run_pause(run=run).requested) == (
         "pause", "pause")
     assert fresh(run).status == BulkRunStatus.RUNNING
+    hand_back(held)
     deliver(run)
     assert bulk_run_pause(run=run).status == BulkRunStatus.PAUSED  # (paused: nothing to do)
 
@@ -234,6 +238,7 @@ def test_a_run_being_cancelled_cannot_be_paused(settings):
     make_products(4)
     run = start(REPRICE, UP_10)
     deliver(run)
+    hold(run)
     bulk_run_cancel(run=run)
     error = _refused(Conflict, bulk_run_pause, run=run)
     assert (error.code, error.details["requested"]) == ("bulk_run_not_paused", "cancel")
@@ -257,10 +262,12 @@ def test_resuming_while_a_pause_is_still_on_its_way_withdraws_it(settings):
     products = make_products(4)
     run = start(REPRICE, UP_10)
     deliver(run)
+    held = hold(run)
     bulk_run_pause(run=run)
 
     # when the pause is withdrawn before the run reaches its chunk boundary
     resumed = bulk_run_resume(run=run)
+    hand_back(held)
 
     # then the same job carries on to the end
     assert (resumed.status, resumed.requested, resumed.job_id) == (
@@ -332,11 +339,30 @@ def test_cancelling_a_run_no_worker_has_ends_it_at_once(before):
 
 
 @pytest.mark.django_db
+def test_a_run_between_slices_is_paused_or_cancelled_at_once(settings):
+    # given a running run whose job waits for its next slice (no worker has it)
+    settings.BULK_SLICE_SECONDS = 0
+    make_products(4)
+    run = start(REPRICE, UP_10)
+    deliver(run)
+    # then a pause is made now (its job cancelled, so no chunk can start), and so is a cancel
+    paused = bulk_run_pause(run=run)
+    assert (paused.status, paused.requested, paused.rows_done) == (
+        BulkRunStatus.PAUSED, "", 2)
+    assert fresh(paused).job.status == JobStatus.CANCELLED
+    resumed = bulk_run_resume(run=paused)
+    deliver(resumed)
+    cancelled = bulk_run_cancel(run=resumed)
+    assert (cancelled.status, cancelled.rows_done) == (BulkRunStatus.CANCELLED, 4)
+
+
+@pytest.mark.django_db
 def test_cancelling_a_running_run_asks_for_it(settings):
     settings.BULK_SLICE_SECONDS = 0
     make_products(4)
     run = start(REPRICE, UP_10)
     deliver(run)
+    hold(run)
     cancelling = bulk_run_cancel(run=run)
     assert (cancelling.status, cancelling.requested) == (BulkRunStatus.RUNNING, "cancel")
     assert cancelling.finished_at is None
