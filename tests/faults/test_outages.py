@@ -95,6 +95,17 @@ def _runs(effects, job_id) -> int:
     return int(effects.get(runs_key(job_id)) or 0)
 
 
+def _rescue_runs(worker) -> int:
+    """Runs of the orphan rescue on `worker` that judged leases (from its log: the runs that
+    ran and succeeded, less those that found their previous run too long ago and judged none;
+    a tick skipped for another run's lock returns no counts)."""
+    log = worker.log()
+    ran = sum(1 for line in log.splitlines()
+              if "conveyor.maintenance.rescue_orphans[" in line and "] succeeded in" in line
+              and "'requeued'" in line)
+    return ran - log.count("orphan rescue: first run after a gap")
+
+
 @pytest.mark.parametrize("death", ["kill -9", "cold shutdown (SIGQUIT)"])
 def test_a_job_whose_worker_dies_runs_again_within_seconds(workers, beat, effects, death):
     # given a worker running a job that takes 8 seconds
@@ -127,18 +138,24 @@ def test_a_job_whose_worker_dies_runs_again_within_seconds(workers, beat, effect
 
 
 def test_a_slow_job_of_a_live_worker_is_never_taken_from_it(workers, beat, effects):
-    # given a job that runs 20 seconds, twice its lease, while the rescue runs every 5 s
-    workers.start(concurrency=1)
+    # given a job that runs 20 seconds, twice its lease, on a worker with a second process
+    # free for the rescue, which runs every 5 s (with one process, busy with the job, the
+    # rescue's ticks waited behind it and expired: the rescue never judged the lease)
+    worker = workers.start(concurrency=2)
     job = job_create(kind=EFFECT.name, params={"sleep": 20})
 
     # when it runs to its end
     assert wait_until(lambda: _count(pk=job.pk, status=JobStatus.SUCCEEDED) == 1, 60, 0.5)
+    rescues = _rescue_runs(worker)
 
-    # then it ran once, with one attempt: its worker kept renewing its lease throughout
+    # then it ran once, with one attempt: its worker kept renewing its lease throughout, while
+    # the rescue judged the leases
     outcomes = list(JobAttempt.objects.filter(job=job).values_list("outcome", flat=True))
-    _say("slow job, live worker", seconds=20, runs=_runs(effects, job.pk), attempts=outcomes)
+    _say("slow job, live worker", seconds=20, rescue_runs_judging_leases=rescues,
+         runs=_runs(effects, job.pk), attempts=outcomes)
     assert outcomes == [AttemptOutcome.SUCCEEDED]
     assert _runs(effects, job.pk) == 1
+    assert rescues >= 2, worker.log()[-3000:]
 
 
 # --- The broker runs out of memory -------------------------------------------------------
