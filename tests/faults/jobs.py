@@ -14,6 +14,7 @@ Every effect is IDEMPOTENT on the job id and countable, in the Redis of `setting
 - `faults:fixed`                the "cause is fixed" flag for `until_fixed` jobs
 
 Job params: `sleep` (seconds, before the effect: a window to kill the worker in),
+`sleep_once` (sleep in the first attempt only: a run after a rescue does not wait again),
 `fail_times` (raise TransientError while attempts <= n), `until_fixed` (raise TransientError
 until the `faults:fixed` flag is set).
 """
@@ -50,6 +51,7 @@ _PARAMS = {
     "type": "object",
     "properties": {
         "sleep": {"type": "number", "minimum": 0, "maximum": 30},
+        "sleep_once": {"type": "boolean"},
         "fail_times": {"type": "integer", "minimum": 0},
         "until_fixed": {"type": "boolean"},
     },
@@ -107,7 +109,7 @@ def _body(job: Job) -> dict:
     params = job.params or {}
     r = effects_redis()
     runs = r.incr(runs_key(job.pk))
-    if params.get("sleep"):
+    if params.get("sleep") and (job.attempts <= 1 or not params.get("sleep_once")):
         time.sleep(float(params["sleep"]))
     if job.attempts <= int(params.get("fail_times", 0)):
         raise TransientError(f"failing on purpose (attempt {job.attempts})")

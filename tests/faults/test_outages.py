@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import replace
 
 import pytest
 from django.conf import settings
@@ -20,6 +21,7 @@ from django.db import OperationalError, connection
 from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from domain.jobs.outbox import outbox_send
 from domain.jobs.services import job_create
+from scheduler.schedules import SCHEDULES
 from scheduler.sync import schedules_sync
 from tests.faults.jobs import EFFECT, added_key, effects_key, runs_key
 from tests.faults.procs import (
@@ -95,6 +97,28 @@ def _runs(effects, job_id) -> int:
     return int(effects.get(runs_key(job_id)) or 0)
 
 
+# Short leases, and Beat running the orphan rescue every second: the workers lease for 3 s and
+# the rescue (Beat's task, run by a worker) takes a lease lapsed for more than 1 s. The rescue
+# judges leases only when its previous run is less than a lease ago, so its period stays under
+# the lease. With the defaults (a 10 s lease, 5 s of grace, every 5 s) the same takes about 20 s
+# (domain/jobs/rescue.py).
+LEASE_SECONDS = 3
+GRACE_SECONDS = 1
+RESCUE_EVERY_SECONDS = 1
+LEASE_ENV = {"JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+             "ORPHAN_GRACE_SECONDS": str(GRACE_SECONDS)}
+
+
+@pytest.fixture
+def quick_rescue(workers):
+    """Beat running the project's schedules, the orphan rescue every second (the test starts
+    its workers with LEASE_ENV)."""
+    schedules_sync(schedules=tuple(
+        replace(s, every_seconds=RESCUE_EVERY_SECONDS) if s.name == "orphan-rescue" else s
+        for s in SCHEDULES), reset=True)
+    return workers.start_beat(env=LEASE_ENV)
+
+
 def _rescue_runs(worker) -> int:
     """Runs of the orphan rescue on `worker` that judged leases (from its log: the runs that
     ran and succeeded, less those that found their previous run too long ago and judged none;
@@ -107,10 +131,12 @@ def _rescue_runs(worker) -> int:
 
 
 @pytest.mark.parametrize("death", ["kill -9", "cold shutdown (SIGQUIT)"])
-def test_a_job_whose_worker_dies_runs_again_within_seconds(workers, beat, effects, death):
-    # given a worker running a job that takes 8 seconds
-    first = workers.start(concurrency=1)
-    job = job_create(kind=EFFECT.name, params={"sleep": 8})
+def test_a_job_whose_worker_dies_runs_again_within_seconds(workers, quick_rescue, effects,
+                                                           death):
+    # given a worker running a job that takes 8 seconds (in its first attempt only: the run
+    # after the rescue does not wait again)
+    first = workers.start(concurrency=1, env=LEASE_ENV)
+    job = job_create(kind=EFFECT.name, params={"sleep": 8, "sleep_once": True})
     assert wait_until(lambda: _runs(effects, job.pk) == 1, 30)
 
     # when the worker dies mid-job, and another worker is there
@@ -120,7 +146,7 @@ def test_a_job_whose_worker_dies_runs_again_within_seconds(workers, beat, effect
     else:
         os.kill(first.pid, signal.SIGQUIT)
         first.proc.wait(timeout=20)
-    workers.start(concurrency=1)
+    workers.start(concurrency=1, env=LEASE_ENV)
 
     # then the job runs again within 30 seconds (its lease lapsed, the rescue took it) ...
     assert wait_until(lambda: _runs(effects, job.pk) == 2, 45, 0.2)
@@ -137,22 +163,25 @@ def test_a_job_whose_worker_dies_runs_again_within_seconds(workers, beat, effect
     assert int(effects.get(added_key(job.pk)) or 0) == 1
 
 
-def test_a_slow_job_of_a_live_worker_is_never_taken_from_it(workers, beat, effects):
-    # given a job that runs 20 seconds, twice its lease, on a worker with a second process
-    # free for the rescue, which runs every 5 s (with one process, busy with the job, the
-    # rescue's ticks waited behind it and expired: the rescue never judged the lease)
-    worker = workers.start(concurrency=2)
-    job = job_create(kind=EFFECT.name, params={"sleep": 20})
+SLOW_SECONDS = 8  # past the lease, its grace and a rescue period twice over
+
+
+def test_a_slow_job_of_a_live_worker_is_never_taken_from_it(workers, quick_rescue, effects):
+    # given a job that runs 8 seconds, over twice its 3 s lease, on a worker with a second
+    # process free for the rescue, which runs every second (with one process, busy with the
+    # job, the rescue's ticks would wait behind it and expire: no lease judged)
+    worker = workers.start(concurrency=2, env=LEASE_ENV)
+    job = job_create(kind=EFFECT.name, params={"sleep": SLOW_SECONDS})
 
     # when it runs to its end
-    assert wait_until(lambda: _count(pk=job.pk, status=JobStatus.SUCCEEDED) == 1, 60, 0.5)
+    assert wait_until(lambda: _count(pk=job.pk, status=JobStatus.SUCCEEDED) == 1, 60, 0.2)
     rescues = _rescue_runs(worker)
 
     # then it ran once, with one attempt: its worker kept renewing its lease throughout, while
-    # the rescue judged the leases
+    # the rescue judged the leases again and again
     outcomes = list(JobAttempt.objects.filter(job=job).values_list("outcome", flat=True))
-    _say("slow job, live worker", seconds=20, rescue_runs_judging_leases=rescues,
-         runs=_runs(effects, job.pk), attempts=outcomes)
+    _say("slow job, live worker", seconds=SLOW_SECONDS, lease_s=LEASE_SECONDS,
+         rescue_runs_judging_leases=rescues, runs=_runs(effects, job.pk), attempts=outcomes)
     assert outcomes == [AttemptOutcome.SUCCEEDED]
     assert _runs(effects, job.pk) == 1
     assert rescues >= 2, worker.log()[-3000:]
