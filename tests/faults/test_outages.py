@@ -232,6 +232,9 @@ def test_a_full_broker_does_not_kill_the_worker(spare_redis, effects_server, wor
     assert effects.scard(effects_key()) == len(jobs)
 
 
+LOST_SECONDS = 5  # OUTBOX_LOST_SECONDS in the worker that runs the relay (30 s by default)
+
+
 def test_an_evicting_broker_is_named_and_the_messages_it_dropped_come_back(
         spare_redis, effects_server, workers):
     # given 300 jobs queued while no worker runs, on a broker whose memory policy evicts keys
@@ -250,9 +253,9 @@ def test_an_evicting_broker_is_named_and_the_messages_it_dropped_come_back(
     admin.delete(*(f"faults:ballast:{n}" for n in range(written)))
     gone = time.monotonic()
 
-    # and a worker and Beat run (the relay every 5 s; a message is judged lost after
-    # OUTBOX_LOST_SECONDS, 30 s by default)
-    env = {"REDIS_URL": effects_server.url(0)}
+    # and a worker and Beat run (the relay every 5 s; a job whose queue is empty is judged
+    # lost OUTBOX_LOST_SECONDS after its hand-over: 30 s by default, 5 s here)
+    env = {"REDIS_URL": effects_server.url(0), "OUTBOX_LOST_SECONDS": str(LOST_SECONDS)}
     worker = workers.start(concurrency=2, env=env)
     schedules_sync()
     workers.start_beat(env=env)
@@ -265,7 +268,7 @@ def test_an_evicting_broker_is_named_and_the_messages_it_dropped_come_back(
                                      status=JobStatus.SUCCEEDED) == len(jobs), 60, 1)
     effects = effects_server.client()
     _say("evicting broker dropped the queue", jobs=len(jobs), queue_evicted=evicted,
-         ballast_mb=written // 10, all_terminal=done,
+         ballast_mb=written // 10, outbox_lost_seconds=LOST_SECONDS, all_terminal=done,
          terminal_after_eviction_s=round(time.monotonic() - gone, 1),
          effects=effects.scard(effects_key()))
     assert evicted and done
