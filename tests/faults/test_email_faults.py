@@ -22,8 +22,9 @@ worker once PostgreSQL shows that write waiting (pg_stat_activity), then lets th
 The leases are short here (JOB_LEASE_SECONDS=3 in the workers, ORPHAN_GRACE_SECONDS=1 in the
 test process, which runs the rescue every second as Beat would): the job is back in the queue
 about 4 s after the kill. The new worker starts once the killed one's unacknowledged message
-is past the visibility timeout (10 s), so it takes that message too and its claim refuses it.
-Each test takes about 17 s. What each test measured is printed (`-rP`).
+is past the visibility timeout (5 s here, CELERY_VISIBILITY_TIMEOUT in the workers), so it
+takes that message too and its claim refuses it. Each test takes about 12 s. What each test
+measured is printed (`-rP`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ PROFILE = PROFILES["notifications"]
 ADDRESS = "ada@example.com"
 LEASE_SECONDS = 3
 GRACE_SECONDS = 1
-VISIBILITY_TIMEOUT = 10  # tests/faults/procs.py, the workers' CELERY_VISIBILITY_TIMEOUT
+VISIBILITY_TIMEOUT = 5  # the workers' CELERY_VISIBILITY_TIMEOUT (10 in tests/faults/procs.py)
 
 
 def _say(title: str, **numbers) -> None:
@@ -82,7 +83,8 @@ def _email_worker(workers: WorkerFactory, sink: SmtpSink) -> Worker:
     cmd = [sys.executable, "-m", *PROFILE.command(hostname=name),
            "--without-gossip", "--without-mingle", "--without-heartbeat"]
     env = {"EMAIL_URL": f"smtp://{sink.host}:{sink.port}", "EMAIL_TIMEOUT": "10",
-           "JOB_LEASE_SECONDS": str(LEASE_SECONDS)}
+           "JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+           "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)}
     worker = workers._spawn(name, cmd, workers.log_dir / f"{name.split('@')[0]}.log", env)
     workers.wait_ready(worker, 60)
     return worker
@@ -90,7 +92,7 @@ def _email_worker(workers: WorkerFactory, sink: SmtpSink) -> Worker:
 
 def _restart(workers: WorkerFactory, sink: SmtpSink) -> Worker:
     """A new worker, started once the killed worker's unacknowledged message is past the
-    suite's visibility timeout (CELERY_VISIBILITY_TIMEOUT, tests/faults/procs.py): Redis
+    workers' visibility timeout (VISIBILITY_TIMEOUT, their CELERY_VISIBILITY_TIMEOUT): Redis
     hands it back at the new worker's start (kombu sweeps again only every 100 s), so both
     of the job's messages, the rescue's and that one, reach the new worker within the test."""
     [first] = sink.received[:1]  # accepted after the killed worker took the message

@@ -230,13 +230,32 @@ def _rescue_until_requeued(job: Job, timeout: float) -> bool:
     return wait_until(rescued, timeout, 1.0)
 
 
+# Short leases and a short visibility timeout, as in test_email_faults.py: the workers lease
+# for 3 s (the rescue in this process, run every second as Beat would, judges with the same 3 s
+# and a 1 s grace), so the killed worker's job is back in the queue about 4 s after the kill;
+# and the new worker starts once the killed one's unacknowledged message is past its 5 s
+# visibility timeout, so it restores that message at its start and its claim refuses it.
+LEASE_SECONDS = 3
+GRACE_SECONDS = 1
+VISIBILITY_TIMEOUT = 5
+SHORT_LEASES_ENV = {"JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+                    "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)}
+
+
+@pytest.fixture
+def short_leases(settings):
+    """The rescue in this process judges leases the workers took with JOB_LEASE_SECONDS=3."""
+    settings.JOB_LEASE_SECONDS = LEASE_SECONDS
+    settings.ORPHAN_GRACE_SECONDS = GRACE_SECONDS
+
+
 def test_a_worker_killed_after_the_receivers_answer_sends_once_more_with_the_same_id(
-        workers, broker):
+        workers, broker, short_leases):
     with Receiver() as receiver:
         # given an endpoint, a notifications worker, and a receiver that, before answering its
         # first request, locks the delivery's row: the worker's record of the 200 will wait
         endpoint = _endpoint(receiver, "/hook")
-        first = _notifications_worker(workers)
+        first = _notifications_worker(workers, env=SHORT_LEASES_ENV)
         [job] = _deliveries(endpoint, 1)
         delivery = Delivery.objects.get(job_id=job.pk)
         lock = RowLock()
@@ -259,7 +278,11 @@ def test_a_worker_killed_after_the_receivers_answer_sends_once_more_with_the_sam
         rescued = _rescue_until_requeued(job, 45)
         rescued_after = time.monotonic() - killed
         assert rescued, Job.objects.filter(pk=job.pk).values().first()
-        second = _notifications_worker(workers)
+        # (once the killed worker's message, taken before the receiver's first request, is
+        # past the visibility timeout: the new worker restores it at its start)
+        visible_at = receiver.at("/hook")[0].at + VISIBILITY_TIMEOUT + 0.5
+        time.sleep(max(0.0, visible_at - time.time()))
+        second = _notifications_worker(workers, env=SHORT_LEASES_ENV)
 
         # then the delivery is sent again and recorded delivered ...
         assert wait_until(lambda: _count(pk=delivery.pk, status=DeliveryStatus.DELIVERED), 30,
