@@ -58,15 +58,18 @@ def _say(title: str, **numbers) -> None:
     print(f"[faults] {title}: " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
 
 
-def _notifications_worker(workers: WorkerFactory, env: dict[str, str] | None = None) -> Worker:
+def _notifications_worker(workers: WorkerFactory, env: dict[str, str] | None = None, *,
+                          wait: bool = True) -> Worker:
     """A `celery worker` as the notifications profile runs it (its queue, pool, concurrency and
-    options), with the suite's usual switches; waits until it answers a ping."""
+    options), with the suite's usual switches; waits until it answers a ping (unless `wait`
+    is false: the caller waits, e.g. for two workers starting side by side)."""
     name = f"faults-wh-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
     workers.log_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", *PROFILE.command(hostname=name),
            "--without-gossip", "--without-mingle", "--without-heartbeat"]
     worker = workers._spawn(name, cmd, workers.log_dir / f"{name.split('@')[0]}.log", env)
-    workers.wait_ready(worker, 60)
+    if wait:
+        workers.wait_ready(worker, 60)
     return worker
 
 
@@ -129,8 +132,10 @@ def test_two_workers_share_an_endpoints_rate_limit(workers):
         # spanned 1.042-1.054 s)
         endpoint = _endpoint(receiver, "/limited", rate_limit=5)
         env = {"WEBHOOK_RATE_MARGIN_SECONDS": "0.2"}
-        first, second = (_notifications_worker(workers, env=env),
-                         _notifications_worker(workers, env=env))
+        first, second = (_notifications_worker(workers, env=env, wait=False),
+                         _notifications_worker(workers, env=env, wait=False))
+        for worker in (first, second):  # started side by side, both answering before a send
+            workers.wait_ready(worker, 60)
 
         # when 40 deliveries to it are queued, two to a message (20 messages: each worker
         # takes several)
