@@ -45,10 +45,20 @@ def running_gunicorn(tmp_path: Path, **extra_env: str) -> Iterator[GunicornServe
         yield server
 
 
-@pytest.fixture
-def gunicorn(transactional_db, tmp_path) -> Iterator[GunicornServer]:
-    with running_gunicorn(tmp_path) as server:
+@pytest.fixture(scope="module")
+def _module_gunicorn(django_db_setup, django_db_blocker,
+                     tmp_path_factory) -> Iterator[GunicornServer]:
+    """One server for the module's tests (its start is most of a test's time): each test
+    brings its own key and rows, and a server left unwell by one test fails the next."""
+    with django_db_blocker.unblock(), running_gunicorn(
+            tmp_path_factory.mktemp("gunicorn")) as server:
         yield server
+
+
+@pytest.fixture
+def gunicorn(transactional_db, _module_gunicorn) -> GunicornServer:
+    assert _module_gunicorn.proc.poll() is None, _module_gunicorn.log()
+    return _module_gunicorn
 
 
 @pytest.fixture
