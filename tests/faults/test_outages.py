@@ -202,18 +202,22 @@ def effects_server(tmp_path):
 
 
 def test_a_full_broker_does_not_kill_the_worker(spare_redis, effects_server, workers):
-    # given jobs queued, a worker taking them one by one (0.3 s each), and Beat (a message the
-    # full broker could not put back is the relay's, after OUTBOX_LOST_SECONDS)
-    jobs = _queue(40, params={"sleep": 0.3})
+    # given jobs queued, a worker taking them one by one (0.1 s each, the fifth 3 s), and Beat
+    # (a message the full broker could not put back is the relay's, after OUTBOX_LOST_SECONDS)
+    jobs = Job.objects.bulk_create(
+        [Job(kind=EFFECT.name, params={"sleep": 3 if n == 4 else 0.1},
+             max_attempts=EFFECT.retry.max_attempts) for n in range(40)])
+    assert len(outbox_send(jobs, max_batch=1)) == len(jobs)
     env = {"REDIS_URL": effects_server.url(0)}
     worker = workers.start(concurrency=1, env=env)
     schedules_sync()
     beat = workers.start_beat(env=env)
     effects = effects_server.client()
     broker = spare_redis.client()
-    assert wait_until(lambda: effects.scard(effects_key()) >= 3, 30)
+    assert wait_until(lambda: _runs(effects, jobs[4].pk) == 1, 30)
 
-    # when the broker's memory fills up for 10 seconds (writes refused with OOM)
+    # when the broker's memory fills up for 10 seconds (writes refused with OOM), while the
+    # 3 s job runs: its end and acknowledgement meet the full broker
     fill_until_refused(broker)
     time.sleep(10)
     alive_during = worker.alive()
