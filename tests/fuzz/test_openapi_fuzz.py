@@ -11,8 +11,10 @@ schema.
   ``schema.given``) to existing ids, registered event types and job kinds and schema-valid
   payloads, so the success paths and their response bodies are checked too.
 
-Both hold at most MAX_EXAMPLES generated cases per operation (the coverage phase adds its own
-explicit cases to the first). Throttling is lifted for the run (conftest.py).
+Both hold at most MAX_EXAMPLES generated cases per operation that writes (POST, PUT, PATCH,
+DELETE), and READ_EXAMPLES, half as many, per GET, whose input is a path id and a few query
+parameters (the `_reads` twins of the two tests); the coverage phase adds its own explicit
+cases to the first. Throttling is lifted for the run (conftest.py).
 
 The requests go through Django's real WSGI handler (middleware, URL resolver, handler404/500),
 not the test client, so an unhandled exception is the 500 a caller would get. They share the
@@ -463,8 +465,13 @@ CHECKS = [
 # "real rows" cases are edited after generation (real ids, registered types), so there what
 # schemathesis meant to be valid or invalid no longer holds.
 DATA_CHECKS = [positive_data_acceptance_but_unstated_rules, negative_data_rejection_as_sent]
-# Generated cases per operation and test; CONVEYOR_FUZZ_EXAMPLES=500 makes a deeper run.
+# Generated cases per operation and test; CONVEYOR_FUZZ_EXAMPLES=400 makes a deeper run. A GET
+# takes a path id and a few query parameters, a small input next to a write's body: half as
+# many.
 MAX_EXAMPLES = int(os.environ.get("CONVEYOR_FUZZ_EXAMPLES", "50"))
+READ_EXAMPLES = max(MAX_EXAMPLES // 2, 1)
+WRITES = schema.exclude(method="GET")
+READS = schema.include(method="GET")
 JSON_BODY_OPERATIONS = ("POST /api/v1/events", "POST /api/v1/events/batch", "POST /api/v1/jobs")
 
 # Problems this fuzzer already found and that are still open, each kept as a strict xfail in
@@ -672,6 +679,7 @@ FUZZ_SETTINGS = hypothesis.settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                            HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
+READ_SETTINGS = hypothesis.settings(FUZZ_SETTINGS, max_examples=READ_EXAMPLES)
 
 
 def _send_and_check(case: Case, seeded: dict, variant: str) -> None:
@@ -696,7 +704,7 @@ def _send_and_check(case: Case, seeded: dict, variant: str) -> None:
     case.validate_response(response, checks=checks, headers=seeded["headers"])
 
 
-@schema.parametrize()
+@WRITES.parametrize()
 @FUZZ_SETTINGS
 def test_api_conforms_to_its_schema(case, seeded):
     """Schemathesis as it is: examples, coverage (boundaries, missing/invalid parameters,
@@ -704,12 +712,33 @@ def test_api_conforms_to_its_schema(case, seeded):
     _send_and_check(case, seeded, "schema")
 
 
-@schema.parametrize()
-@schema.given(data=st.data())
+@READS.parametrize()
+@READ_SETTINGS
+def test_api_conforms_to_its_schema_reads(case, seeded):
+    """test_api_conforms_to_its_schema for the GET operations (READ_EXAMPLES)."""
+    _send_and_check(case, seeded, "schema")
+
+
+@WRITES.parametrize()
+@WRITES.given(data=st.data())
 @FUZZ_SETTINGS
 def test_api_conforms_to_its_schema_on_real_rows(case, data, seeded):
     """The fuzzing phase steered to the success paths: existing ids, registered event types
     and job kinds, schema-valid payloads (schemathesis runs no coverage phase with `given`)."""
+    _steer_to_real_rows(case, data, seeded)
+    _send_and_check(case, seeded, "real rows")
+
+
+@READS.parametrize()
+@READS.given(data=st.data())
+@READ_SETTINGS
+def test_api_conforms_to_its_schema_on_real_rows_reads(case, data, seeded):
+    """test_api_conforms_to_its_schema_on_real_rows for the GET operations (READ_EXAMPLES)."""
+    _steer_to_real_rows(case, data, seeded)
+    _send_and_check(case, seeded, "real rows")
+
+
+def _steer_to_real_rows(case: Case, data, seeded: dict) -> None:
     # given, half of the time, an id that exists in place of a generated one
     for name in list(case.path_parameters or {}):
         known = seeded["ids"].get(name)
@@ -738,5 +767,3 @@ def test_api_conforms_to_its_schema_on_real_rows(case, data, seeded):
                     item["payload"] = data.draw(PAYLOADS[item["type"]], label="payload")
             if "kind" in item:
                 item["kind"] = data.draw(st.sampled_from(seeded["job_kinds"]), label="kind")
-
-    _send_and_check(case, seeded, "real rows")
