@@ -4,6 +4,9 @@
 is served, product detail or listing. (b) Two runs on the same rows never interleave: the
 second is refused (409, naming the first) while the first holds them, and accepted after."""
 
+import contextlib
+import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -101,3 +104,39 @@ def test_a_second_run_on_the_same_rows_waits_for_the_first_to_end(celery_worker_
     assert wait_for(lambda: _ended(client_all, second.json()["id"]), timeout=60,
                     message="the second run")["status"] == "succeeded"
     assert prices(products) == [Decimal("12.10")] * 5
+
+
+def test_flower_sees_a_run_move_as_its_chunks_commit(celery_worker_thread, client_all):
+    # given a listener on the broker's task events, as Flower listens
+    from config.celery import app
+
+    seen: list[dict] = []
+    ready = threading.Event()
+    receivers: list = []
+
+    def listen() -> None:
+        with app.connection_for_read() as connection:
+            receiver = app.events.Receiver(connection, handlers={
+                "task-progress": seen.append, "task-succeeded": seen.append})
+            receivers.append(receiver)
+            ready.set()
+            with contextlib.suppress(TimeoutError, OSError):
+                receiver.capture(limit=None, timeout=20, wakeup=False)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert ready.wait(10)
+    time.sleep(0.5)  # (the receiver's subscription is made inside capture)
+
+    # when a run of three fixed chunks goes through a real worker
+    make_products(6, price="10.00")
+    run = client_all.post(LIST, {**_reprice(10), "chunk_size": 2}, format="json").json()
+    wait_for(lambda: _ended(client_all, run["id"]), timeout=30)
+    wait_for(lambda: any(e["type"] == "task-succeeded" for e in seen), timeout=10)
+
+    # then each chunk sent a task-progress event (Flower shows it as the state PROGRESS with
+    # these fields), counting rows up to the total
+    receivers[0].should_stop = True
+    listener.join(10)
+    progress = [(e["done"], e["total"]) for e in seen if e["type"] == "task-progress"]
+    assert progress == [(2, 6), (4, 6), (6, 6)]
