@@ -2,7 +2,8 @@
 
 (a) No stale read after success: once a run says `succeeded`, no cached copy from before it
 is served, product detail or listing. (b) Two runs on the same rows never interleave: the
-second is refused (409, naming the first) while the first holds them, and accepted after."""
+second is refused (409, naming the first) while the first holds them, and accepted after.
+(c) Flower sees the run move: a task-progress event per committed chunk."""
 
 import contextlib
 import threading
