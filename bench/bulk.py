@@ -444,14 +444,15 @@ class BulkScenario:
             raise RuntimeError(f"bulk: the raw UPDATE changed {rows} rows of {self.rows}")
         return {"rows": rows, "elapsed_s": round(elapsed, 3), "per_s": round(rows / elapsed, 1)}
 
-    def real_reprice(self) -> dict:
-        sent = time.time()
-        status, body = self._request(
+    def _post_reprice(self) -> tuple[int, dict]:
+        return self._request(
             "POST", "/api/v1/bulk-operations",
             json.dumps({"operation": "catalog.reprice",
                         "args": {"category": CATEGORY, "percent": PERCENT}}).encode(),
             {"Content-Type": "application/json"})
-        accepted = time.time()
+
+    def real_reprice(self) -> dict:
+        sent, (status, body), accepted = time.time(), self._post_reprice(), time.time()
         run = self._wait_run(self._started(status, body, "the reprice"))
         figures = self._run_figures(run, sent, accepted)
         if figures["rows"] != self.rows or figures["rows_changed"] != self.rows:
@@ -547,13 +548,7 @@ class BulkScenario:
         self.suite._check(idle, "bulk read latency, idle")
         self.fresh_table()
         log(f"bulk read latency: the same while a reprice of {self.rows:,} rows runs")
-        sent = time.time()
-        status, body = self._request(
-            "POST", "/api/v1/bulk-operations",
-            json.dumps({"operation": "catalog.reprice",
-                        "args": {"category": CATEGORY, "percent": PERCENT}}).encode(),
-            {"Content-Type": "application/json"})
-        accepted = time.time()
+        sent, (status, body), accepted = time.time(), self._post_reprice(), time.time()
         run_id = self._started(status, body, "the reprice")
         busy = loadgen(self.stack, {**spec, "paths_file": str(files["busy"])})
         self.suite._check(busy, "bulk read latency, while a reprice runs")
