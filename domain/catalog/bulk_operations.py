@@ -30,6 +30,7 @@ from domain.bulk.registry import (
 from domain.catalog.cache_keys import bulk_invalidation_namespaces
 from domain.catalog.models import Product, ProductStatus
 from domain.common.cache import CACHE_ERRORS, cache_invalidate
+from domain.common.errors import ValidationFailed
 from domain.common.fastpaths import on_postgresql, table
 
 logger = logging.getLogger(__name__)
@@ -160,6 +161,20 @@ REPRICE = register_bulk_operation(Reprice(
 # --- catalog.set_status -----------------------------------------------------------------------
 
 class SetStatus(SetBasedOperation):
+    def plan(self, args: dict) -> dict:
+        """A SKU that names no product refuses the run (as a CSV row does): a typo must not
+        pass for a product that was set."""
+        if "skus" in args:
+            known = set(Product.objects.filter(sku__in=args["skus"])
+                        .values_list("sku", flat=True))
+            unknown = [sku for sku in args["skus"] if sku not in known]
+            if unknown:
+                raise ValidationFailed(
+                    f"{len(unknown)} of the {len(args['skus'])} SKUs name no product; nothing "
+                    "was started.", code="unknown_skus",
+                    details={"unknown_skus": unknown[:100], "count": len(unknown)})
+        return dict(args)
+
     def target(self, plan: dict) -> str:
         return PRODUCTS_TARGET
 
@@ -183,8 +198,8 @@ class SetStatus(SetBasedOperation):
 
 SET_STATUS = register_bulk_operation(SetStatus(
     name="catalog.set_status",
-    description="Set the status of the products listed by SKU, or of every product in a "
-    "category.",
+    description="Set the status of the products listed by SKU (each must name a product: "
+    "otherwise 422 unknown_skus, and nothing starts), or of every product in a category.",
     args_schema={
         "type": "object",
         "properties": {
@@ -198,7 +213,7 @@ SET_STATUS = register_bulk_operation(SetStatus(
         "additionalProperties": False,
     },
     event_type=BULK_UPDATED,
-    example_args={"status": "discontinued", "skus": ["SKU-1003"]},
+    example_args={"status": "discontinued", "category": "coffee"},
 ))
 
 

@@ -343,6 +343,17 @@ def _refused_recipients(case: Case, error: dict) -> bool:
     return True
 
 
+def _names_an_unknown_sku(case: Case, _: dict) -> bool:
+    body = case.body if isinstance(case.body, dict) else {}
+    skus = (body.get("args") or {}).get("skus") if isinstance(body.get("args"), dict) else None
+    if not isinstance(skus, list) or not skus:
+        return False
+    from domain.catalog.models import Product
+
+    return len(set(Product.objects.filter(sku__in=skus).values_list("sku", flat=True))) < len(
+        set(skus))
+
+
 # error code -> whether the case breaks that rule (given the error object)
 UNSTATED_RULES: dict[str, Callable[[Case, dict], bool]] = {
     # U+0000 anywhere in a JSON body: PostgreSQL's jsonb cannot store it
@@ -383,12 +394,15 @@ UNSTATED_RULES: dict[str, Callable[[Case, dict], bool]] = {
     # an unsubscribe link of a required category (the server makes none, but a token can be
     # signed for one)
     "required_category": _turns_a_required_category_off,
+    # catalog.set_status by SKUs: each SKU must name a product (the operation's description)
+    "unknown_skus": _names_an_unknown_sku,
 }
 # The codes above that only their rule may give: any answer with one of them, in either test,
 # must come from a request that breaks that rule (a 409 is never a schema-valid request
 # refused for schemathesis, so without this the rule for endpoint_disabled would hold nothing).
 ONLY_UNDER_THEIR_RULE = ("unsafe_url", "unresolvable_url", "endpoint_disabled",
-                         "invalid_recipients", "invalid_unsubscribe_token", "required_category")
+                         "invalid_recipients", "invalid_unsubscribe_token", "required_category",
+                         "unknown_skus")
 
 
 def _breaks_an_unstated_rule(case: Case, response: Response) -> bool:

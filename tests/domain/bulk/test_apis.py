@@ -110,7 +110,8 @@ def test_a_start_that_fails_validation_is_422_and_stores_nothing(writer, body, c
 def test_a_start_on_rows_another_run_holds_is_409_naming_it(writer):
     first = writer.post(LIST, REPRICE, format="json").json()
     response = writer.post(LIST, {"operation": "catalog.set_status",
-                                  "args": {"status": "inactive", "skus": ["A"]}}, format="json")
+                                  "args": {"status": "inactive", "category": "tea"}},
+                           format="json")
     error = assert_error(response, 409, "bulk_target_busy")
     assert (error["details"]["run"], error["details"]["status"]) == (first["id"], "queued")
     assert first["id"] in error["message"] or "catalog.product" in error["message"]

@@ -10,10 +10,11 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 
-from domain.bulk.models import BulkRunStatus
+from domain.bulk.models import BulkRun, BulkRunStatus
 from domain.catalog.cache_keys import bulk_invalidation_namespaces
 from domain.catalog.models import Product, ProductStatus
 from domain.catalog.selectors import product_get_cached, product_list_cached
+from domain.common.errors import ValidationFailed
 from domain.events.models import Event
 from tests.bulk_utils import csv_bytes, make_products, prices, run_to_end, start
 
@@ -136,9 +137,9 @@ def test_set_status_by_skus_changes_those_products_only():
     Product.objects.filter(pk=coffee[1].pk).update(status=ProductStatus.DISCONTINUED)
     listed = [coffee[0], coffee[1], tea[0]]
 
-    # when the listed SKUs are discontinued (and one SKU no product has)
+    # when the listed SKUs are discontinued
     run = run_to_end(start("catalog.set_status", {
-        "status": "discontinued", "skus": [p.sku for p in listed] + ["SKU-NONE"]}))
+        "status": "discontinued", "skus": [p.sku for p in listed]}))
 
     # then exactly those are discontinued, and the one that already was is not counted
     statuses = dict(Product.objects.values_list("pk", "status"))
@@ -238,3 +239,14 @@ def test_a_dry_run_publishes_nothing_and_keeps_the_caches():
     assert not Event.objects.exists()
     detail, cached = product_get_cached(product_id=product.pk)
     assert (cached, detail["price"]) == (True, "10.00")
+
+
+@pytest.mark.django_db
+def test_set_status_refuses_skus_that_name_no_product_and_starts_nothing():
+    product = make_products(1)[0]
+    with pytest.raises(ValidationFailed) as refused:
+        start("catalog.set_status", {"status": "inactive",
+                                     "skus": [product.sku, "NO-SUCH-1", "NO-SUCH-2"]})
+    assert refused.value.code == "unknown_skus" and refused.value.status_code == 422
+    assert refused.value.details == {"unknown_skus": ["NO-SUCH-1", "NO-SUCH-2"], "count": 2}
+    assert not BulkRun.objects.exists()
