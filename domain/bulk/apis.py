@@ -264,8 +264,7 @@ class BulkRunListCreateApi(APIView):
 
     @staticmethod
     def _accepted(request, result: services.StartResult) -> Response:
-        run = selectors.bulk_run_get(run_id=result.run.pk, api_key=None)
-        body = BulkRunOutputSerializer(run, context={"request": request}).data
+        body = BulkRunOutputSerializer(result.run, context={"request": request}).data
         return accepted_or_replayed(body, created=result.created)
 
 
@@ -302,50 +301,37 @@ class BulkRunDetailApi(APIView):
         return Response(BulkRunOutputSerializer(run, context={"request": request}).data)
 
 
-class _SteerApi(APIView):
-    required_scopes = {"POST": (Scopes.BULK_WRITE,)}
-    throttle_scope = "write"
-    steer = staticmethod(services.bulk_run_pause)
+def _steer_api(action: str, steer, description: str) -> type[APIView]:
+    """POST /api/v1/bulk-operations/{id}/<action>: one service call, 202 with the run."""
 
-    def post(self, request, run_id):
-        run = selectors.bulk_run_get(run_id=run_id, api_key=request.auth)
-        run = self.steer(run=run)
-        run = selectors.bulk_run_get(run_id=run.pk, api_key=None)
-        return Response(BulkRunOutputSerializer(run, context={"request": request}).data,
-                        status=status.HTTP_202_ACCEPTED)
+    class SteerApi(APIView):
+        required_scopes = {"POST": (Scopes.BULK_WRITE,)}
+        throttle_scope = "write"
 
+        @extend_schema(operation_id=f"bulk_runs_{action}", request=None,
+                       responses={202: BulkRunOutputSerializer,
+                                  **_errors(401, 403, 404, 409)},
+                       description=description)
+        def post(self, request, run_id):
+            run = steer(run=selectors.bulk_run_get(run_id=run_id, api_key=request.auth))
+            return Response(BulkRunOutputSerializer(run, context={"request": request}).data,
+                            status=status.HTTP_202_ACCEPTED)
 
-_STEER_RESPONSES = {202: BulkRunOutputSerializer, **_errors(401, 403, 404, 409)}
-
-
-class BulkRunPauseApi(_SteerApi):
-    steer = staticmethod(services.bulk_run_pause)
-
-    @extend_schema(operation_id="bulk_runs_pause", request=None, responses=_STEER_RESPONSES,
-                   description="Pause at the next chunk boundary (at once if no worker has "
-                   "the run yet). `requested` says a pause is on its way.")
-    def post(self, request, run_id):
-        return super().post(request, run_id)
+    SteerApi.__name__ = SteerApi.__qualname__ = f"BulkRun{action.capitalize()}Api"
+    return SteerApi
 
 
-class BulkRunResumeApi(_SteerApi):
-    steer = staticmethod(services.bulk_run_resume)
-
-    @extend_schema(operation_id="bulk_runs_resume", request=None, responses=_STEER_RESPONSES,
-                   description="Continue a paused (or failed) run from its checkpoint with a "
-                   "new job.")
-    def post(self, request, run_id):
-        return super().post(request, run_id)
-
-
-class BulkRunCancelApi(_SteerApi):
-    steer = staticmethod(services.bulk_run_cancel)
-
-    @extend_schema(operation_id="bulk_runs_cancel", request=None, responses=_STEER_RESPONSES,
-                   description="Cancel at the next chunk boundary (at once if paused or not "
-                   "yet taken). Committed chunks stay committed.")
-    def post(self, request, run_id):
-        return super().post(request, run_id)
+BulkRunPauseApi = _steer_api(
+    "pause", services.bulk_run_pause,
+    "Pause at the next chunk boundary (at once if no worker has the run's job now). "
+    "`requested` says a pause is on its way.")
+BulkRunResumeApi = _steer_api(
+    "resume", services.bulk_run_resume,
+    "Continue a paused (or failed) run from its checkpoint with a new job.")
+BulkRunCancelApi = _steer_api(
+    "cancel", services.bulk_run_cancel,
+    "Cancel at the next chunk boundary (at once if paused, failed, or no worker has the "
+    "run's job now). Committed chunks stay committed.")
 
 
 class BulkOperationTypesApi(APIView):

@@ -18,7 +18,6 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -206,7 +205,7 @@ def _insert_portably(cursor: Any, table: str, columns: str, operation: CsvOperat
     rows = 0
     text = io.TextIOWrapper(io.BufferedReader(body), encoding="utf-8", newline="")
     try:
-        for number, values in enumerate(_records(text), start=1):
+        for number, values in enumerate(csv.reader(text), start=1):
             rows = number
             line = number + 1
             if len(values) != len(names):
@@ -230,10 +229,6 @@ def _insert_portably(cursor: Any, table: str, columns: str, operation: CsvOperat
     if batch:
         cursor.executemany(sql, batch)
     return rows, bad
-
-
-def _records(text: io.TextIOWrapper) -> Iterator[list[str]]:
-    yield from csv.reader(text)
 
 
 def input_drop(run: BulkRun) -> None:
