@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 
 from django.conf import settings
 
 from domain.catalog.cache_keys import PRODUCT_DETAILS_NAMESPACE, listing_namespace, product_key
 from domain.catalog.models import Product
 from domain.common.cache import (
-    CACHE_ERRORS,
     cache_get,
     cache_set,
-    namespace_version,
+    generation_and_value,
     namespaced_key_or_none,
 )
 from domain.common.errors import NotFound
-
-logger = logging.getLogger(__name__)
 
 
 def product_to_dict(product: Product) -> dict:
@@ -43,13 +39,9 @@ def product_get_cached(*, product_id) -> tuple[dict, bool]:
     The generation is read before the database: a copy read before a bump is stored under
     the old generation, so it is never served after it."""
     key = product_key(product_id)
-    try:
-        generation = namespace_version(PRODUCT_DETAILS_NAMESPACE)
-    except CACHE_ERRORS as exc:
-        logger.warning("cache unavailable, reading through key=%s error=%r", key, exc)
-        generation = None
-    cached = cache_get(key) if generation is not None else None
-    if isinstance(cached, dict) and cached.get("generation") == generation:
+    generation, cached = generation_and_value(PRODUCT_DETAILS_NAMESPACE, key)
+    if generation is not None and isinstance(cached, dict) \
+            and cached.get("generation") == generation:
         return cached["product"], True
     product = Product.objects.filter(pk=product_id).first()
     if product is None:

@@ -52,6 +52,21 @@ def namespace_version(namespace: str) -> int:
     return int(version)
 
 
+def generation_and_value(namespace: str, key: str) -> tuple[int | None, Any]:
+    """A namespace's version and a key's value in one round trip (one MGET), for a value that
+    carries the version it was stored under instead of embedding it in its key; (None, None)
+    when the cache is down."""
+    try:
+        found = cache.get_many([_version_key(namespace), key])
+        version = found.get(_version_key(namespace))
+        if version is None:  # none yet (evicted, a fresh Redis): start one, as namespace_version
+            version = namespace_version(namespace)
+        return int(version), found.get(key)
+    except CACHE_ERRORS as exc:
+        logger.warning("cache unavailable, reading through key=%s error=%r", key, exc)
+        return None, None
+
+
 def namespaced_key(namespace: str, suffix: str) -> str:
     return f"{namespace}:v{namespace_version(namespace)}:{suffix}"
 

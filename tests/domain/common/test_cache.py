@@ -10,6 +10,7 @@ from django.core.cache import cache
 
 from domain.common.cache import (
     cache_invalidate,
+    generation_and_value,
     namespace_bump,
     namespace_version,
     namespaced_key,
@@ -231,3 +232,24 @@ def test_cache_invalidate_with_redis_down_raises_a_connection_error(settings):
     # transient class), not a silent success
     with pytest.raises(redis.exceptions.ConnectionError):
         cache_invalidate(keys=["k:1"], namespaces=[NS])
+
+
+def test_generation_and_value_read_together_start_a_missing_version_and_survive_no_redis(
+        settings):
+    # given a value stored under a namespace's current version
+    version = namespace_version(NS)
+    cache.set("k:gen", {"generation": version})
+
+    # then both come back in one read, and a bump shows as a new version
+    assert generation_and_value(NS, "k:gen") == (version, {"generation": version})
+    assert generation_and_value(NS, "k:gen")[0] < namespace_bump(NS)
+
+    # and a namespace without a version gets one started (never below the clock)
+    before = time.time_ns()
+    started, missing = generation_and_value("test:ns:new", "k:none")
+    assert started >= before and missing is None and version_in_cache("test:ns:new") == started
+
+    # and with Redis down, the reader is told to read through (nothing raised)
+    settings.CACHES = {"default": {**settings.CACHES["default"],
+                                   "LOCATION": "redis://127.0.0.1:1/0"}}
+    assert generation_and_value(NS, "k:gen") == (None, None)
