@@ -1,29 +1,52 @@
 """Periodic jobs, declared in code and synced into django-celery-beat's tables.
 
 Every entry has `expires`: a tick that waited longer than that in the queue is dropped rather
-than run late, so a backlog never turns into a burst of stale maintenance runs.
+than run late, so a backlog never turns into a burst of stale maintenance runs. `missed` says
+what Beat does with a slot it was not running for (it was down, or starting): `skip` records
+the slot `skipped: missed` and waits for the next one; `run_once` runs it once, late — never
+once per missed slot.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
+from typing import Literal
+
+from scheduler.slots import Cron, Every, Spec, zone
+
+Missed = Literal["skip", "run_once"]
+# django-celery-beat's rows for the schedules below are named "conveyor:<name>".
+MANAGED_PREFIX = "conveyor:"
+_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
 class Schedule:
     name: str
     task: str
-    reason: str  # plain words: why this runs, shown in the admin
+    reason: str  # plain words: why this runs, shown in the admin and the API
     every_seconds: int | None = None
     cron: str | None = None  # "minute hour day_of_month month_of_year day_of_week"
+    timezone: str = "UTC"  # the zone the cron fields are read in
     expires_seconds: int = 60
+    missed: Missed = "skip"
+    lock_ttl: int = 60  # seconds the overlap lock lives if its holder vanishes
     enabled: bool = True
 
     def __post_init__(self) -> None:
         if (self.every_seconds is None) == (self.cron is None):
             raise ValueError(f"{self.name}: give exactly one of every_seconds and cron")
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError(f"{self.name}: cron needs five fields")
+        if self.missed not in ("skip", "run_once"):
+            raise ValueError(f"{self.name}: missed is skip or run_once")
+        zone(self.timezone)
+        self.spec.next(_EPOCH)  # parses the cron fields: InvalidSchedule if they are wrong
+
+    @property
+    def spec(self) -> Spec:
+        if self.cron is not None:
+            return Cron.parse(self.cron, self.timezone)
+        return Every(self.every_seconds)
 
 
 SCHEDULES: tuple[Schedule, ...] = (
@@ -32,6 +55,7 @@ SCHEDULES: tuple[Schedule, ...] = (
         task="conveyor.maintenance.relay_outbox",
         every_seconds=5,
         expires_seconds=5,
+        lock_ttl=120,
         reason="Enqueue events and jobs committed while the broker was unreachable, and "
         "delayed jobs that are now due.",
     ),
@@ -40,7 +64,15 @@ SCHEDULES: tuple[Schedule, ...] = (
         task="conveyor.maintenance.rescue_orphans",
         every_seconds=5,
         expires_seconds=5,
+        lock_ttl=30,
         reason="Run again the jobs whose worker died (kill -9, OOM, a lost machine): their "
         "lease lapsed. One indexed query on running jobs.",
     ),
 )
+
+
+def declared(name: str) -> Schedule | None:
+    return _BY_NAME.get(name)
+
+
+_BY_NAME = {schedule.name: schedule for schedule in SCHEDULES}

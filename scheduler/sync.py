@@ -1,7 +1,8 @@
 """Copy the schedules declared in code into django-celery-beat's tables.
 
-Operators may edit or pause a schedule in the admin; a re-sync keeps their edits (schedule
-and enabled flag) unless `reset=True`. The task name, queue and expiry always follow the
+Operators may edit or pause a schedule in the admin; a re-sync keeps their edits (schedule,
+time zone and enabled flag) unless `reset=True`. It runs after every `migrate` too
+(scheduler/apps.py). The task name, queue and expiry always follow the
 code, since the code is what defines what runs.
 """
 
@@ -13,10 +14,8 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
-from scheduler.schedules import SCHEDULES, Schedule
+from scheduler.schedules import MANAGED_PREFIX, SCHEDULES, Schedule
 from workers.queues import queue_for_task
-
-MANAGED_PREFIX = "conveyor:"
 
 
 @dataclass
@@ -35,7 +34,7 @@ def _schedule_kwargs(schedule: Schedule) -> dict:
     minute, hour, day_of_month, month_of_year, day_of_week = schedule.cron.split()
     crontab, _ = CrontabSchedule.objects.get_or_create(
         minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
-        day_of_week=day_of_week, timezone="UTC")
+        day_of_week=day_of_week, timezone=schedule.timezone)
     return {"interval": None, "crontab": crontab}
 
 

@@ -191,7 +191,8 @@ CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = None  # pruned by our own maintenance schedule, not celery.backend_cleanup
 # Schedules live in the database (django-celery-beat); scheduler/ declares them in code.
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# LedgerScheduler is django-celery-beat's DatabaseScheduler with slots (scheduler/beat.py).
+CELERY_BEAT_SCHEDULER = "scheduler.beat:LedgerScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes the database connection before and after every task unless
 # this is set: a new PostgreSQL connection per task, 22% of a no-op job's worker time under

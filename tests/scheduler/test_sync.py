@@ -1,13 +1,24 @@
-import threading
-
 import pytest
+from django.core.management import call_command
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from scheduler.locks import single_flight
-from scheduler.schedules import SCHEDULES, Schedule
-from scheduler.sync import MANAGED_PREFIX, schedules_sync
+from scheduler.schedules import MANAGED_PREFIX, SCHEDULES, Schedule
+from scheduler.sync import schedules_sync
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _unsynced():
+    # `migrate` syncs the schedules (scheduler/apps.py), so the test database has them: start
+    # each test from none (rolled back with the test).
+    PeriodicTask.objects.all().delete()
+
+
+def test_migrate_syncs_the_schedules():
+    call_command("migrate", "scheduler", verbosity=0)
+    assert set(PeriodicTask.objects.values_list("name", flat=True)) >= {
+        MANAGED_PREFIX + schedule.name for schedule in SCHEDULES}
 
 
 def test_every_declared_schedule_has_expiry_reason_and_a_routed_task():
@@ -65,12 +76,14 @@ def test_schedule_removed_from_code_is_disabled_not_deleted():
     assert task.enabled is False
 
 
-def test_crontab_schedules_sync():
+def test_crontab_schedules_sync_with_their_time_zone():
     nightly = Schedule(name="nightly", task="conveyor.maintenance.relay_outbox",
-                       cron="30 2 * * *", expires_seconds=3600, reason="test")
+                       cron="30 2 * * *", timezone="Europe/Berlin", expires_seconds=3600,
+                       reason="test")
     schedules_sync(schedules=(nightly,))
     task = PeriodicTask.objects.get(name=MANAGED_PREFIX + "nightly")
     assert (task.crontab.minute, task.crontab.hour) == ("30", "2")
+    assert str(task.crontab.timezone) == "Europe/Berlin"
     assert task.interval is None
 
 
@@ -78,50 +91,11 @@ def test_crontab_schedules_sync():
     {"every_seconds": 5, "cron": "* * * * *"},
     {},
     {"cron": "* * *"},
+    {"cron": "61 * * * *"},
+    {"cron": "0 2 * * *", "timezone": "Mars/Olympus"},
+    {"every_seconds": 0},
+    {"every_seconds": 5, "missed": "sometimes"},
 ])
 def test_schedule_declaration_is_checked(kwargs):
     with pytest.raises(ValueError):
         Schedule(name="bad", task="t", reason="r", **kwargs)
-
-
-def test_single_flight_skips_an_overlapping_run():
-    inside, release = threading.Event(), threading.Event()
-    runs = []
-
-    @single_flight("test-overlap", ttl=30)
-    def job():
-        runs.append(1)
-        inside.set()
-        release.wait(10)
-        return "ran"
-
-    first = threading.Thread(target=job)
-    first.start()
-    inside.wait(10)
-    try:
-        assert job() == {"skipped": "locked"}
-    finally:
-        release.set()
-        first.join()
-    assert runs == [1]
-    # and once the first run is over, the lock is free again
-    release.set()
-    assert job() == "ran"
-
-
-def test_single_flight_skips_the_run_when_redis_refuses_the_lock(monkeypatch, settings):
-    # given a Redis that does not answer (nothing listens on port 1), through the project's
-    # client
-    import domain.common.redis as project_redis
-
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    monkeypatch.setattr(project_redis, "_client", None)
-    runs = []
-
-    @single_flight("test-no-redis", ttl=30)
-    def job():
-        runs.append(1)
-
-    # then the run is skipped (it could overlap another), and the task does not fail
-    assert job() == {"skipped": "lock unavailable"}
-    assert runs == []

@@ -1,0 +1,137 @@
+"""Beat's scheduler: django-celery-beat's DatabaseScheduler, with slots.
+
+`celery -A config beat -S scheduler.beat:LedgerScheduler` (config/settings: CELERY_BEAT_SCHEDULER).
+What it adds to django-celery-beat, and why:
+
+- A cron or interval schedule is due by its *slot* (`scheduler/slots.py`), the same instant in
+  every Beat, evaluated in the schedule's time zone (the crontab row's `timezone`, which an
+  operator may edit in the admin), and each message carries its slot in a header. The worker's
+  ledger (`scheduler/ledger.py`) then keeps one run per slot, however many Beats sent it.
+- The missed-run policy of the schedule's declaration: a slot found later than its expiry (Beat
+  was down, or starting) is recorded `skipped: missed` for `skip`, or sent once, late, for
+  `run_once`. Never once per missed slot.
+- No `celery.backend_cleanup` entry: the daily retention prune deletes old task results in
+  batches (django-celery-results' cleanup is one DELETE of every expired row).
+
+Solar and clocked schedules made in the admin keep django-celery-beat's behaviour.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+
+from celery.schedules import BaseSchedule, schedstate
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
+
+from scheduler.ledger import ledger_record_skip, slot_headers
+from scheduler.models import SkipReason
+from scheduler.schedules import MANAGED_PREFIX, Schedule, declared
+from scheduler.slots import Cron, Every, InvalidSchedule, Spec
+
+logger = logging.getLogger(__name__)
+
+NEVER_DUE = 24 * 3600.0  # seconds Beat may wait before asking again about a schedule with no slot
+_PERIOD_SECONDS = {IntervalSchedule.DAYS: 86400, IntervalSchedule.HOURS: 3600,
+                   IntervalSchedule.MINUTES: 60, IntervalSchedule.SECONDS: 1,
+                   IntervalSchedule.MICROSECONDS: 1e-6}
+
+
+def schedule_name(periodic_task_name: str) -> str:
+    return periodic_task_name.removeprefix(MANAGED_PREFIX)
+
+
+def spec_of(task: PeriodicTask) -> Spec | None:
+    """The slots of a periodic task's row (operators' edits included); None for solar and
+    clocked schedules."""
+    if task.crontab_id is not None:
+        crontab = task.crontab
+        return Cron(crontab.minute, crontab.hour, crontab.day_of_month, crontab.month_of_year,
+                    crontab.day_of_week, timezone=str(crontab.timezone or "UTC"))
+    if task.interval_id is not None:
+        interval = task.interval
+        return Every(max(1, round(interval.every * _PERIOD_SECONDS[interval.period])))
+    return None
+
+
+class SlotSchedule(BaseSchedule):
+    """Due when a slot has come since the entry last sent."""
+
+    def __init__(self, spec: Spec, *, nowfun, app=None):
+        super().__init__(nowfun=nowfun, app=app)
+        self.spec = spec
+
+    def latest_slot(self) -> dt.datetime | None:
+        return self.spec.latest(self.now())
+
+    def is_due(self, last_run_at: dt.datetime) -> schedstate:
+        now = self.now()
+        upcoming = self.spec.next(now)
+        wait = NEVER_DUE if upcoming is None else max(0.0, (upcoming - now).total_seconds())
+        slot = self.spec.latest(now)
+        return schedstate(slot is not None and slot > last_run_at, wait)
+
+    def remaining_estimate(self, last_run_at: dt.datetime) -> dt.timedelta:
+        upcoming = self.spec.next(self.now())
+        return dt.timedelta(seconds=NEVER_DUE) if upcoming is None else upcoming - self.now()
+
+    def __repr__(self) -> str:
+        return f"<slots {self.spec.expression}>"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SlotSchedule) and other.spec == self.spec
+
+    def __hash__(self) -> int:
+        return hash(self.spec)
+
+
+class LedgerEntry(ModelEntry):
+    def __init__(self, model, app=None):
+        super().__init__(model, app=app)
+        self.declaration: Schedule | None = declared(schedule_name(model.name))
+        try:
+            spec = spec_of(model)
+        except (InvalidSchedule, KeyError) as exc:
+            logger.error("schedule %s keeps django-celery-beat's evaluation: %s", model.name,
+                         exc)
+            spec = None
+        if spec is not None:
+            self.schedule = SlotSchedule(spec, nowfun=self._default_now, app=self.app)
+
+
+class LedgerScheduler(DatabaseScheduler):
+    Entry = LedgerEntry
+
+    def install_default_entries(self, data) -> None:
+        # Deliberately nothing: see the module docstring (celery.backend_cleanup).
+        return None
+
+    def apply_entry(self, entry, producer=None):
+        schedule = entry.schedule
+        if not isinstance(schedule, SlotSchedule):
+            return super().apply_entry(entry, producer=producer)
+        now = schedule.now()
+        slot = schedule.spec.latest(now)
+        if slot is None:
+            return None
+        name = schedule_name(entry.name)
+        late = (now - slot).total_seconds()
+        grace = entry.model.expire_seconds or (
+            entry.declaration.expires_seconds if entry.declaration else None)
+        missed = entry.declaration.missed if entry.declaration else "run_once"
+        if grace is not None and late > grace and missed == "skip":
+            logger.warning("skipped a missed slot schedule=%s slot=%s late_seconds=%.0f",
+                           name, slot.isoformat(), late)
+            try:
+                ledger_record_skip(name, slot=slot, reason=SkipReason.MISSED,
+                                   detail=f"Beat reached the slot {late:.0f} s late.")
+            except Exception:  # Beat must keep ticking through a database outage
+                logger.exception("the missed slot was not recorded schedule=%s", name)
+            return None
+        stamped = copy.copy(entry)
+        stamped.options = {**entry.options,
+                           "headers": {**entry.options.get("headers", {}),
+                                       **slot_headers(slot)}}
+        return super().apply_entry(stamped, producer=producer)

@@ -1,0 +1,158 @@
+"""The run ledger: every due slot of every schedule is at most one row, written before the
+task body runs.
+
+Beat stamps each message with its slot (`scheduler/beat.py`). The worker's first write is the
+ledger row under the unique (schedule, slot) constraint: a second Beat's message, a message
+the broker delivered twice, or a retry of the same slot finds the row and does nothing. Then
+the overlap lock (`scheduler/locks.py`): a slot that comes due while the previous run still
+works is recorded `skipped: overlap`. Then the body, and the outcome, duration, worker and
+error on the row.
+
+A message without a slot (the admin's "Run selected tasks", Flower, a shell) is an operator's
+run-now: its slot is the second it started, so two clicks in one second are one run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import current_task
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from scheduler.locks import overlap_lock
+from scheduler.models import RunOutcome, RunTrigger, ScheduleRun, SkipReason
+from scheduler.schedules import declared
+
+logger = logging.getLogger(__name__)
+
+# Message headers Beat (and the API's run-now) set; Celery hands custom headers to the task
+# as attributes of its request.
+SLOT_HEADER = "conveyor_slot"
+TRIGGER_HEADER = "conveyor_trigger"
+ERROR_LIMIT = 4000  # characters of an error kept on the row
+
+
+def slot_headers(slot: dt.datetime, trigger: str = RunTrigger.BEAT) -> dict[str, str]:
+    return {SLOT_HEADER: slot.astimezone(dt.UTC).isoformat(), TRIGGER_HEADER: str(trigger)}
+
+
+def manual_slot(now: dt.datetime | None = None) -> dt.datetime:
+    return (now or timezone.now()).replace(microsecond=0)
+
+
+def _request_slot(request: Any) -> tuple[dt.datetime, str]:
+    raw = getattr(request, SLOT_HEADER, None) or (getattr(request, "headers", None) or {}).get(
+        SLOT_HEADER)
+    trigger = getattr(request, TRIGGER_HEADER, None) or (
+        getattr(request, "headers", None) or {}).get(TRIGGER_HEADER)
+    if raw:
+        try:
+            return dt.datetime.fromisoformat(raw), trigger or RunTrigger.BEAT
+        except (TypeError, ValueError):
+            logger.warning("ignored a malformed slot header value=%r", raw)
+    return manual_slot(), RunTrigger.MANUAL
+
+
+def ledger_claim(schedule: str, *, slot: dt.datetime, trigger: str, lock_ttl: int,
+                 worker: str = "", task_id: str = "") -> ScheduleRun | None:
+    """The slot's row, new and `running`; None if the slot already has one."""
+    now = timezone.now()
+    # A worker killed mid-run (kill -9, OOM) left its row running; once its lock's TTL has
+    # passed nothing holds the schedule any more, and the row says so.
+    ScheduleRun.objects.filter(
+        schedule=schedule, outcome=RunOutcome.RUNNING,
+        started_at__lt=now - dt.timedelta(seconds=lock_ttl),
+    ).update(outcome=RunOutcome.FAILED, finished_at=now,
+             error="The worker was lost: the run never finished and its lock expired.")
+    try:
+        with transaction.atomic():
+            return ScheduleRun.objects.create(
+                schedule=schedule, slot=slot, trigger=trigger, started_at=now,
+                worker=worker[:255], task_id=task_id[:255])
+    except IntegrityError:
+        return None
+
+
+def ledger_finish(run: ScheduleRun, *, outcome: str, reason: str = "", result: Any = None,
+                  error: str = "") -> None:
+    finished = timezone.now()
+    run.outcome, run.reason, run.finished_at = outcome, reason, finished
+    run.duration_ms = max(0, int((finished - run.started_at).total_seconds() * 1000))
+    run.result, run.error = _storable(result), error[:ERROR_LIMIT]
+    run.save(update_fields=["outcome", "reason", "finished_at", "duration_ms", "result",
+                            "error"])
+
+
+def ledger_record_skip(schedule: str, *, slot: dt.datetime, reason: str,
+                       trigger: str = RunTrigger.BEAT, detail: str = "") -> bool:
+    """A slot that will not run, recorded as such (unless it already has a row)."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            ScheduleRun.objects.create(
+                schedule=schedule, slot=slot, trigger=trigger, outcome=RunOutcome.SKIPPED,
+                reason=reason, started_at=now, finished_at=now, duration_ms=0,
+                error=detail[:ERROR_LIMIT])
+    except IntegrityError:
+        return False
+    return True
+
+
+def scheduled(name: str, *, lock_ttl: int | None = None) -> Callable:
+    """Decorate a periodic task's function: the ledger row, the overlap lock, the outcome.
+
+    `name` is the schedule's (scheduler/schedules.py); its lock TTL comes from there unless
+    given here.
+    """
+    ttl = lock_ttl if lock_ttl is not None else declared(name).lock_ttl
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            request = current_task.request if current_task else None
+            slot, trigger = _request_slot(request)
+            run = ledger_claim(name, slot=slot, trigger=trigger, lock_ttl=ttl,
+                               worker=getattr(request, "hostname", None) or "",
+                               task_id=getattr(request, "id", None) or "")
+            if run is None:
+                logger.info("skipped, the slot already has a run schedule=%s slot=%s", name,
+                            slot.isoformat())
+                return {"skipped": "duplicate", "slot": slot.isoformat()}
+            with overlap_lock(name, ttl=ttl) as state:
+                if state != "held":
+                    reason = (SkipReason.OVERLAP if state == "locked"
+                              else SkipReason.LOCK_UNAVAILABLE)
+                    ledger_finish(run, outcome=RunOutcome.SKIPPED, reason=reason)
+                    return {"skipped": str(reason), "slot": slot.isoformat()}
+                started = time.monotonic()
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:  # SoftTimeLimitExceeded is not an Exception
+                    ledger_finish(run, outcome=RunOutcome.FAILED,
+                                  error=f"{type(exc).__name__}: {exc}")
+                    raise
+                ledger_finish(run, outcome=RunOutcome.SUCCEEDED, result=result)
+                logger.info("periodic run done schedule=%s slot=%s seconds=%.3f", name,
+                            slot.isoformat(), time.monotonic() - started)
+                return result
+
+        return wrapper
+
+    return decorator
+
+
+def _storable(result: Any) -> Any:
+    if result is None:
+        return None
+    try:
+        return json.loads(json.dumps(result, cls=DjangoJSONEncoder))
+    except (TypeError, ValueError):
+        return {"repr": repr(result)[:ERROR_LIMIT]}
