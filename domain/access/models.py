@@ -27,6 +27,9 @@ class Scopes(models.TextChoices):
                                                 "attempts, inboxes and preferences")
     BULK_WRITE = "bulk:write", "Start, pause, resume and cancel bulk runs (and read them)"
     BULK_READ = "bulk:read", "Read bulk runs"
+    SCHEDULES_READ = "schedules:read", "Read schedules and their runs"
+    SCHEDULES_WRITE = "schedules:write", ("Pause, resume and run schedules now (and read "
+                                          "them)")
     ADMIN = "admin", "See every key's events and jobs"
 
 
