@@ -40,6 +40,14 @@ TRIGGER_HEADER = "conveyor_trigger"
 ERROR_LIMIT = 4000  # characters of an error kept on the row
 
 
+class SkipSlot(Exception):
+    """Raised by a periodic task's body: the slot is recorded `skipped` with `reason`."""
+
+    def __init__(self, reason: str, detail: str = "", result: Any = None):
+        super().__init__(detail or reason)
+        self.reason, self.detail, self.result = reason, detail, result
+
+
 def slot_headers(slot: dt.datetime, trigger: str = RunTrigger.BEAT) -> dict[str, str]:
     return {SLOT_HEADER: slot.astimezone(dt.UTC).isoformat(), TRIGGER_HEADER: str(trigger)}
 
@@ -135,6 +143,11 @@ def scheduled(name: str, *, lock_ttl: int | None = None) -> Callable:
                 started = time.monotonic()
                 try:
                     result = fn(*args, **kwargs)
+                except SkipSlot as skip:
+                    ledger_finish(run, outcome=RunOutcome.SKIPPED, reason=skip.reason,
+                                  result=skip.result, error=skip.detail)
+                    return {"skipped": skip.reason, "slot": slot.isoformat(),
+                            "detail": skip.detail}
                 except BaseException as exc:  # SoftTimeLimitExceeded is not an Exception
                     ledger_finish(run, outcome=RunOutcome.FAILED,
                                   error=f"{type(exc).__name__}: {exc}")

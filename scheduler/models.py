@@ -18,6 +18,7 @@ class SkipReason(models.TextChoices):
     LOCK_UNAVAILABLE = "lock_unavailable", "Redis could not be asked for the lock"
     MISSED = "missed", "Beat was not running at the slot and the schedule skips missed runs"
     EXPIRED = "expired", "The message waited in the queue past the schedule's expiry"
+    BUSY = "busy", "What it would change was held by another run"
 
 
 class RunTrigger(models.TextChoices):

@@ -68,6 +68,27 @@ SCHEDULES: tuple[Schedule, ...] = (
         reason="Run again the jobs whose worker died (kill -9, OOM, a lost machine): their "
         "lease lapsed. One indexed query on running jobs.",
     ),
+    Schedule(
+        name="queue-health",
+        task="conveyor.maintenance.queue_health",
+        cron="* * * * *",
+        expires_seconds=50,
+        lock_ttl=60,
+        reason="Queue depths, the age of the oldest due job of each kind and the workers "
+        "consuming each queue: logged, kept for the metrics endpoint and in this ledger.",
+    ),
+    Schedule(
+        name="customers-deactivate-inactive",
+        task="conveyor.maintenance.deactivate_inactive_customers",
+        cron="15 2 * * *",
+        timezone="UTC",
+        expires_seconds=6 * 3600,
+        missed="run_once",
+        lock_ttl=600,
+        reason="Start the bulk run that deactivates customers inactive for "
+        "CUSTOMERS_INACTIVE_DAYS (they are sent nothing). A night Beat was down runs once, "
+        "late; a run still going from the night before makes this one `skipped: busy`.",
+    ),
 )
 
 

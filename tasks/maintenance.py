@@ -1,10 +1,13 @@
 from celery import shared_task
 
+from domain.common.errors import Conflict
+from domain.customers.services import customers_deactivate_inactive
 from domain.jobs.outbox import outbox_relay
 from domain.jobs.rescue import jobs_rescue_orphans
 from domain.jobs.retry import NEVER
-from scheduler.ledger import scheduled
+from scheduler.ledger import SkipReason, SkipSlot, scheduled
 from workers.base import ConveyorTask
+from workers.health import queue_health_check
 
 # Idempotent periodic work: the next slot is the retry, so the policy is NEVER. `scheduled`
 # records each slot's run in the ledger and keeps runs of one schedule from overlapping.
@@ -22,3 +25,22 @@ def relay_outbox() -> dict:
 def rescue_orphans() -> dict:
     """Requeue (or bury) jobs left `running` by a worker that vanished."""
     return jobs_rescue_orphans()
+
+
+@shared_task(name="conveyor.maintenance.queue_health", base=ConveyorTask, retry_policy=NEVER)
+@scheduled("queue-health")
+def queue_health() -> dict:
+    """Queue depths, the oldest due job per kind, the workers per queue: logged and kept."""
+    return queue_health_check()
+
+
+@shared_task(name="conveyor.maintenance.deactivate_inactive_customers", base=ConveyorTask,
+             retry_policy=NEVER)
+@scheduled("customers-deactivate-inactive")
+def deactivate_inactive_customers() -> dict:
+    """Start the nightly bulk run; the run itself is a bulk job with its own retries."""
+    try:
+        run = customers_deactivate_inactive()
+    except Conflict as exc:  # last night's run (or an operator's) still holds the customers
+        raise SkipSlot(SkipReason.BUSY, exc.message, result=exc.details) from exc
+    return {"bulk_run": str(run.pk), "job": str(run.job_id), "args": run.args}

@@ -415,3 +415,8 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# The queue health check (every minute): seconds it waits for the workers' replies.
+QUEUE_HEALTH_INSPECT_TIMEOUT = env.float("QUEUE_HEALTH_INSPECT_TIMEOUT", default=1.0)
+# The nightly deactivation of customers inactive for this many days (customers.deactivate_inactive).
+CUSTOMERS_INACTIVE_DAYS = env.int("CUSTOMERS_INACTIVE_DAYS", default=365)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Count, Min, Q, QuerySet
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
 
 from domain.access.models import ApiKey
 from domain.access.selectors import visible_to
 from domain.common.errors import NotFound
 from domain.jobs.hooks import hooks
-from domain.jobs.models import Job, JobAttempt
+from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobAttempt
 
 
 def job_get(*, job_id, api_key: ApiKey | None) -> Job:
@@ -57,3 +59,21 @@ def jobs_matching_replay(*, api_key: ApiKey | None, status: str, kind: str | Non
     if until:
         jobs = jobs.filter(finished_at__lt=until)
     return jobs
+
+
+def jobs_waiting_by_kind(*, now: datetime | None = None) -> dict[str, dict]:
+    """Per job kind: the jobs due and waiting for a worker (queued, or retrying with their
+    retry due), and how long the oldest has been due. One aggregate over the runnable jobs
+    (`job_status_created` index)."""
+    now = now or timezone.now()
+    due_since = Greatest("created_at", Coalesce("run_at", "created_at"),
+                         Coalesce("next_retry_at", "created_at"))
+    rows = (Job.objects.filter(status__in=RUNNABLE_JOB_STATUSES)
+            .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
+            .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now))
+            .values("kind").annotate(waiting=Count("id"), oldest=Min(due_since))
+            .order_by("kind"))
+    return {row["kind"]: {"waiting": row["waiting"],
+                          "oldest_age_seconds": round(max(0.0, (now - row["oldest"])
+                                                          .total_seconds()), 3)}
+            for row in rows}
