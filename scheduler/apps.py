@@ -12,6 +12,7 @@ class SchedulerConfig(AppConfig):
         # tables (operators' edits kept), so a deploy never runs old schedules.
         post_migrate.connect(_sync_after_migrate, sender=self,
                              dispatch_uid="scheduler.sync_after_migrate")
+        from scheduler import signals  # noqa: F401 — connects the expired-slot recorder
 
 
 def _sync_after_migrate(sender, using="default", plan=None, **kwargs) -> None:

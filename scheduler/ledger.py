@@ -56,16 +56,24 @@ def manual_slot(now: dt.datetime | None = None) -> dt.datetime:
     return (now or timezone.now()).replace(microsecond=0)
 
 
+def request_header(request: Any, key: str) -> Any:
+    """A custom message header from a task's request: an attribute of the request in a worker
+    (Celery merges custom headers into it), in `request.headers` for an eager `apply`."""
+    value = getattr(request, key, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(key)
+    return value
+
+
 def _request_slot(request: Any) -> tuple[dt.datetime, str]:
-    raw = getattr(request, SLOT_HEADER, None) or (getattr(request, "headers", None) or {}).get(
-        SLOT_HEADER)
-    trigger = getattr(request, TRIGGER_HEADER, None) or (
-        getattr(request, "headers", None) or {}).get(TRIGGER_HEADER)
+    raw = request_header(request, SLOT_HEADER)
     if raw:
         try:
-            return dt.datetime.fromisoformat(raw), trigger or RunTrigger.BEAT
+            slot = dt.datetime.fromisoformat(raw)
         except (TypeError, ValueError):
             logger.warning("ignored a malformed slot header value=%r", raw)
+        else:
+            return slot, request_header(request, TRIGGER_HEADER) or RunTrigger.BEAT
     return manual_slot(), RunTrigger.MANUAL
 
 

@@ -119,3 +119,18 @@ def test_a_real_worker_reads_the_slot_from_the_message_and_runs_a_duplicate_once
     assert run.slot == SLOT and run.trigger == RunTrigger.BEAT
     assert run.outcome == RunOutcome.SUCCEEDED and "sent" in run.result
     assert run.worker and run.task_id in {first.id, second.id}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slot_whose_message_expired_in_the_queue_is_recorded_expired(celery_worker_thread):
+    from tasks.maintenance import relay_outbox
+    from tests.conftest import wait_for
+
+    past = timezone.now() - dt.timedelta(seconds=30)
+    relay_outbox.apply_async(expires=past, headers={
+        **slot_headers(SLOT), "periodic_task_name": "conveyor:outbox-relay"})
+
+    assert wait_for(lambda: ScheduleRun.objects.filter(schedule="outbox-relay").exists())
+    run = ScheduleRun.objects.get(schedule="outbox-relay")
+    assert (run.outcome, run.reason) == (RunOutcome.SKIPPED, SkipReason.EXPIRED)
+    assert run.slot == SLOT

@@ -1,0 +1,47 @@
+"""A slot whose message expired in the queue is recorded `skipped: expired`.
+
+Beat gives each message the schedule's `expires`; a worker that takes it later drops it
+without running the task (a backlog never turns into a burst of stale maintenance runs), and
+without this hook the slot would have no row at all. Celery announces the drop with
+`task_revoked(expired=True)` in the worker's main process, with the message's headers in
+the request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from celery.signals import task_revoked
+from django.db import DatabaseError, connection
+
+from scheduler.ledger import SLOT_HEADER, TRIGGER_HEADER, ledger_record_skip, request_header
+from scheduler.models import RunTrigger, SkipReason
+from scheduler.schedules import MANAGED_PREFIX
+
+logger = logging.getLogger(__name__)
+
+
+@task_revoked.connect(dispatch_uid="scheduler.record_expired_slot")
+def record_expired_slot(sender=None, request=None, expired=False, **kwargs) -> None:
+    if not expired or request is None:
+        return
+    raw_slot = request_header(request, SLOT_HEADER)
+    periodic = request_header(request, "periodic_task_name") or ""
+    if not raw_slot or not periodic.startswith(MANAGED_PREFIX):
+        return
+    try:
+        slot = dt.datetime.fromisoformat(raw_slot)
+    except (TypeError, ValueError):
+        return
+    try:
+        ledger_record_skip(periodic.removeprefix(MANAGED_PREFIX), slot=slot,
+                           reason=SkipReason.EXPIRED,
+                           trigger=request_header(request, TRIGGER_HEADER) or RunTrigger.BEAT,
+                           detail="The message waited in the queue past its expiry.")
+    except DatabaseError as exc:
+        logger.warning("an expired slot was not recorded schedule=%s error=%r", periodic, exc)
+    finally:
+        # The worker's main process (the consumer) uses the database for nothing else: keep
+        # no connection open there.
+        connection.close()
