@@ -90,6 +90,9 @@ from domain.notifications.models import (
     new_secret,
 )
 from domain.notifications.sending import notification_send, notification_validate
+from scheduler.models import RunOutcome, ScheduleRun
+from scheduler.schedules import SCHEDULES
+from scheduler.sync import schedules_sync
 from tests.factories import OrderFactory, ProductFactory
 from tests.fuzz.conftest import FUZZ_CASES
 from tests.fuzz.strategies import PAYLOADS
@@ -575,6 +578,12 @@ def seeded(_wsgi_in_test_transaction, _fuzz_dns, receiver) -> dict:
     shipped = OrderFactory(status="shipped", carrier="DHL", tracking_number="JD01",
                            shipped_at=now)
     notifications = _seed_notifications(key)
+    # the schedules, synced, with a ledger: a run and a skipped slot
+    schedules_sync(reset=True)
+    for offset, outcome in ((0, RunOutcome.SUCCEEDED), (5, RunOutcome.SKIPPED)):
+        ScheduleRun.objects.create(schedule="outbox-relay", slot=now - timedelta(seconds=offset),
+                                   outcome=outcome, started_at=now, finished_at=now,
+                                   duration_ms=4, result={"sent": 0})
     return {
         "headers": {"Authorization": f"Bearer {raw}"},
         "event_types": [t.name for t in event_types(publishable=True)],
@@ -586,6 +595,7 @@ def seeded(_wsgi_in_test_transaction, _fuzz_dns, receiver) -> dict:
             "endpoint_id": [str(e.pk) for e in endpoints],
             "delivery_id": [str(d.pk) for d in deliveries] + notifications["delivery_id"],
             "order_id": [str(placed.pk), str(shipped.pk)],
+            "name": [schedule.name for schedule in SCHEDULES],
             **{name: ids for name, ids in notifications.items() if name != "delivery_id"},
         },
         # an inbox item's recipient: its id goes with the item's in a path
