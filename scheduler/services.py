@@ -44,10 +44,15 @@ class RunNow:
 
 def _set_enabled(name: str, enabled: bool) -> ScheduleState:
     schedule_get(name)
+    # As PeriodicTask.save() does for the admin's switch: a paused task forgets its last run,
+    # and Beat then counts a resumed one from `date_changed`, so the slots that passed while
+    # it was paused are not owed (not run late, not recorded missed).
+    changes = {"enabled": enabled, "date_changed": timezone.now(), "last_run_at": None}
     with transaction.atomic():
-        updated = PeriodicTask.objects.filter(name=MANAGED_PREFIX + name).update(
-            enabled=enabled, date_changed=timezone.now())
-        if not updated:
+        updated = PeriodicTask.objects.filter(name=MANAGED_PREFIX + name, enabled=not enabled) \
+            .update(**changes)
+        exists = updated or PeriodicTask.objects.filter(name=MANAGED_PREFIX + name).exists()
+        if not exists:
             raise ScheduleNotSynced(f"The schedule {name!r} is not in django-celery-beat's "
                                     "tables yet: run `manage.py sync_schedules`.",
                                     details={"schedule": name})

@@ -45,3 +45,4 @@ def record_expired_slot(sender=None, request=None, expired=False, **kwargs) -> N
         # The worker's main process (the consumer) uses the database for nothing else: keep
         # no connection open there.
         connection.close()
+
