@@ -18,9 +18,9 @@ Solar and clocked schedules made in the admin keep django-celery-beat's behaviou
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import logging
+from types import SimpleNamespace
 
 from celery.schedules import BaseSchedule, schedstate
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
@@ -130,8 +130,12 @@ class LedgerScheduler(DatabaseScheduler):
             except Exception:  # Beat must keep ticking through a database outage
                 logger.exception("the missed slot was not recorded schedule=%s", name)
             return None
-        stamped = copy.copy(entry)
-        stamped.options = {**entry.options,
-                           "headers": {**entry.options.get("headers", {}),
-                                       **slot_headers(slot)}}
+        # The message is the entry's with the slot in its headers. A stand-in carries them:
+        # an entry cannot be copied (ScheduleEntry.__reduce__ rebuilds it with the arguments
+        # of ScheduleEntry.__init__, which a ModelEntry does not take), and the entry's own
+        # options must stay without a slot.
+        stamped = SimpleNamespace(
+            name=entry.name, task=entry.task, args=entry.args, kwargs=entry.kwargs,
+            options={**entry.options, "headers": {**entry.options.get("headers", {}),
+                                                  **slot_headers(slot)}})
         return super().apply_entry(stamped, producer=producer)
