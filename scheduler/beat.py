@@ -10,6 +10,8 @@ What it adds to django-celery-beat, and why:
 - The missed-run policy of the schedule's declaration: a slot found later than its expiry (Beat
   was down, or starting) is recorded `skipped: missed` for `skip`, or sent once, late, for
   `run_once`. Never once per missed slot.
+- Every enabled cron schedule is loaded, whatever the hour (django-celery-beat loads only
+  those due within about two hours, which loses a missed `run_once` night).
 - No `celery.backend_cleanup` entry: the daily retention prune deletes old task results in
   batches (django-celery-results' cleanup is one DELETE of every expired row).
 
@@ -23,8 +25,13 @@ import logging
 from types import SimpleNamespace
 
 from celery.schedules import BaseSchedule, schedstate
+from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
-from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
+from django_celery_beat.schedulers import (
+    SCHEDULE_SYNC_MAX_INTERVAL,
+    DatabaseScheduler,
+    ModelEntry,
+)
 
 from scheduler.ledger import ledger_record_skip, slot_headers
 from scheduler.models import SkipReason
@@ -103,6 +110,15 @@ class LedgerEntry(ModelEntry):
 
 class LedgerScheduler(DatabaseScheduler):
     Entry = LedgerEntry
+
+    def enabled_models_qs(self):
+        # django-celery-beat leaves out crontab tasks whose hour is more than two hours from
+        # now (a saving for thousands of tasks). A schedule must be loaded whenever a slot may
+        # be owed: a `run_once` night missed while Beat was down is due when Beat is back at
+        # noon, and a zone's hour is not the server's. Clocked tasks far ahead still wait.
+        upcoming = timezone.now() + dt.timedelta(seconds=SCHEDULE_SYNC_MAX_INTERVAL)
+        return self.Model.objects.enabled().exclude(
+            clocked__isnull=False, clocked__clocked_time__gt=upcoming)
 
     def install_default_entries(self, data) -> None:
         # Deliberately nothing: see the module docstring (celery.backend_cleanup).

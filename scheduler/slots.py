@@ -17,8 +17,10 @@ The rules across a daylight-saving change are Vixie cron's:
 - a wall time that does not exist (spring forward, 02:00-02:59 in Europe/Berlin) runs once, at
   the first instant after the gap (03:00 local);
 - a wall time that happens twice (fall back, 02:00-02:59 twice) runs once, at its first
-  occurrence — unless the schedule names every hour (`*`), in which case it is a "every n
-  minutes" schedule and real time decides: both occurrences run;
+  occurrence;
+- except for a schedule that names every hour (`*`): it is an "every n minutes" schedule, and
+  real time decides: the times in a gap do not happen (no extra run at 03:00) and both
+  occurrences of a repeated time run;
 - slots that land on the same instant are one slot.
 
 Interval schedules are not wall-clock at all: their slots are the multiples of the interval
@@ -154,6 +156,8 @@ def _instants(wall: dt.datetime, tz: ZoneInfo, *, both_folds: bool) -> list[dt.d
         if first.utcoffset() != second.utcoffset() and both_folds:  # happens twice
             return [first.astimezone(UTC), second.astimezone(UTC)]
         return [first.astimezone(UTC)]
+    if both_folds:  # an every-hour schedule: real time skips the gap's times
+        return []
     # In a gap: the first wall minute after it that exists.
     later = wall
     while later - wall <= MAX_GAP:
