@@ -315,7 +315,9 @@ class WorkerFactory:
         return env
 
     def start(self, *, concurrency: int = 2, env: dict[str, str] | None = None,
-              ready_timeout: float = 60) -> Worker:
+              ready_timeout: float = 60, include: tuple[str, ...] = ("tests.faults.jobs",)
+              ) -> Worker:
+        """`include`: the test-only task modules the worker imports besides the project's."""
         name = f"faults-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name.split('@')[0]}.log"
@@ -324,7 +326,7 @@ class WorkerFactory:
             "-P", "prefork", "-c", str(concurrency),
             "-Q", ALL_QUEUES,
             "-n", name,
-            "-I", "tests.faults.jobs",
+            "-I", ",".join(include),
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-l", "INFO",
         ]
