@@ -52,13 +52,12 @@ def test_two_beats_send_every_slot_and_each_slot_runs_once(workers, effects, bro
                                 queue="maintenance", expire_seconds=10)
     PeriodicTasks.update_changed()
 
-    # when one worker that knows the probe and two Beats run (started together: the Beats'
-    # first messages wait in the queue for the worker), until both Beats have sent at least
-    # three slots and the ledger holds at least four
-    worker = workers.start(concurrency=2, ready_timeout=0,
-                           include=("tests.faults.jobs", "tests.scheduler.probe"))
+    # when one worker that knows the probe runs, and then two Beats (after the worker is
+    # ready: messages of two slots waiting together would run at once, and the second would
+    # be recorded `skipped: overlap`), until both Beats have sent at least three slots and the
+    # ledger holds at least four
+    worker = workers.start(concurrency=2, include=("tests.faults.jobs", "tests.scheduler.probe"))
     beats = [workers.start_beat(), workers.start_beat()]
-    workers.wait_ready(worker)
     assert wait_until(lambda: all(_sent(b) >= 3 for b in beats) and len(_runs()) >= 4,
                       timeout=30, interval=0.2), workers.logs()
     for beat in beats:
