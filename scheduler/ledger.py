@@ -94,7 +94,16 @@ def ledger_claim(schedule: str, *, slot: dt.datetime, trigger: str, lock_ttl: in
                 schedule=schedule, slot=slot, trigger=trigger, started_at=now,
                 worker=worker[:255], task_id=task_id[:255])
     except IntegrityError:
-        return None
+        pass
+    # A slot recorded skipped from outside a run (a late second Beat's `missed`, an expired
+    # duplicate) while this message was on its way: the message that did arrive runs it.
+    taken = ScheduleRun.objects.filter(
+        schedule=schedule, slot=slot, outcome=RunOutcome.SKIPPED,
+        reason__in=(SkipReason.MISSED, SkipReason.EXPIRED),
+    ).update(outcome=RunOutcome.RUNNING, reason="", trigger=trigger, started_at=now,
+             finished_at=None, duration_ms=None, error="", worker=worker[:255],
+             task_id=task_id[:255])
+    return ScheduleRun.objects.get(schedule=schedule, slot=slot) if taken else None
 
 
 def ledger_finish(run: ScheduleRun, *, outcome: str, reason: str = "", result: Any = None,

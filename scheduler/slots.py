@@ -13,14 +13,14 @@ Celery (`crontab`'s parser), so every expression Beat and the admin accept means
 (django-celery-beat #337, #558 and #576 are the long-running reports of double runs that the
 ledger, not this module, answers.)
 
-The rules across a daylight-saving change are Vixie cron's:
+The rules across a daylight-saving change (those for fixed times are Vixie cron's):
 - a wall time that does not exist (spring forward, 02:00-02:59 in Europe/Berlin) runs once, at
   the first instant after the gap (03:00 local);
 - a wall time that happens twice (fall back, 02:00-02:59 twice) runs once, at its first
   occurrence;
-- except for a schedule that names every hour (`*`): it is an "every n minutes" schedule, and
-  real time decides: the times in a gap do not happen (no extra run at 03:00) and both
-  occurrences of a repeated time run;
+- except for a schedule whose hour field covers every hour (`*`, `*/1`, `0-23`): it is an
+  "every n minutes" schedule, and real time decides: the times in a gap do not happen (no
+  extra run at 03:00) and both occurrences of a repeated time run;
 - slots that land on the same instant are one slot.
 
 Interval schedules are not wall-clock at all: their slots are the multiples of the interval
@@ -85,7 +85,8 @@ class Cron:
     def latest(self, at: dt.datetime) -> dt.datetime | None:
         """The last slot at or before `at`."""
         local_day = at.astimezone(zone(self.timezone)).date()
-        # The day after too: a gap at midnight can move a slot of the next local date back.
+        # From the day after: a slot is filed under its wall date, and a gap at midnight moves
+        # it later, past `at`'s local date.
         for offset in range(-1, MAX_DAYS_SEARCHED):
             found = [s for s in self.slots_on(local_day - dt.timedelta(days=offset)) if s <= at]
             if found:
@@ -127,14 +128,19 @@ class Every:
 Spec = Cron | Every
 
 
+@lru_cache(maxsize=256)
+def _fields(cron: Cron) -> crontab:
+    try:
+        return crontab(minute=cron.minute, hour=cron.hour, day_of_month=cron.day_of_month,
+                       month_of_year=cron.month_of_year, day_of_week=cron.day_of_week)
+    except ValueError as exc:
+        raise InvalidSchedule(f"invalid cron expression {cron.expression!r}: {exc}") from exc
+
+
 @lru_cache(maxsize=4096)
 def _cron_slots_on(cron: Cron, day: dt.date) -> tuple[dt.datetime, ...]:
     """The UTC instants a cron expression is due whose wall time falls on local `day`."""
-    try:
-        fields = crontab(minute=cron.minute, hour=cron.hour, day_of_month=cron.day_of_month,
-                         month_of_year=cron.month_of_year, day_of_week=cron.day_of_week)
-    except ValueError as exc:
-        raise InvalidSchedule(f"invalid cron expression {cron.expression!r}: {exc}") from exc
+    fields = _fields(cron)
     # Celery ANDs day-of-month and day-of-week (Vixie cron ORs them when both are given).
     if (day.month not in fields.month_of_year or day.day not in fields.day_of_month
             or (day.isoweekday() % 7) not in fields.day_of_week):

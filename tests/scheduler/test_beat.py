@@ -302,10 +302,6 @@ def test_a_run_once_schedule_sends_one_message_for_the_latest_slot_after_a_long_
     assert ledger() == [(slot, RunTrigger.BEAT, RunOutcome.SUCCEEDED, "")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "django-celery-beat 2.9 loads a crontab row with a numeric hour only within +-2 h of "
-    "that hour (DatabaseScheduler._get_crontab_exclude_query), so a run_once nightly slot "
-    "is never sent when Beat comes back more than ~2 h after it"))
 def test_a_run_once_nightly_schedule_runs_late_after_an_outage_past_its_hour(
         beat, clock, private_broker):
     # given "0 3 * * *" (UTC, run_once) last sent yesterday, and Beat down from 02:00 to 06:00

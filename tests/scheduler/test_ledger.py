@@ -134,3 +134,18 @@ def test_a_slot_whose_message_expired_in_the_queue_is_recorded_expired(celery_wo
     run = ScheduleRun.objects.get(schedule="outbox-relay")
     assert (run.outcome, run.reason) == (RunOutcome.SKIPPED, SkipReason.EXPIRED)
     assert run.slot == SLOT
+
+
+@pytest.mark.parametrize("reason", [SkipReason.MISSED, SkipReason.EXPIRED])
+def test_a_message_that_arrives_for_a_slot_recorded_missed_or_expired_runs_it(reason):
+    # a late second Beat recorded the slot missed (or a duplicate expired) while the on-time
+    # message was on its way
+    from scheduler.ledger import ledger_record_skip
+
+    assert ledger_record_skip("ledger-probe", slot=SLOT, reason=reason)
+    assert ledger_probe.apply(headers=slot_headers(SLOT)).get() == {"done": "ok"}
+    run = ScheduleRun.objects.get(schedule="ledger-probe")
+    assert (run.outcome, run.reason) == (RunOutcome.SUCCEEDED, "")
+    # but a slot that ran, or was skipped by a run (overlap), is not run again
+    assert ledger_probe.apply(headers=slot_headers(SLOT))
+    assert calls == ["ok"]

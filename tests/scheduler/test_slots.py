@@ -126,10 +126,6 @@ def test_every_half_hour_has_one_three_oclock_after_spring_forward():
         "00:00 CET", "00:30 CET", "01:00 CET", "01:30 CET", "03:00 CEST", "03:30 CEST"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: the gap rule for fixed times is applied to every-hour schedules too: 02:45 moves to "
-    "03:00 CEST, an extra run 15 minutes after 01:45 CET; Vixie cron runs wildcard jobs by the "
-    "new time only (the next run is 03:45 CEST, one real hour later)"))
 def test_an_every_hour_schedule_gets_no_extra_run_at_the_end_of_the_spring_gap():
     cron = Cron.parse("45 * * * *", "Europe/Berlin")
     assert walls(s for s in cron.slots_on(dt.date(2027, 3, 28))
