@@ -3,6 +3,7 @@
 The environment variables are documented in README.md ("Configuration").
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -128,6 +129,29 @@ CACHES = {
     }
 }
 
+# --- Retention (scheduler/retention.py; README "Retention") ------------------------------
+# Days a family of rows is kept once it is finished; 0 keeps it for ever. Nothing live is ever
+# pruned whatever these say: queued, running or retrying jobs, events with a job left,
+# deliveries not yet settled, running or paused bulk runs, unread inbox items.
+# Events, their jobs and attempts, and batch-publish records (Idempotency-Keys are remembered
+# this long).
+RETENTION_JOBS_DAYS = env.int("RETENTION_JOBS_DAYS", default=30)
+RETENTION_TASK_RESULTS_DAYS = env.int("RETENTION_TASK_RESULTS_DAYS", default=7)
+# Webhook messages, deliveries and their attempts, notifications, closed digests.
+RETENTION_NOTIFICATIONS_DAYS = env.int("RETENTION_NOTIFICATIONS_DAYS", default=30)
+# In-app inbox items already read or archived (unread ones stay).
+RETENTION_INBOX_DAYS = env.int("RETENTION_INBOX_DAYS", default=180)
+# Finished bulk runs, and the CSV input tables of failed ones (resumable until then).
+RETENTION_BULK_RUNS_DAYS = env.int("RETENTION_BULK_RUNS_DAYS", default=90)
+# The scheduler's run ledger.
+RETENTION_SCHEDULE_RUNS_DAYS = env.int("RETENTION_SCHEDULE_RUNS_DAYS", default=30)
+# The prune walks each table's primary key PRUNE_BATCH_SIZE keys at a time, one short
+# transaction per batch, PRUNE_PAUSE_SECONDS apart; a run stops after PRUNE_MAX_SECONDS and
+# the next one resumes where it stopped (domain/common/pruning.py).
+PRUNE_BATCH_SIZE = env.int("PRUNE_BATCH_SIZE", default=5000)
+PRUNE_PAUSE_SECONDS = env.float("PRUNE_PAUSE_SECONDS", default=0.05)
+PRUNE_MAX_SECONDS = env.int("PRUNE_MAX_SECONDS", default=900)
+
 # --- Celery ---------------------------------------------------------------------------
 # Read by config/celery.py with namespace="CELERY".
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
@@ -189,7 +213,14 @@ CELERY_TASK_SEND_SENT_EVENT = False
 # https://docs.celeryq.dev/en/stable/django/first-steps-with-django.html#django-celery-results-using-the-django-orm-cache-as-a-result-backend
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
-CELERY_RESULT_EXPIRES = None  # pruned by our own maintenance schedule, not celery.backend_cleanup
+# How long a task's stored result is kept. The daily prune (`conveyor.maintenance.prune`,
+# scheduler/retention.py) deletes older results in short batches; Celery's own
+# `celery.backend_cleanup`, which Beat installs whenever this is set, would delete them all in
+# one statement (one long transaction on a table of millions), so Conveyor's Beat scheduler
+# does not install it. 0 keeps results for ever.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
+CELERY_RESULT_EXPIRES = (timedelta(days=RETENTION_TASK_RESULTS_DAYS)
+                         if RETENTION_TASK_RESULTS_DAYS else None)
 # Schedules live in the database (django-celery-beat); scheduler/ declares them in code.
 # LedgerScheduler is django-celery-beat's DatabaseScheduler with slots (scheduler/beat.py).
 CELERY_BEAT_SCHEDULER = "scheduler.beat:LedgerScheduler"
