@@ -39,8 +39,11 @@ _COPY_LINE = re.compile(r"line (\d+)")
 _END_OF_DATA = re.compile(rb"\n\\\.\r?\n")
 
 
+INPUT_TABLE_PREFIX = "bulk_input_"
+
+
 def input_table_name(run: BulkRun) -> str:
-    return f"bulk_input_{run.pk.hex}"
+    return f"{INPUT_TABLE_PREFIX}{run.pk.hex}"
 
 
 class CsvBody(io.RawIOBase):
