@@ -13,6 +13,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
+from django.conf import settings
+
 from scheduler.slots import Cron, Every, Spec, zone
 
 Missed = Literal["skip", "run_once"]
@@ -88,6 +90,19 @@ SCHEDULES: tuple[Schedule, ...] = (
         reason="Start the bulk run that deactivates customers inactive for "
         "CUSTOMERS_INACTIVE_DAYS (they are sent nothing). A night Beat was down runs once, "
         "late; a run still going from the night before makes this one `skipped: busy`.",
+    ),
+    Schedule(
+        name="retention-prune",
+        task="conveyor.maintenance.prune",
+        cron="30 3 * * *",
+        expires_seconds=6 * 3600,
+        missed="run_once",
+        # Outlives the task's hard limit (PRUNE_MAX_SECONDS + 120, tasks/maintenance.py).
+        lock_ttl=settings.PRUNE_MAX_SECONDS + 180,
+        reason="Delete what is past its retention (RETENTION_* settings): finished jobs and "
+        "their attempts, events with no job left, task results, settled deliveries, finished "
+        "bulk runs and their input tables, old ledger rows; in short batches by primary-key "
+        "ranges, resumed by the next run if PRUNE_MAX_SECONDS runs out.",
     ),
 )
 

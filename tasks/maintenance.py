@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.conf import settings
 
 from domain.common.errors import Conflict
 from domain.customers.services import customers_deactivate_inactive
@@ -6,6 +7,7 @@ from domain.jobs.outbox import outbox_relay
 from domain.jobs.rescue import jobs_rescue_orphans
 from domain.jobs.retry import NEVER
 from scheduler.ledger import SkipReason, SkipSlot, scheduled
+from scheduler.retention import retention_prune
 from workers.base import ConveyorTask
 from workers.health import queue_health_check
 
@@ -44,3 +46,17 @@ def deactivate_inactive_customers() -> dict:
     except Conflict as exc:  # last night's run (or an operator's) still holds the customers
         raise SkipSlot(SkipReason.BUSY, exc.message, result=exc.details) from exc
     return {"bulk_run": str(run.pk), "job": str(run.job_id), "args": run.args}
+
+
+# Above the run's own budget (PRUNE_MAX_SECONDS, after which it stops between two batches): the
+# limits only strike a run stuck inside one statement; its lock outlives both.
+_PRUNE_SOFT_LIMIT = settings.PRUNE_MAX_SECONDS + 60
+
+
+@shared_task(name="conveyor.maintenance.prune", base=ConveyorTask, retry_policy=NEVER,
+             soft_time_limit=_PRUNE_SOFT_LIMIT, time_limit=_PRUNE_SOFT_LIMIT + 60)
+@scheduled("retention-prune")
+def prune() -> dict:
+    """Delete what the retention settings no longer keep, in short batches; a run that
+    stops at PRUNE_MAX_SECONDS is resumed by the next (scheduler/retention.py)."""
+    return retention_prune()

@@ -5,7 +5,7 @@ cutoff; never while queued, running or retrying, whatever its age. The jobs of o
 together: a terminal job whose event still has a live job waits for it, because the event's
 status rolls up from the jobs it has left (domain/events/rollup.py): a dead job pruned while
 its sibling still ran would let the event close `completed` instead of `failed`. (The query
-reads `event_id` only: this app never looks through Job.event.)
+compares `event_id` columns only; this app never queries through the foreign key.)
 
 Task results (django-celery-results' tables) are kept here because they are the jobs'
 shadows: a job that travels alone has its id as its Celery task id, and the jobs app is the
