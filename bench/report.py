@@ -48,6 +48,7 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str, str]]:
     out.extend(_webhook_rows(r, yes))
     out.extend(_email_rows(r, yes))
     out.extend(_bulk_rows(r, yes))
+    out.extend(_prune_rows(r))
     if "worker_memory" in r:
         p = r["worker_memory"]
         per = p["jobs_per_message"]
@@ -179,6 +180,31 @@ def _bulk_rows(r: dict, yes) -> list[tuple[str, str, str, str, str, str]]:
         out.append((f"bulk {name}, where the time goes (in process, {p['chunks']} chunks)",
                     f"{p['per_s']:,.0f} rows/s: {parts}", "-", "-", "none", "-"))
     return out
+
+
+def _prune_rows(r: dict) -> list[tuple[str, str, str, str, str, str]]:
+    """The daily prune on a large jobs table: its rate, the worker's memory against idle, the
+    API's reads during it against before it."""
+    if "prune" not in r:
+        return []
+    p = r["prune"]
+    seeded = p["seeded"]
+    what = (f"prune of a {seeded['jobs']:,}-job table (+ an attempt each) in a solo worker, "
+            f"{p['settings']['PRUNE_BATCH_SIZE']:,} keys a batch")
+    busy, idle = p["busy"], p["idle"]
+    return [
+        (what, f"{p['rows_per_s']:,.0f} rows/s ({p['rows_deleted']:,} rows in "
+               f"{p['elapsed_s']} s, {p['runs']} run(s), {p['batches']:,} batches of jobs; "
+               f"every live row kept: {'yes' if p['verified'] else 'NO'})",
+         "-", "-", "none", "-"),
+        (f"{what}: worker peak RSS", f"{p['worker_peak_mib']} MiB",
+         f"{p['worker_idle_mib']} MiB idle before it", f"{p['rss_ratio']:.2f}x", "none", "-"),
+        (f"GET {p['endpoint']} at {p['rate_per_s']:g}/s while the prune runs",
+         f"p50 {busy['p50_ms']} ms, p99 {busy['p99_ms']} ms ({busy['samples']:,} reads, "
+         f"{p['overlap']:.0%} during the prune)",
+         f"before: p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms ({idle['samples']:,} reads)",
+         f"{p['ratio']:.2f}x (p99)", "none", "-"),
+    ]
 
 
 def _seconds(values: list[float]) -> str:

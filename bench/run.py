@@ -35,6 +35,8 @@ FULL = {
     "email_sends": 10, "email_recipients": 1000, "email_baseline": 1000,
     "inbox_recipients": 1000, "inbox_rounds": 3,
     "bulk_products": 1_000_000, "bulk_rounds": 2, "bulk_read_rate": 50,
+    "prune_jobs": 5_000_000, "prune_live": 50_000, "prune_events": 10_000,
+    "prune_read_rate": 50, "prune_read_seconds": 60, "prune_timeout_s": 3600,
 }
 QUICK = {
     "ingest_seconds": 4, "ingest_rounds": 2, "warmup_seconds": 1,
@@ -48,11 +50,14 @@ QUICK = {
     "email_sends": 3, "email_recipients": 1000, "email_baseline": 300,
     "inbox_recipients": 1000, "inbox_rounds": 2,
     "bulk_products": 100_000, "bulk_rounds": 2, "bulk_read_rate": 50,
+    "prune_jobs": 200_000, "prune_live": 2_000, "prune_events": 1_000,
+    "prune_read_rate": 50, "prune_read_seconds": 10, "prune_timeout_s": 600,
 }
-SCENARIOS = ("ingest", "e2e", "webhooks", "emails", "memory", "web_memory", "bulk")
-# What a plain `python -m bench` runs: `bulk` (a million rows, about 7 minutes more) only when
-# named with --only.
-DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "bulk")
+SCENARIOS = ("ingest", "e2e", "webhooks", "emails", "memory", "web_memory", "bulk", "prune")
+# What a plain `python -m bench` runs: `bulk` (a million rows, about 7 minutes more) and `prune`
+# (5 million jobs seeded and pruned, about 20 minutes) only when named with --only.
+OPT_IN_SCENARIOS = ("bulk", "prune")
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s not in OPT_IN_SCENARIOS)
 
 
 def log(message: str) -> None:
@@ -548,13 +553,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(DEFAULT_SCENARIOS),
                         help=f"comma-separated subset of {','.join(SCENARIOS)} (default: "
                         f"all but {','.join(sorted(set(SCENARIOS) - set(DEFAULT_SCENARIOS)))})")
-    parser.add_argument("--out", default=str(RESULTS / "latest.json"))
+    parser.add_argument("--out", default=None,
+                        help="where the report goes (default: bench/results/latest.json; a run "
+                        "of opt-in scenarios only: bench/results/<their names>.json)")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     only = set(args.only.split(","))
     if only - set(SCENARIOS):
         parser.error(f"unknown scenario(s) {','.join(sorted(only - set(SCENARIOS)))}; "
                      f"choose from {','.join(SCENARIOS)}")
+    if args.out is None:  # an opt-in scenario's run does not replace the suite's latest.json
+        name = "-".join(sorted(only)) if only <= set(OPT_IN_SCENARIOS) else "latest"
+        args.out = str(RESULTS / f"{name}.json")
     database_url = os.environ.get("BENCH_DATABASE_URL",
                                   "postgres://postgres@127.0.0.1:5432/conveyor_bench")
     t0 = time.monotonic()
@@ -572,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         suite = Suite(stack, cfg)
         suite.setup()
         suite.reset()
-        if only & {"ingest", "e2e", "webhooks", "emails", "bulk"}:
+        if only & {"ingest", "e2e", "webhooks", "emails", "bulk", "prune"}:
             web, port = stack.start_web()
             if "ingest" in only:
                 suite.ingest(port)
@@ -590,6 +600,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench.bulk import BulkScenario
 
                 BulkScenario(suite).run(port)
+            if "prune" in only:
+                from bench.prune import PruneScenario
+
+                PruneScenario(suite).run(port)
             stack.stop(web)
         if "memory" in only:
             suite.memory()
