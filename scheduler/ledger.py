@@ -25,8 +25,10 @@ from typing import Any
 from celery import current_task
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from domain.common.pruning import PruneReport, prune_table
 from scheduler.locks import overlap_lock
 from scheduler.models import RunOutcome, RunTrigger, ScheduleRun, SkipReason
 from scheduler.schedules import declared
@@ -186,3 +188,11 @@ def _storable(result: Any) -> Any:
         return json.loads(json.dumps(result, cls=DjangoJSONEncoder))
     except (TypeError, ValueError):
         return {"repr": repr(result)[:ERROR_LIMIT]}
+
+
+def ledger_prune(*, cutoff: dt.datetime, deadline: float | None = None) -> PruneReport:
+    """Delete ledger rows of slots before `cutoff` (RETENTION_SCHEDULE_RUNS_DAYS), in batches
+    (domain/common/pruning.py); a run still `running` stays until it ends or is found lost."""
+    return prune_table(model=ScheduleRun,
+                       where=Q(slot__lt=cutoff) & ~Q(outcome=RunOutcome.RUNNING),
+                       deadline=deadline)

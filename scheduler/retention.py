@@ -39,6 +39,7 @@ from domain.notifications.retention import (
     messages_prune,
     notifications_prune,
 )
+from scheduler.ledger import ledger_prune
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +62,8 @@ PLAN: tuple[Family, ...] = (
     Family("notifications", "RETENTION_NOTIFICATIONS_DAYS", notifications_prune),
     Family("digests", "RETENTION_NOTIFICATIONS_DAYS", digests_prune),
     Family("inbox items", "RETENTION_INBOX_DAYS", inbox_prune),
-    # --- The run ledger (scheduler.models.ScheduleRun, scheduler/ledger.py) -----------------
-    # LEAD: wire the ledger's family here, last (nothing points at a ledger row), e.g.
-    #     Family("schedule runs", "RETENTION_SCHEDULE_RUNS_DAYS", schedule_runs_prune),
-    # with schedule_runs_prune(*, cutoff, deadline) -> PruneReport pruning finished runs
-    # recorded before the cutoff through domain.common.pruning.prune_table.
+    # The run ledger, last: nothing points at a ledger row.
+    Family("schedule runs", "RETENTION_SCHEDULE_RUNS_DAYS", ledger_prune),
 )
 
 

@@ -18,6 +18,7 @@ from domain.common.redis import redis_client, redis_key
 from domain.events.models import Event, EventStatus
 from domain.jobs.models import Job, JobAttempt, JobStatus
 from domain.notifications.models import Delivery, DeliveryStatus, Message, WebhookEndpoint
+from scheduler.models import RunOutcome, ScheduleRun, SkipReason
 from scheduler.retention import PLAN, Family, retention_prune
 from tasks.maintenance import prune
 from tests.bulk_utils import input_tables
@@ -73,6 +74,11 @@ def test_a_prune_takes_what_is_old_and_finished_and_nothing_live():
                                     created_at=YEAR_AGO))
         for status in (DeliveryStatus.PENDING, DeliveryStatus.DELIVERED))
     bulk = running_bulk_run_with_input()
+    old_runs = [ScheduleRun.objects.create(schedule="outbox-relay", slot=YEAR_AGO + timedelta(
+        seconds=5 * n), outcome=outcome, started_at=YEAR_AGO)
+        for n, outcome in enumerate((RunOutcome.SUCCEEDED, RunOutcome.SKIPPED,
+                                     RunOutcome.RUNNING))]
+    recent_run = ScheduleRun.objects.create(schedule="outbox-relay", slot=NOW, started_at=NOW)
 
     # when the daily prune runs with the default retention
     outcome = retention_prune(now=NOW)
@@ -87,6 +93,10 @@ def test_a_prune_takes_what_is_old_and_finished_and_nothing_live():
     assert outcome["deleted"]["events_event"] == 1
     assert outcome["deleted"]["notifications_delivery"] == 1
     assert outcome["deleted"]["notifications_message"] == 1
+    assert outcome["deleted"]["scheduler_schedulerun"] == 2
+    # (a ledger row still `running`, however old, stays until it ends or is found lost)
+    assert set(ScheduleRun.objects.values_list("pk", flat=True)) == {old_runs[2].pk,
+                                                                     recent_run.pk}
     # and every live thing stays: jobs still queued, running or retrying, with their attempts;
     # the event with a live job; the pending delivery and its message; the running bulk run
     # with its input table (and its running job)
@@ -151,12 +161,13 @@ def test_a_run_out_of_time_stops_and_says_so(settings):
 
 
 def test_the_prune_task_skips_while_another_run_holds_its_lock():
-    lock = redis_client().lock(redis_key("lock", "prune"), timeout=30)
+    lock = redis_client().lock(redis_key("lock", "retention-prune"), timeout=30)
     assert lock.acquire(blocking=False)
     try:
-        assert prune.apply().get() == {"skipped": "locked"}
+        assert prune.apply().get()["skipped"] == "overlap"
     finally:
         lock.release()
+    assert ScheduleRun.objects.get(schedule="retention-prune").reason == SkipReason.OVERLAP
 
 
 def test_the_prune_task_is_routed_to_maintenance_with_limits_above_its_budget(settings):
@@ -175,7 +186,9 @@ def test_the_prune_task_runs_in_a_real_worker(celery_worker_thread):
     # when the task goes through the broker to a worker
     outcome = prune.delay().get(timeout=120)
 
-    # then the worker pruned the finished one only
+    # then the worker pruned the finished one only, and the ledger says so
     assert outcome["deleted"]["events_job"] == 1
+    run = ScheduleRun.objects.get(schedule="retention-prune")
+    assert run.outcome == RunOutcome.SUCCEEDED and run.result["deleted"]["events_job"] == 1
     assert not Job.objects.filter(pk=finished.pk).exists()
     assert Job.objects.filter(pk=queued.pk).exists()
