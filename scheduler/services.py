@@ -74,11 +74,15 @@ def schedule_run_now(*, name: str, now: dt.datetime | None = None) -> RunNow:
     slot = manual_slot(now)
     schedule = state.declaration
     try:
-        result = current_app.send_task(
-            schedule.task, queue=queue_for_task(schedule.task),
-            headers={**slot_headers(slot, RunTrigger.MANUAL),
-                     "periodic_task_name": MANAGED_PREFIX + name},
-            retry=False)
+        with current_app.connection_for_write() as conn:
+            # One connection attempt: an operator waiting on a dead broker hears so in about
+            # two seconds (the socket's connect timeout), not after Celery's three.
+            conn.ensure_connection(max_retries=1)
+            result = current_app.send_task(
+                schedule.task, queue=queue_for_task(schedule.task), connection=conn,
+                headers={**slot_headers(slot, RunTrigger.MANUAL),
+                         "periodic_task_name": MANAGED_PREFIX + name},
+                retry=False)
     except (KombuError, RedisError, OSError) as exc:  # refused, reset, timed out
         raise BrokerUnavailable(str(exc)) from exc
     return RunNow(schedule=name, slot=slot, task_id=result.id)

@@ -37,6 +37,7 @@ def _depths() -> dict[str, int | None]:
     depths: dict[str, int | None] = {}
     try:
         with current_app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1)  # a dead broker is "unknown" in seconds
             channel = conn.default_channel
             for queue in Queues:
                 depths[queue.value] = _depth(channel, queue.value)
@@ -75,7 +76,10 @@ def _workers() -> dict[str, list[str]] | None:
 
 def queue_health_check() -> dict[str, Any]:
     now = timezone.now()
-    depths, workers = _depths(), _workers()
+    depths = _depths()
+    # With the broker down the broadcast cannot go out either: do not wait for it.
+    broker_up = any(depth is not None for depth in depths.values())
+    workers = _workers() if broker_up else None
     kinds = jobs_waiting_by_kind(now=now)
     snapshot = {
         "checked_at": now.isoformat(),
