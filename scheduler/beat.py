@@ -25,6 +25,7 @@ import logging
 from types import SimpleNamespace
 
 from celery.schedules import BaseSchedule, schedstate
+from django.db import DatabaseError, InterfaceError, close_old_connections
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import (
@@ -41,6 +42,9 @@ from scheduler.slots import Cron, Every, InvalidSchedule, Spec
 logger = logging.getLogger(__name__)
 
 NEVER_DUE = 24 * 3600.0  # seconds Beat may wait before asking again about a schedule with no slot
+# Celery wakes 10 ms before the time it is given (Scheduler.adjust); asked to wake this much
+# after the slot, it wakes just after it instead of ticking in a loop for the last 10 ms.
+WAKE_MARGIN = 0.011
 _PERIOD_SECONDS = {IntervalSchedule.DAYS: 86400, IntervalSchedule.HOURS: 3600,
                    IntervalSchedule.MINUTES: 60, IntervalSchedule.SECONDS: 1,
                    IntervalSchedule.MICROSECONDS: 1e-6}
@@ -76,7 +80,8 @@ class SlotSchedule(BaseSchedule):
     def is_due(self, last_run_at: dt.datetime) -> schedstate:
         now = self.now()
         upcoming = self.spec.next(now)
-        wait = NEVER_DUE if upcoming is None else max(0.0, (upcoming - now).total_seconds())
+        wait = NEVER_DUE if upcoming is None else (
+            max(0.0, (upcoming - now).total_seconds()) + WAKE_MARGIN)
         slot = self.spec.latest(now)
         return schedstate(slot is not None and slot > last_run_at, wait)
 
@@ -110,6 +115,20 @@ class LedgerEntry(ModelEntry):
 
 class LedgerScheduler(DatabaseScheduler):
     Entry = LedgerEntry
+
+    def all_as_schedule(self):
+        # django-celery-beat guards its change check and its sync against a database outage,
+        # not the reload itself (forced every 5 minutes): the error left tick() and Beat
+        # exited. Keep the schedule Beat has and try the reload again at the next tick.
+        try:
+            return super().all_as_schedule()
+        except (DatabaseError, InterfaceError) as exc:
+            logger.warning("schedules not reloaded, the database did not answer; keeping the "
+                           "%d loaded error=%r", len(getattr(self, "_schedule", None) or {}),
+                           exc)
+            close_old_connections()
+            self._initial_read = True  # reload at the next tick
+            return getattr(self, "_schedule", None) or {}
 
     def enabled_models_qs(self):
         # django-celery-beat leaves out crontab tasks whose hour is more than two hours from

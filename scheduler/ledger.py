@@ -81,7 +81,8 @@ def _request_slot(request: Any) -> tuple[dt.datetime, str]:
 
 def ledger_claim(schedule: str, *, slot: dt.datetime, trigger: str, lock_ttl: int,
                  worker: str = "", task_id: str = "") -> ScheduleRun | None:
-    """The slot's row, new and `running`; None if the slot already has one."""
+    """The slot's row, new and `running`; None if the slot already has one (of the same
+    trigger: Beat's, or an operator's run-now)."""
     now = timezone.now()
     # A worker killed mid-run (kill -9, OOM) left its row running; once its lock's TTL has
     # passed nothing holds the schedule any more, and the row says so.
@@ -100,12 +101,13 @@ def ledger_claim(schedule: str, *, slot: dt.datetime, trigger: str, lock_ttl: in
     # A slot recorded skipped from outside a run (a late second Beat's `missed`, an expired
     # duplicate) while this message was on its way: the message that did arrive runs it.
     taken = ScheduleRun.objects.filter(
-        schedule=schedule, slot=slot, outcome=RunOutcome.SKIPPED,
+        schedule=schedule, slot=slot, trigger=trigger, outcome=RunOutcome.SKIPPED,
         reason__in=(SkipReason.MISSED, SkipReason.EXPIRED),
     ).update(outcome=RunOutcome.RUNNING, reason="", trigger=trigger, started_at=now,
              finished_at=None, duration_ms=None, error="", worker=worker[:255],
              task_id=task_id[:255])
-    return ScheduleRun.objects.get(schedule=schedule, slot=slot) if taken else None
+    return ScheduleRun.objects.get(schedule=schedule, slot=slot, trigger=trigger) \
+        if taken else None
 
 
 def ledger_finish(run: ScheduleRun, *, outcome: str, reason: str = "", result: Any = None,

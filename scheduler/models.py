@@ -50,8 +50,10 @@ class ScheduleRun(models.Model):
         ordering = ["schedule", "-slot"]
         constraints = [
             # The heart of the ledger: a second Beat, a redelivered message or a retry of the
-            # same slot finds this row and does nothing.
-            models.UniqueConstraint(fields=["schedule", "slot"], name="schedulerun_one_per_slot"),
+            # same slot finds this row and does nothing. Per trigger: an operator's run-now in
+            # the very second of a Beat slot is a run of its own, not that slot's duplicate.
+            models.UniqueConstraint(fields=["schedule", "slot", "trigger"],
+                                    name="schedulerun_one_per_slot"),
         ]
         indexes = [
             # Finding runs a vanished worker left `running`, per schedule.

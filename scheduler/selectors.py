@@ -66,7 +66,7 @@ class ScheduleState:
 
 
 def _state(schedule: Schedule, task: PeriodicTask | None, now: dt.datetime) -> ScheduleState:
-    last = ScheduleRun.objects.filter(schedule=schedule.name).order_by("-slot").first()
+    last = ScheduleRun.objects.filter(schedule=schedule.name).order_by("-slot", "-id").first()
     state = ScheduleState(schedule, task, last, None)
     spec = state._spec()
     upcoming = spec.next(now) if state.enabled and spec is not None else None

@@ -13,23 +13,28 @@ from workers.health import queue_health_check
 
 # Idempotent periodic work: the next slot is the retry, so the policy is NEVER. `scheduled`
 # records each slot's run in the ledger and keeps runs of one schedule from overlapping.
+# Each task's hard time limit is below its schedule's lock TTL (scheduler/schedules.py): the
+# lock, and the ledger's "worker lost" verdict, trust the TTL as the longest a run can last.
 
 
-@shared_task(name="conveyor.maintenance.relay_outbox", base=ConveyorTask, retry_policy=NEVER)
+@shared_task(name="conveyor.maintenance.relay_outbox", base=ConveyorTask, retry_policy=NEVER,
+             soft_time_limit=90, time_limit=110)
 @scheduled("outbox-relay")
 def relay_outbox() -> dict:
     """Send jobs that are committed but not on the broker, due, or lost by the broker."""
     return {"sent": outbox_relay()}
 
 
-@shared_task(name="conveyor.maintenance.rescue_orphans", base=ConveyorTask, retry_policy=NEVER)
+@shared_task(name="conveyor.maintenance.rescue_orphans", base=ConveyorTask, retry_policy=NEVER,
+             soft_time_limit=20, time_limit=25)
 @scheduled("orphan-rescue")
 def rescue_orphans() -> dict:
     """Requeue (or bury) jobs left `running` by a worker that vanished."""
     return jobs_rescue_orphans()
 
 
-@shared_task(name="conveyor.maintenance.queue_health", base=ConveyorTask, retry_policy=NEVER)
+@shared_task(name="conveyor.maintenance.queue_health", base=ConveyorTask, retry_policy=NEVER,
+             soft_time_limit=40, time_limit=50)
 @scheduled("queue-health")
 def queue_health() -> dict:
     """Queue depths, the oldest due job per kind, the workers per queue: logged and kept."""
@@ -37,7 +42,7 @@ def queue_health() -> dict:
 
 
 @shared_task(name="conveyor.maintenance.deactivate_inactive_customers", base=ConveyorTask,
-             retry_policy=NEVER)
+             retry_policy=NEVER, soft_time_limit=300, time_limit=360)
 @scheduled("customers-deactivate-inactive")
 def deactivate_inactive_customers() -> dict:
     """Start the nightly bulk run; the run itself is a bulk job with its own retries."""

@@ -10,7 +10,7 @@ import pytest
 from celery import shared_task
 from django.utils import timezone
 
-from scheduler.ledger import ledger_claim, scheduled, slot_headers
+from scheduler.ledger import ledger_claim, manual_slot, scheduled, slot_headers
 from scheduler.locks import overlap_lock
 from scheduler.models import RunOutcome, RunTrigger, ScheduleRun, SkipReason
 
@@ -149,3 +149,13 @@ def test_a_message_that_arrives_for_a_slot_recorded_missed_or_expired_runs_it(re
     # but a slot that ran, or was skipped by a run (overlap), is not run again
     assert ledger_probe.apply(headers=slot_headers(SLOT))
     assert calls == ["ok"]
+
+
+def test_a_run_now_in_the_very_second_of_a_beat_slot_is_a_run_of_its_own():
+    # an operator's run-now at 03:30:00.4 on a schedule due at 03:30:00: the same instant,
+    # another trigger; both run (the overlap lock still keeps them apart in time)
+    asked = dt.datetime(2027, 3, 28, 3, 30, 0, 400000, tzinfo=dt.UTC)
+    ledger_probe.apply(headers=slot_headers(manual_slot(asked), RunTrigger.MANUAL)).get()
+    ledger_probe.apply(headers=slot_headers(asked.replace(microsecond=0))).get()
+    assert calls == ["ok", "ok"]
+    assert sorted(ScheduleRun.objects.values_list("trigger", flat=True)) == ["beat", "manual"]

@@ -27,3 +27,15 @@ def test_the_readme_table_lists_every_declared_schedule_with_its_expiry():
 def test_every_schedule_names_a_lock_ttl_and_an_expiry():
     for schedule in SCHEDULES:
         assert schedule.lock_ttl > 0 and schedule.expires_seconds > 0, schedule.name
+
+
+def test_the_overlap_lock_outlives_each_tasks_hard_time_limit(settings):
+    # the lock, and the ledger's "worker lost" verdict, trust lock_ttl as the longest a run
+    # lasts: a run still working past it would be taken for lost and overlapped
+    from config.celery import app
+
+    app.loader.import_default_modules()
+    for schedule in SCHEDULES:
+        task = app.tasks[schedule.task]
+        limit = task.time_limit or settings.CELERY_TASK_TIME_LIMIT
+        assert schedule.lock_ttl > limit, (schedule.name, schedule.lock_ttl, limit)
