@@ -36,7 +36,7 @@ from django_celery_beat.schedulers import (
 
 from scheduler.ledger import ledger_record_skip, slot_headers
 from scheduler.models import SkipReason
-from scheduler.schedules import MANAGED_PREFIX, Schedule, declared
+from scheduler.schedules import Schedule, declared, schedule_name
 from scheduler.slots import Cron, Every, InvalidSchedule, Spec
 
 logger = logging.getLogger(__name__)
@@ -48,10 +48,6 @@ WAKE_MARGIN = 0.011
 _PERIOD_SECONDS = {IntervalSchedule.DAYS: 86400, IntervalSchedule.HOURS: 3600,
                    IntervalSchedule.MINUTES: 60, IntervalSchedule.SECONDS: 1,
                    IntervalSchedule.MICROSECONDS: 1e-6}
-
-
-def schedule_name(periodic_task_name: str) -> str:
-    return periodic_task_name.removeprefix(MANAGED_PREFIX)
 
 
 def spec_of(task: PeriodicTask) -> Spec | None:
@@ -74,9 +70,6 @@ class SlotSchedule(BaseSchedule):
         super().__init__(nowfun=nowfun, app=app)
         self.spec = spec
 
-    def latest_slot(self) -> dt.datetime | None:
-        return self.spec.latest(self.now())
-
     def is_due(self, last_run_at: dt.datetime) -> schedstate:
         now = self.now()
         upcoming = self.spec.next(now)
@@ -86,8 +79,9 @@ class SlotSchedule(BaseSchedule):
         return schedstate(slot is not None and slot > last_run_at, wait)
 
     def remaining_estimate(self, last_run_at: dt.datetime) -> dt.timedelta:
-        upcoming = self.spec.next(self.now())
-        return dt.timedelta(seconds=NEVER_DUE) if upcoming is None else upcoming - self.now()
+        now = self.now()
+        upcoming = self.spec.next(now)
+        return dt.timedelta(seconds=NEVER_DUE) if upcoming is None else upcoming - now
 
     def __repr__(self) -> str:
         return f"<slots {self.spec.expression}>"
@@ -162,7 +156,7 @@ class LedgerScheduler(DatabaseScheduler):
             try:
                 ledger_record_skip(name, slot=slot, reason=SkipReason.MISSED,
                                    detail=f"Beat reached the slot {late:.0f} s late.")
-            except Exception:  # Beat must keep ticking through a database outage
+            except (DatabaseError, InterfaceError):  # Beat keeps ticking through an outage
                 logger.exception("the missed slot was not recorded schedule=%s", name)
             return None
         # The message is the entry's with the slot in its headers. A stand-in carries them:

@@ -18,7 +18,6 @@ import datetime as dt
 import functools
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -67,7 +66,9 @@ def request_header(request: Any, key: str) -> Any:
     return value
 
 
-def _request_slot(request: Any) -> tuple[dt.datetime, str]:
+def request_slot(request: Any) -> tuple[dt.datetime | None, str]:
+    """The slot and trigger a message carries; (None, "manual") for a message without a
+    (readable) slot."""
     raw = request_header(request, SLOT_HEADER)
     if raw:
         try:
@@ -76,7 +77,16 @@ def _request_slot(request: Any) -> tuple[dt.datetime, str]:
             logger.warning("ignored a malformed slot header value=%r", raw)
         else:
             return slot, request_header(request, TRIGGER_HEADER) or RunTrigger.BEAT
-    return manual_slot(), RunTrigger.MANUAL
+    return None, RunTrigger.MANUAL
+
+
+def _insert(**fields: Any) -> ScheduleRun | None:
+    """The new ledger row; None if its (schedule, slot, trigger) has one already."""
+    try:
+        with transaction.atomic():
+            return ScheduleRun.objects.create(**fields)
+    except IntegrityError:
+        return None
 
 
 def ledger_claim(schedule: str, *, slot: dt.datetime, trigger: str, lock_ttl: int,
@@ -91,19 +101,16 @@ def ledger_claim(schedule: str, *, slot: dt.datetime, trigger: str, lock_ttl: in
         started_at__lt=now - dt.timedelta(seconds=lock_ttl),
     ).update(outcome=RunOutcome.FAILED, finished_at=now,
              error="The worker was lost: the run never finished and its lock expired.")
-    try:
-        with transaction.atomic():
-            return ScheduleRun.objects.create(
-                schedule=schedule, slot=slot, trigger=trigger, started_at=now,
-                worker=worker[:255], task_id=task_id[:255])
-    except IntegrityError:
-        pass
+    run = _insert(schedule=schedule, slot=slot, trigger=trigger, started_at=now,
+                  worker=worker[:255], task_id=task_id[:255])
+    if run is not None:
+        return run
     # A slot recorded skipped from outside a run (a late second Beat's `missed`, an expired
     # duplicate) while this message was on its way: the message that did arrive runs it.
     taken = ScheduleRun.objects.filter(
         schedule=schedule, slot=slot, trigger=trigger, outcome=RunOutcome.SKIPPED,
         reason__in=(SkipReason.MISSED, SkipReason.EXPIRED),
-    ).update(outcome=RunOutcome.RUNNING, reason="", trigger=trigger, started_at=now,
+    ).update(outcome=RunOutcome.RUNNING, reason="", started_at=now,
              finished_at=None, duration_ms=None, error="", worker=worker[:255],
              task_id=task_id[:255])
     return ScheduleRun.objects.get(schedule=schedule, slot=slot, trigger=trigger) \
@@ -124,15 +131,9 @@ def ledger_record_skip(schedule: str, *, slot: dt.datetime, reason: str,
                        trigger: str = RunTrigger.BEAT, detail: str = "") -> bool:
     """A slot that will not run, recorded as such (unless it already has a row)."""
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            ScheduleRun.objects.create(
-                schedule=schedule, slot=slot, trigger=trigger, outcome=RunOutcome.SKIPPED,
-                reason=reason, started_at=now, finished_at=now, duration_ms=0,
-                error=detail[:ERROR_LIMIT])
-    except IntegrityError:
-        return False
-    return True
+    return _insert(schedule=schedule, slot=slot, trigger=trigger, outcome=RunOutcome.SKIPPED,
+                   reason=reason, started_at=now, finished_at=now, duration_ms=0,
+                   error=detail[:ERROR_LIMIT]) is not None
 
 
 def scheduled(name: str, *, lock_ttl: int | None = None) -> Callable:
@@ -147,7 +148,8 @@ def scheduled(name: str, *, lock_ttl: int | None = None) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             request = current_task.request if current_task else None
-            slot, trigger = _request_slot(request)
+            slot, trigger = request_slot(request)
+            slot = slot or manual_slot()
             run = ledger_claim(name, slot=slot, trigger=trigger, lock_ttl=ttl,
                                worker=getattr(request, "hostname", None) or "",
                                task_id=getattr(request, "id", None) or "")
@@ -161,7 +163,6 @@ def scheduled(name: str, *, lock_ttl: int | None = None) -> Callable:
                               else SkipReason.LOCK_UNAVAILABLE)
                     ledger_finish(run, outcome=RunOutcome.SKIPPED, reason=reason)
                     return {"skipped": str(reason), "slot": slot.isoformat()}
-                started = time.monotonic()
                 try:
                     result = fn(*args, **kwargs)
                 except SkipSlot as skip:
@@ -174,8 +175,8 @@ def scheduled(name: str, *, lock_ttl: int | None = None) -> Callable:
                                   error=f"{type(exc).__name__}: {exc}")
                     raise
                 ledger_finish(run, outcome=RunOutcome.SUCCEEDED, result=result)
-                logger.info("periodic run done schedule=%s slot=%s seconds=%.3f", name,
-                            slot.isoformat(), time.monotonic() - started)
+                logger.info("periodic run done schedule=%s slot=%s ms=%d", name,
+                            slot.isoformat(), run.duration_ms)
                 return result
 
         return wrapper

@@ -111,4 +111,14 @@ def declared(name: str) -> Schedule | None:
     return _BY_NAME.get(name)
 
 
+def periodic_task_name(name: str) -> str:
+    """django-celery-beat's row name for the schedule `name`."""
+    return MANAGED_PREFIX + name
+
+
+def schedule_name(periodic_task: str) -> str:
+    """The schedule's name from its django-celery-beat row name."""
+    return periodic_task.removeprefix(MANAGED_PREFIX)
+
+
 _BY_NAME = {schedule.name: schedule for schedule in SCHEDULES}

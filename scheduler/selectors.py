@@ -13,14 +13,21 @@ from django_celery_beat.models import PeriodicTask
 from domain.common.errors import NotFound
 from scheduler.beat import spec_of
 from scheduler.models import ScheduleRun
-from scheduler.schedules import MANAGED_PREFIX, SCHEDULES, Schedule, declared
-from scheduler.slots import InvalidSchedule
+from scheduler.schedules import (
+    SCHEDULES,
+    Schedule,
+    declared,
+    periodic_task_name,
+    schedule_name,
+)
+from scheduler.slots import Cron, InvalidSchedule, Spec
 
 
 @dataclass(frozen=True)
 class ScheduleState:
     declaration: Schedule
     task: PeriodicTask | None  # None until the schedules are synced
+    spec: Spec | None  # as Beat reads the row (an operator's edit included); None: unreadable
     last_run: ScheduleRun | None
     next_run: dt.datetime | None
 
@@ -40,43 +47,45 @@ class ScheduleState:
 
     @property
     def expression(self) -> str:
-        """Cron fields, or `every Ns`: as Beat reads it (an operator's edit included)."""
-        spec = self._spec()
-        return spec.expression if spec is not None else ""
+        """Cron fields, or `every Ns`."""
+        return self.spec.expression if self.spec is not None else ""
 
     @property
     def timezone(self) -> str:
-        if self.task is not None and self.task.crontab_id is not None:
-            return str(self.task.crontab.timezone)
-        return self.declaration.timezone if self.declaration.cron else "UTC"
+        return self.spec.timezone if isinstance(self.spec, Cron) else "UTC"
 
     @property
     def edited(self) -> bool:
         """The row's schedule differs from the code's: an operator changed it in the admin."""
-        spec = self._spec()
-        return spec is not None and spec != self.declaration.spec
-
-    def _spec(self):
-        if self.task is None:
-            return self.declaration.spec
-        try:
-            return spec_of(self.task)
-        except InvalidSchedule:
-            return None
+        return self.spec is not None and self.spec != self.declaration.spec
 
 
 def _state(schedule: Schedule, task: PeriodicTask | None, now: dt.datetime) -> ScheduleState:
+    if task is None:
+        spec = schedule.spec
+    else:
+        try:
+            spec = spec_of(task)
+        except InvalidSchedule:
+            spec = None
+    enabled = task is not None and task.enabled
     last = ScheduleRun.objects.filter(schedule=schedule.name).order_by("-slot", "-id").first()
-    state = ScheduleState(schedule, task, last, None)
-    spec = state._spec()
-    upcoming = spec.next(now) if state.enabled and spec is not None else None
-    return ScheduleState(schedule, task, last, upcoming)
+    upcoming = spec.next(now) if enabled and spec is not None else None
+    return ScheduleState(schedule, task, spec, last, upcoming)
 
 
 def _tasks(names: list[str]) -> dict[str, PeriodicTask]:
-    rows = PeriodicTask.objects.filter(name__in=[MANAGED_PREFIX + n for n in names]) \
+    rows = PeriodicTask.objects.filter(name__in=[periodic_task_name(n) for n in names]) \
         .select_related("crontab", "interval")
-    return {row.name.removeprefix(MANAGED_PREFIX): row for row in rows}
+    return {schedule_name(row.name): row for row in rows}
+
+
+def schedule_declared(name: str) -> Schedule:
+    """The schedule the code declares under `name`; 404 for any other name."""
+    schedule = declared(name)
+    if schedule is None:
+        raise NotFound(f"No schedule is named {name!r}.", details={"schedule": name})
+    return schedule
 
 
 def schedule_list(*, now: dt.datetime | None = None) -> list[ScheduleState]:
@@ -86,15 +95,13 @@ def schedule_list(*, now: dt.datetime | None = None) -> list[ScheduleState]:
 
 
 def schedule_get(name: str, *, now: dt.datetime | None = None) -> ScheduleState:
-    schedule = declared(name)
-    if schedule is None:
-        raise NotFound(f"No schedule is named {name!r}.", details={"schedule": name})
+    schedule = schedule_declared(name)
     return _state(schedule, _tasks([name]).get(name), now or timezone.now())
 
 
 def schedule_runs(name: str, *, outcome: str | None = None,
                   trigger: str | None = None) -> QuerySet[ScheduleRun]:
-    schedule_get(name)  # 404 for a name the code does not declare
+    schedule_declared(name)
     runs = ScheduleRun.objects.filter(schedule=name)
     if outcome:
         runs = runs.filter(outcome=outcome)

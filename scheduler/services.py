@@ -21,8 +21,8 @@ from redis.exceptions import RedisError
 from domain.common.errors import ApplicationError
 from scheduler.ledger import manual_slot, slot_headers
 from scheduler.models import RunTrigger
-from scheduler.schedules import MANAGED_PREFIX
-from scheduler.selectors import ScheduleState, schedule_get
+from scheduler.schedules import periodic_task_name
+from scheduler.selectors import ScheduleState, schedule_declared, schedule_get
 from workers.queues import queue_for_task
 
 
@@ -43,15 +43,14 @@ class RunNow:
 
 
 def _set_enabled(name: str, enabled: bool) -> ScheduleState:
-    schedule_get(name)
+    schedule_declared(name)
     # As PeriodicTask.save() does for the admin's switch: a paused task forgets its last run,
     # and Beat then counts a resumed one from `date_changed`, so the slots that passed while
     # it was paused are not owed (not run late, not recorded missed).
     changes = {"enabled": enabled, "date_changed": timezone.now(), "last_run_at": None}
     with transaction.atomic():
-        updated = PeriodicTask.objects.filter(name=MANAGED_PREFIX + name, enabled=not enabled) \
-            .update(**changes)
-        exists = updated or PeriodicTask.objects.filter(name=MANAGED_PREFIX + name).exists()
+        rows = PeriodicTask.objects.filter(name=periodic_task_name(name))
+        exists = rows.filter(enabled=not enabled).update(**changes) or rows.exists()
         if not exists:
             raise ScheduleNotSynced(f"The schedule {name!r} is not in django-celery-beat's "
                                     "tables yet: run `manage.py sync_schedules`.",
@@ -70,9 +69,8 @@ def schedule_resume(*, name: str) -> ScheduleState:
 
 
 def schedule_run_now(*, name: str, now: dt.datetime | None = None) -> RunNow:
-    state = schedule_get(name)
+    schedule = schedule_declared(name)
     slot = manual_slot(now)
-    schedule = state.declaration
     try:
         with current_app.connection_for_write() as conn:
             # One connection attempt: an operator waiting on a dead broker hears so in about
@@ -81,7 +79,7 @@ def schedule_run_now(*, name: str, now: dt.datetime | None = None) -> RunNow:
             result = current_app.send_task(
                 schedule.task, queue=queue_for_task(schedule.task), connection=conn,
                 headers={**slot_headers(slot, RunTrigger.MANUAL),
-                         "periodic_task_name": MANAGED_PREFIX + name},
+                         "periodic_task_name": periodic_task_name(name)},
                 retry=False)
     except (KombuError, RedisError, OSError) as exc:  # refused, reset, timed out
         raise BrokerUnavailable(str(exc)) from exc

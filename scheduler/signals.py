@@ -9,15 +9,14 @@ the request.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from celery.signals import task_revoked
 from django.db import DatabaseError, connection
 
-from scheduler.ledger import SLOT_HEADER, TRIGGER_HEADER, ledger_record_skip, request_header
-from scheduler.models import RunTrigger, SkipReason
-from scheduler.schedules import MANAGED_PREFIX
+from scheduler.ledger import ledger_record_skip, request_header, request_slot
+from scheduler.models import SkipReason
+from scheduler.schedules import MANAGED_PREFIX, schedule_name
 
 logger = logging.getLogger(__name__)
 
@@ -26,18 +25,13 @@ logger = logging.getLogger(__name__)
 def record_expired_slot(sender=None, request=None, expired=False, **kwargs) -> None:
     if not expired or request is None:
         return
-    raw_slot = request_header(request, SLOT_HEADER)
+    slot, trigger = request_slot(request)
     periodic = request_header(request, "periodic_task_name") or ""
-    if not raw_slot or not periodic.startswith(MANAGED_PREFIX):
+    if slot is None or not periodic.startswith(MANAGED_PREFIX):
         return
     try:
-        slot = dt.datetime.fromisoformat(raw_slot)
-    except (TypeError, ValueError):
-        return
-    try:
-        ledger_record_skip(periodic.removeprefix(MANAGED_PREFIX), slot=slot,
-                           reason=SkipReason.EXPIRED,
-                           trigger=request_header(request, TRIGGER_HEADER) or RunTrigger.BEAT,
+        ledger_record_skip(schedule_name(periodic), slot=slot, reason=SkipReason.EXPIRED,
+                           trigger=trigger,
                            detail="The message waited in the queue past its expiry.")
     except DatabaseError as exc:
         logger.warning("an expired slot was not recorded schedule=%s error=%r", periodic, exc)

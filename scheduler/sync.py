@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
-from scheduler.schedules import MANAGED_PREFIX, SCHEDULES, Schedule
+from scheduler.schedules import MANAGED_PREFIX, SCHEDULES, Schedule, periodic_task_name
 from workers.queues import queue_for_task
 
 
@@ -44,7 +44,7 @@ def schedules_sync(*, schedules: tuple[Schedule, ...] = SCHEDULES, reset: bool =
     report = SyncReport()
     declared = set()
     for schedule in schedules:
-        name = MANAGED_PREFIX + schedule.name
+        name = periodic_task_name(schedule.name)
         declared.add(name)
         code_fields = {
             "task": schedule.task,

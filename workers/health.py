@@ -6,8 +6,8 @@ Logged (one line per queue and per waiting kind) and kept in Redis as the latest
 run keeps the snapshot too (GET /api/v1/schedules/queue-health/runs).
 
 Depths are asked through kombu (the channel's message count, priority sub-queues included);
-workers through Celery's `active_queues` broadcast,
-which waits QUEUE_HEALTH_INSPECT_TIMEOUT seconds for the replies.
+workers through Celery's `active_queues` broadcast, which waits QUEUE_HEALTH_INSPECT_TIMEOUT
+seconds for the replies.
 """
 
 from __future__ import annotations
