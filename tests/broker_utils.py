@@ -13,6 +13,10 @@ def _reset_pools() -> None:
     kombu.pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
+    # The control mailbox too (a cached property): after a broadcast through one broker (the
+    # queue health check's `inspect`) it kept answering pings through that broker, and a
+    # worker on the new one was never seen ready.
+    app.__dict__.pop("control", None)
 
 
 @contextmanager
