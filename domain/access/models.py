@@ -75,3 +75,53 @@ class ApiKey(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes or Scopes.ADMIN in self.scopes
+
+
+class AuditAction(models.TextChoices):
+    """What an operator did. Every action that changes work or its flow is one of these."""
+
+    REPLAY = "replay", "Replay"
+    CANCEL = "cancel", "Cancel"
+    PAUSE = "pause", "Pause"
+    RESUME = "resume", "Resume"
+    RUN = "run", "Run now"
+    RECOVER = "recover", "Recover"
+    ROTATE = "rotate", "Rotate secret"
+    REVOKE = "revoke", "Revoke"
+
+
+class ActorKind(models.TextChoices):
+    USER = "user", "Admin user"
+    API_KEY = "api_key", "API key"
+    COMMAND = "command", "Command line"
+
+
+class AuditEntry(models.Model):
+    """One operator action: who, when, what, on what, and how many rows it touched.
+
+    A table of its own rather than Django's LogEntry: LogEntry needs a Django user and one
+    object, while an action here may come from an API key or the command line and touch
+    thousands of rows by a filter (the filter is kept in `detail`)."""
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor_kind = models.CharField(max_length=16, choices=ActorKind.choices)
+    actor = models.CharField(max_length=200, help_text="Username, API key name and prefix, "
+                             "or the OS user who ran the command.")
+    action = models.CharField(max_length=16, choices=AuditAction.choices)
+    target_type = models.CharField(max_length=32, help_text="queue, schedule, job, jobs, "
+                                   "webhook_endpoint, bulk_run, api_key …")
+    target = models.CharField(max_length=255, blank=True, default="",
+                              help_text="The name or id acted on; a summary for a filter.")
+    count = models.PositiveIntegerField(default=1, help_text="Rows the action changed.")
+    detail = models.JSONField(default=dict, blank=True)
+    correlation_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit log"
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target_type} " \
+               f"{self.target} ({self.count})"
