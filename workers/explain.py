@@ -314,8 +314,11 @@ def _not_sent(f: _Facts) -> Found | None:
             and depth is not None:
         what = ("It was committed moments ago and is being handed to the broker; should "
                 "that fail")
-    else:
+    elif job.attempts == 0 and not job.error:
         what = "It is committed but was never handed to the broker (it was unreachable)"
+    else:
+        what = ("It was handed back to be sent again (its worker was lost, or its time limit "
+                "struck before it started) and is not on the broker yet")
     now_down = " The broker does not answer now either." if depth is None else ""
     return (Reason.NOT_SENT,
             f"{what}; the outbox relay sends it {when}.{now_down}",

@@ -52,6 +52,8 @@ class JobAdmin(admin.ModelAdmin):
     def why(self, job: Job) -> str:
         """The workers app's answer (domain/jobs/explainer.py): the reason code and its
         sentence."""
+        if job._state.adding:  # the add form's blank job: nothing to explain yet
+            return "-"
         explanation = explainer().explain(job)
         if explanation is None:
             return "No explanation available (the worker runtime is not installed)."

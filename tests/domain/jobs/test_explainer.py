@@ -57,3 +57,10 @@ def test_a_second_explainer_is_refused_unless_replacing(restore_explainer):
         install_explainer(Other())
     install_explainer(Other(), replace=True)
     assert isinstance(explainer(), Other)
+
+
+@pytest.mark.django_db
+def test_the_add_form_has_nothing_to_explain(operator):
+    page = operator.get(reverse("admin:jobs_job_add"))
+    assert page.status_code == 200
+    assert "Why (not) running" in page.content.decode()
