@@ -416,6 +416,7 @@ SPECTACULAR_SETTINGS = {
         "PeopleChannelEnum": "domain.notifications.notification_apis.PEOPLE_CHANNEL_CHOICES",
         "EndpointStateEnum": "domain.notifications.models.EndpointState",
         "InboxStateEnum": "domain.notifications.models.InboxState",
+        "QueueNameEnum": "workers.selectors.queue_names",
     },
 }
 
