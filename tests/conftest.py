@@ -80,6 +80,17 @@ def _fresh_webhook_subscriptions():
     subscriptions.forget()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_queue_pauses():
+    """Which queues are paused is cached per process for a second; a test's rolled-back pause
+    must not hold the next test's jobs."""
+    from domain.jobs.selectors import paused_queues
+
+    paused_queues.forget()
+    yield
+    paused_queues.forget()
+
+
 @pytest.fixture
 def broker() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL)
