@@ -153,3 +153,38 @@ def test_probes_only_answer_get():
 
     # then the method is refused
     assert response.status_code == 405
+
+
+def test_readyz_says_unknown_not_down_when_the_workers_presence_cannot_be_read(settings):
+    # given the project's Redis (where workers write their presence) gone, the broker up
+    from domain.common import redis as project_redis
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    project_redis._client = None
+    try:
+        response = Client().get("/readyz")
+    finally:
+        project_redis._client = None
+
+    # then readiness is degraded (200), not down: the API still serves
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["queues"] == "unknown: workers not readable (ConnectionError)"
+
+
+def test_an_added_readiness_check_that_fails_only_degrades_and_names_are_its_own():
+    from domain.common import health
+
+    def broken() -> str:
+        raise RuntimeError("boom")
+
+    health.register_readiness_check("probe", broken)
+    try:
+        body = Client().get("/readyz").json()
+    finally:
+        health._added_checks.pop("probe")
+    assert body["status"] == "degraded"
+    assert body["checks"]["probe"] == "unknown: RuntimeError"
+    with pytest.raises(ValueError, match="readiness's own"):
+        health.register_readiness_check("database", broken)
