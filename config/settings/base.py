@@ -419,8 +419,15 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# --- Logging: key=value lines, the correlation id on every one ------------------------
+# --- Logging: one line per record, the correlation id on every one -------------------
+# LOG_FORMAT: `text`, key=value lines for a terminal (this default; local and test settings),
+# or `json`, one JSON object per line with the job, event, task, queue and worker it is about
+# (production's default). domain/common/logging.py; README "Logs".
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOG_FORMATS = ("text", "json")
+LOG_FORMAT = env("LOG_FORMAT", default="text")
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -429,15 +436,16 @@ LOGGING = {
         "redact": {"()": "domain.common.logging.RedactSecretsFilter"},
     },
     "formatters": {
-        "kv": {
+        "text": {
             "format": "%(asctime)s level=%(levelname)s logger=%(name)s "
             "correlation_id=%(correlation_id)s %(message)s"
-        }
+        },
+        "json": {"()": "domain.common.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "kv",
+            "formatter": LOG_FORMAT,
             "filters": ["correlation", "redact"],
         }
     },

@@ -3,6 +3,8 @@ render."""
 
 from __future__ import annotations
 
+import logging
+
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -33,6 +35,7 @@ from domain.jobs.models import Job, JobStatus
 from domain.jobs.registry import job_kinds
 
 _errors = error_responses
+logger = logging.getLogger(__name__)
 
 @extend_schema_serializer(component_name="Job")
 class JobOutputSerializer(serializers.Serializer):
@@ -150,6 +153,8 @@ class JobListCreateApi(APIView):
             api_key=request.auth,
             correlation_id=request.correlation_id,
         )
+        logger.info("job created job_id=%s kind=%s", job.pk, job.kind,
+                    extra={"job_id": str(job.pk)})
         return Response(JobOutputSerializer(job, context={"request": request}).data,
                         status=status.HTTP_202_ACCEPTED)
 
