@@ -10,6 +10,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from domain.access.audit import audit_admin_action
+from domain.access.models import AuditAction
 from domain.bulk import selectors, services
 from domain.bulk.models import BulkRun
 from domain.common.errors import Conflict
@@ -55,17 +57,18 @@ class BulkRunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Pause selected runs (at the next chunk boundary)")
     def pause_runs(self, request, queryset):
-        self._steer(request, queryset, services.bulk_run_pause, "paused")
+        self._steer(request, queryset, services.bulk_run_pause, "paused", AuditAction.PAUSE)
 
     @admin.action(description="Resume selected paused or failed runs (from the checkpoint)")
     def resume_runs(self, request, queryset):
-        self._steer(request, queryset, services.bulk_run_resume, "resumed")
+        self._steer(request, queryset, services.bulk_run_resume, "resumed", AuditAction.RESUME)
 
     @admin.action(description="Cancel selected runs (committed chunks stay committed)")
     def cancel_runs(self, request, queryset):
-        self._steer(request, queryset, services.bulk_run_cancel, "cancelled")
+        self._steer(request, queryset, services.bulk_run_cancel, "cancelled", AuditAction.CANCEL)
 
-    def _steer(self, request, queryset, steer: Callable[..., BulkRun], past: str) -> None:
+    def _steer(self, request, queryset, steer: Callable[..., BulkRun], past: str,
+               audited: str) -> None:
         runs = list(queryset.order_by("created_at")[: ADMIN_STEER_LIMIT + 1])
         if len(runs) > ADMIN_STEER_LIMIT:
             self.message_user(request, f"Select at most {ADMIN_STEER_LIMIT} runs at a time.",
@@ -81,6 +84,8 @@ class BulkRunAdmin(admin.ModelAdmin):
             done.append(f"{run.pk} ({steered.status}"
                         f"{', ' + steered.requested + ' asked' if steered.requested else ''})")
         if done:
+            audit_admin_action(request, action=audited, target_type="bulk_runs",
+                               count=len(done), detail={"refused": len(refused)})
             self.message_user(request, f"{past.capitalize()}: {'; '.join(done)}.",
                               messages.SUCCESS)
         if refused:

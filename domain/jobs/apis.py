@@ -17,7 +17,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from domain.access.models import Scopes
+from domain.access.audit import actor_from_request, audit_filter, audit_record
+from domain.access.models import AuditAction, Scopes
 from domain.common.errors import ValidationFailed
 from domain.common.fields import InstantField, StrictCharField
 from domain.common.openapi import (
@@ -230,6 +231,8 @@ class JobRetryApi(APIView):
     def post(self, request, job_id):
         job = selectors.job_get(job_id=job_id, api_key=request.auth)
         job = services.job_replay(job=job)
+        audit_record(actor=actor_from_request(request), action=AuditAction.REPLAY,
+                     target_type="job", target=job.pk)
         return Response(JobOutputSerializer(job, context={"request": request}).data,
                         status=status.HTTP_202_ACCEPTED)
 
@@ -243,6 +246,8 @@ class JobCancelApi(APIView):
     def post(self, request, job_id):
         job = selectors.job_get(job_id=job_id, api_key=request.auth)
         job = services.job_cancel(job=job)
+        audit_record(actor=actor_from_request(request), action=AuditAction.CANCEL,
+                     target_type="job", target=job.pk)
         return Response(JobOutputSerializer(job, context={"request": request}).data)
 
 
@@ -278,4 +283,6 @@ class JobBulkRetryApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         count = services.jobs_replay(api_key=request.auth, **serializer.validated_data)
+        audit_filter(actor=actor_from_request(request), action=AuditAction.REPLAY,
+                     target_type="jobs", filters=serializer.validated_data, count=count)
         return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)
