@@ -72,7 +72,9 @@ def test_the_worker_healthcheck_pings_the_node_the_start_script_starts(workers, 
     worker: Worker = workers._spawn(
         name, ["bash", str(start_scripts()["/start-celeryworker"])],
         workers.log_dir / "start-script-worker.log",
-        {"PATH": path, "CELERY_WORKER_PROFILE": "fast"})
+        # CELERY_LOG_LEVEL as a container has it: Celery itself writes this variable (a number)
+        # into the environment of a process that set up its logging, as this one may have
+        {"PATH": path, "CELERY_WORKER_PROFILE": "fast", "CELERY_LOG_LEVEL": "INFO"})
     workers.wait_ready(worker, timeout=120)
     probe_env = workers.env({"PATH": path, "HOSTNAME": hostname})
 
