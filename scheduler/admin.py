@@ -47,19 +47,22 @@ class AuditedPeriodicTaskAdmin(PeriodicTaskAdmin):
     were on, a resume for those that were off), run (run now), and the `enabled` switch of
     the edit form. Each counts the schedules it changed; the entry lists their names."""
 
-    @admin.action(description=PeriodicTaskAdmin.enable_tasks.short_description)
+    @admin.action(description=PeriodicTaskAdmin.enable_tasks.short_description,
+                  permissions=["change"])
     def enable_tasks(self, request, queryset):
         names, changed = _names(queryset), queryset.filter(enabled=False).count()
         super().enable_tasks(request, queryset)
         _audit(request, AuditAction.RESUME, changed, names)
 
-    @admin.action(description=PeriodicTaskAdmin.disable_tasks.short_description)
+    @admin.action(description=PeriodicTaskAdmin.disable_tasks.short_description,
+                  permissions=["change"])
     def disable_tasks(self, request, queryset):
         names, changed = _names(queryset), queryset.filter(enabled=True).count()
         super().disable_tasks(request, queryset)
         _audit(request, AuditAction.PAUSE, changed, names)
 
-    @admin.action(description=PeriodicTaskAdmin.toggle_tasks.short_description)
+    @admin.action(description=PeriodicTaskAdmin.toggle_tasks.short_description,
+                  permissions=["change"])
     def toggle_tasks(self, request, queryset):
         pausing = _names(queryset.filter(enabled=True))
         resuming = _names(queryset.filter(enabled=False))
@@ -68,7 +71,7 @@ class AuditedPeriodicTaskAdmin(PeriodicTaskAdmin):
             if names:
                 _audit(request, action, len(names), names)
 
-    @admin.action(description=PeriodicTaskAdmin.run_tasks.short_description)
+    @admin.action(description=PeriodicTaskAdmin.run_tasks.short_description, permissions=["change"])
     def run_tasks(self, request, queryset):
         tasks = list(queryset.values_list("name", "task"))
         super().run_tasks(request, queryset)

@@ -24,7 +24,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # A key's secret is shown once, at creation: use `manage.py create_api_key`.
         return False
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request, queryset):
         """A revoked key is refused at once by every client holding it, and cannot be
         restored: so, as Django's "Delete selected", a page first says how many keys (and

@@ -55,15 +55,18 @@ class BulkRunAdmin(admin.ModelAdmin):
         rate = selectors.bulk_run_rate(run)
         return f"{rate:,.0f}" if rate else "-"
 
-    @admin.action(description="Pause selected runs (at the next chunk boundary)")
+    @admin.action(description="Pause selected runs (at the next chunk boundary)",
+                  permissions=["change"])
     def pause_runs(self, request, queryset):
         self._steer(request, queryset, services.bulk_run_pause, "paused", AuditAction.PAUSE)
 
-    @admin.action(description="Resume selected paused or failed runs (from the checkpoint)")
+    @admin.action(description="Resume selected paused or failed runs (from the checkpoint)",
+                  permissions=["change"])
     def resume_runs(self, request, queryset):
         self._steer(request, queryset, services.bulk_run_resume, "resumed", AuditAction.RESUME)
 
-    @admin.action(description="Cancel selected runs (committed chunks stay committed)")
+    @admin.action(description="Cancel selected runs (committed chunks stay committed)",
+                  permissions=["change"])
     def cancel_runs(self, request, queryset):
         self._steer(request, queryset, services.bulk_run_cancel, "cancelled", AuditAction.CANCEL)
 

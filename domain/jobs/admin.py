@@ -67,7 +67,7 @@ class JobAdmin(admin.ModelAdmin):
     # for "select all N" across pages, which stays a query (the changelist's filters) and is
     # never loaded into memory.
 
-    @admin.action(description="Replay selected dead or cancelled jobs")
+    @admin.action(description="Replay selected dead or cancelled jobs", permissions=["change"])
     def replay_jobs(self, request, queryset):
         return self._act(
             request, queryset, action="replay_jobs", audited=AuditAction.REPLAY, verb="Replay",
@@ -78,7 +78,7 @@ class JobAdmin(admin.ModelAdmin):
             run=lambda: jobs_replay_selected(ids=queryset.values("pk"), limit=ADMIN_REPLAY_LIMIT),
             why=f"changed meanwhile, busy, or past the {ADMIN_REPLAY_LIMIT} one action replays")
 
-    @admin.action(description="Cancel selected queued or retrying jobs")
+    @admin.action(description="Cancel selected queued or retrying jobs", permissions=["change"])
     def cancel_jobs(self, request, queryset):
         return self._act(
             request, queryset, action="cancel_jobs", audited=AuditAction.CANCEL, verb="Cancel",

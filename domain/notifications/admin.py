@@ -117,7 +117,7 @@ class WebhookEndpointAdmin(_AsksFirst, admin.ModelAdmin):
         # Registered through the API, which checks the URL and shows the secret once.
         return False
 
-    @admin.action(description="Enable (resume parked deliveries)")
+    @admin.action(description="Enable (resume parked deliveries)", permissions=["change"])
     def enable_endpoints(self, request, queryset):
         disabled = WebhookEndpoint.objects.filter(pk__in=queryset.values("pk"),
                                                   state=EndpointState.DISABLED)
@@ -141,7 +141,7 @@ class WebhookEndpointAdmin(_AsksFirst, admin.ModelAdmin):
             effect="Each becomes active with a clean health record, and its parked "
             "deliveries are sent, oldest first.", run=run)
 
-    @admin.action(description="Disable (park waiting deliveries)")
+    @admin.action(description="Disable (park waiting deliveries)", permissions=["change"])
     def disable_endpoints(self, request, queryset):
         selection = WebhookEndpoint.objects.filter(pk__in=queryset.values("pk"))
 
@@ -202,7 +202,7 @@ class DeliveryAdmin(_AsksFirst, admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    @admin.action(description="Recover (send again)")
+    @admin.action(description="Recover (send again)", permissions=["change"])
     def recover_deliveries(self, request, queryset):
         selection = Delivery.objects.filter(pk__in=queryset.values("pk"))
         # As the API's recover: events' deliveries of endpoints that are not disabled.
