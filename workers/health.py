@@ -47,6 +47,12 @@ def _depths() -> dict[str, int | None]:
     return depths
 
 
+def queue_depths() -> dict[str, int | None]:
+    """Each queue's depth now, asked of the broker (None for every queue if it did not answer
+    within one connection attempt)."""
+    return _depths()
+
+
 def _depth(channel, queue: str) -> int:
     # kombu's virtual transports (Redis) answer a passive queue_declare with `_size`, but only
     # after an existence check that, with a `global_keyprefix`, looks for the unprefixed key
