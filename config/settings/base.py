@@ -224,6 +224,9 @@ CELERY_RESULT_EXPIRES = (timedelta(days=RETENTION_TASK_RESULTS_DAYS)
 # Schedules live in the database (django-celery-beat); scheduler/ declares them in code.
 # LedgerScheduler is django-celery-beat's DatabaseScheduler with slots (scheduler/beat.py).
 CELERY_BEAT_SCHEDULER = "scheduler.beat:LedgerScheduler"
+# A file Beat touches after every tick, for a liveness probe (scheduler/heartbeat.py; the
+# compose file's Beat sets it and its healthcheck reads the file's age). Empty: none.
+BEAT_HEARTBEAT_FILE = env("BEAT_HEARTBEAT_FILE", default="")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes the database connection before and after every task unless
 # this is set: a new PostgreSQL connection per task, 22% of a no-op job's worker time under
