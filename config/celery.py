@@ -9,6 +9,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 app = Celery("conveyor")
 # https://docs.celeryq.dev/en/stable/django/first-steps-with-django.html
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# Every worker's consumer reads the durable queue pauses before its first message and follows
+# them, and writes the worker's presence (workers/steering.py). Named by path: resolved when a
+# worker builds its consumer, so nothing of the project is imported here.
+# https://docs.celeryq.dev/en/stable/userguide/extending.html#consumer-bootsteps
+app.steps["consumer"].add("workers.steering:QueueSteering")
 
 
 @app.on_after_configure.connect

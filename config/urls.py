@@ -27,6 +27,7 @@ urlpatterns = [
     path("api/v1/", include("domain.orders.urls")),
     path("api/v1/", include("domain.bulk.urls")),
     path("api/v1/", include("scheduler.urls")),
+    path("api/v1/", include("workers.urls")),
     # Last: any other path under /api/ (and /api itself), for any method, is the JSON 404,
     # with DEBUG on too (handler404 only answers with DEBUG off). Matching here also keeps
     # CommonMiddleware's APPEND_SLASH from redirecting /api/... paths. CSRF-exempt so a POST

@@ -29,12 +29,19 @@ from domain.jobs.lifecycle import Deferred, FailureAction
 from domain.jobs.models import Job
 from domain.jobs.registry import JobKind
 from domain.jobs.retry import MAX_BROKER_COUNTDOWN, NEVER, RetryPolicy
+from domain.jobs.selectors import queue_is_paused
 from workers.leases import keeper
+from workers.queues import queue_for_task
 
 logger = logging.getLogger(__name__)
 
-# Seconds a process waits before giving a message back while the database is down.
+# Seconds a process waits before giving a message back while the database is down, or while
+# its queue is paused.
 REQUEUE_PAUSE = (0.5, 1.5)
+
+
+class QueuePaused(Exception):
+    """The message's queue is paused: nothing is claimed and the message goes back."""
 
 
 class ConveyorTask(Task):
@@ -87,9 +94,24 @@ class JobTask(ConveyorTask):
         with its job left `queued` and no message anywhere (which only the relay's stale
         re-send, 30 minutes later, would find). A short, jittered pause first keeps an outage
         from becoming a hot loop: each process re-reads about one message a second until the
-        database is back, and the first claim after it runs the job."""
+        database is back, and the first claim after it runs the job.
+
+        The same for a message of a paused queue (domain/jobs/models.QueuePause): the worker
+        normally stops consuming a queue as soon as it is paused (workers/steering.py), but a
+        message it prefetched before, or one reaching a worker that has not yet heard of the
+        pause, is given back unclaimed, the job left `queued` with no attempt used; the pause
+        keeps a worker that has not heard from taking it again at once, and it catches up
+        within WORKER_HEARTBEAT_SECONDS."""
         try:
+            queue = queue_for_task(self.name)
+            if queue is not None and queue_is_paused(queue):
+                raise QueuePaused(queue)
             return claim(worker=self.request.hostname or "", **ids)
+        except QueuePaused as exc:
+            logger.info("queue paused, message given back unclaimed task=%s queue=%s ids=%s",
+                        self.name, exc, ids)
+            time.sleep(random.uniform(*REQUEUE_PAUSE))  # noqa: S311 - jitter, not secrecy
+            raise Reject(exc, requeue=True) from exc
         except DATABASE_UNAVAILABLE as exc:
             close_old_connections()
             logger.warning("database unavailable, message requeued task=%s ids=%s error=%r",

@@ -419,6 +419,7 @@ SPECTACULAR_SETTINGS = {
         "PeopleChannelEnum": "domain.notifications.notification_apis.PEOPLE_CHANNEL_CHOICES",
         "EndpointStateEnum": "domain.notifications.models.EndpointState",
         "InboxStateEnum": "domain.notifications.models.InboxState",
+        "QueueNameEnum": "workers.selectors.queue_names",
     },
 }
 
@@ -452,5 +453,16 @@ LOGGING = {
 
 # The queue health check (every minute): seconds it waits for the workers' replies.
 QUEUE_HEALTH_INSPECT_TIMEOUT = env.float("QUEUE_HEALTH_INSPECT_TIMEOUT", default=1.0)
+# Queue pause and worker presence (README "Queues: pause and resume"). Every worker writes its
+# presence (the queues it consumes) to Redis this often, and reads the paused queues from the
+# database as often (workers/steering.py); a pause or resume also reaches running workers at
+# once by a broadcast.
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=5.0)
+# A worker seen within this many seconds is live: /readyz, GET /api/v1/queues and
+# `manage.py worker_alive` judge by it.
+WORKER_SEEN_SECONDS = env.float("WORKER_SEEN_SECONDS", default=60.0)
+# A process reads which queues are paused at most once per this many seconds (the claim asks
+# before every job; domain/jobs/selectors.queue_is_paused).
+QUEUE_PAUSE_CACHE_SECONDS = env.float("QUEUE_PAUSE_CACHE_SECONDS", default=1.0)
 # The nightly deactivation of customers inactive for this many days (customers.deactivate_inactive).
 CUSTOMERS_INACTIVE_DAYS = env.int("CUSTOMERS_INACTIVE_DAYS", default=365)

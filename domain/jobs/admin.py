@@ -1,9 +1,11 @@
 from collections.abc import Callable
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.template.response import TemplateResponse
 
+from domain.access.audit import actor_from_request
 from domain.common.admin_actions import confirmation_page, with_event_id_match
 from domain.jobs.models import (
     REPLAYABLE_JOB_STATUSES,
@@ -11,8 +13,15 @@ from domain.jobs.models import (
     Job,
     JobAttempt,
     JobStatus,
+    QueuePause,
 )
-from domain.jobs.services import jobs_cancel_selected, jobs_replay_selected
+from domain.jobs.routing import declared_queues
+from domain.jobs.services import (
+    jobs_cancel_selected,
+    jobs_replay_selected,
+    queue_pause,
+    queue_resume,
+)
 
 # Jobs one "Replay selected" replays at most (the oldest first): the replayed rows are read back
 # to be handed to the broker in the same request. The action says how many are left.
@@ -142,3 +151,51 @@ class JobAttemptAdmin(admin.ModelAdmin):
     list_filter = ("outcome",)
     search_fields = ("=job__id", "error_type", "error_message")
     readonly_fields = [f.name for f in JobAttempt._meta.fields]
+
+
+class QueuePauseForm(forms.ModelForm):
+    queue = forms.ChoiceField(choices=(), help_text="Its workers stop consuming it; its jobs stay "
+                              "queued, no attempt used, until it is resumed.")
+
+    class Meta:
+        model = QueuePause
+        fields = ("queue", "reason")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        paused = set(QueuePause.objects.values_list("queue", flat=True))
+        self.fields["queue"].choices = [(q, q) for q in declared_queues() if q not in paused]
+
+
+@admin.register(QueuePause)
+class QueuePauseAdmin(admin.ModelAdmin):
+    """The paused queues. "Add" pauses one, "Resume selected queues" (or deleting the row)
+    resumes: both through the services, which record the audit entry and tell the workers.
+    Who may do which is Django's add and delete permissions on this model."""
+
+    form = QueuePauseForm
+    list_display = ("queue", "paused_at", "paused_by", "reason")
+    readonly_fields = ("paused_at", "paused_by")
+    actions = ("resume_queues",)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # a pause is added or resumed, never edited
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # "Resume selected queues" instead
+        return actions
+
+    def save_model(self, request, obj, form, change) -> None:
+        queue_pause(queue=obj.queue, actor=actor_from_request(request), reason=obj.reason)
+
+    def delete_model(self, request, obj) -> None:
+        queue_resume(queue=obj.queue, actor=actor_from_request(request))
+
+    @admin.action(description="Resume selected queues", permissions=["delete"])
+    def resume_queues(self, request, queryset):
+        names = list(queryset.values_list("queue", flat=True))
+        for name in names:
+            queue_resume(queue=name, actor=actor_from_request(request))
+        self.message_user(request, f"Resumed {len(names)} queue(s): {', '.join(names)}.",
+                          messages.SUCCESS)

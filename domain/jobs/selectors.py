@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce, Greatest, TruncMinute
@@ -14,7 +17,8 @@ from domain.access.models import ApiKey
 from domain.access.selectors import visible_to
 from domain.common.errors import NotFound
 from domain.jobs.hooks import hooks
-from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobAttempt, JobStatus
+from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobAttempt, JobStatus, QueuePause
+from domain.jobs.routing import kinds_on_queues
 
 
 def job_get(*, job_id, api_key: ApiKey | None) -> Job:
@@ -83,6 +87,56 @@ def jobs_waiting_by_kind(*, now: datetime | None = None) -> dict[str, dict]:
                           "oldest_age_seconds": round(max(0.0, (now - row["oldest"])
                                                           .total_seconds()), 3)}
             for row in rows}
+
+
+# --- Paused queues ----------------------------------------------------------------------------
+
+def queue_pauses() -> dict[str, QueuePause]:
+    """Every paused queue's row, by queue name (read from the database each time)."""
+    return {pause.queue: pause for pause in QueuePause.objects.all()}
+
+
+class _PausedQueues:
+    """The names of the paused queues, read at most once per QUEUE_PAUSE_CACHE_SECONDS per
+    process: the worker asks before every claim (workers/base.py), and one query per message
+    for a table of a few rows would be a round trip added to every job. Forgotten at once in the
+    process that pauses or resumes (domain/jobs/services.py); elsewhere a change is seen within
+    that time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read_at = float("-inf")
+        self._names: frozenset[str] = frozenset()
+
+    def forget(self) -> None:
+        with self._lock:
+            self._read_at = float("-inf")
+
+    def names(self) -> frozenset[str]:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._read_at >= settings.QUEUE_PAUSE_CACHE_SECONDS:
+                self._names = frozenset(QueuePause.objects.values_list("queue", flat=True))
+                self._read_at = now
+            return self._names
+
+
+paused_queues = _PausedQueues()
+
+
+def queue_is_paused(name: str) -> bool:
+    """Whether the queue is paused, as of at most QUEUE_PAUSE_CACHE_SECONDS ago in this
+    process (see `_PausedQueues`). A database error propagates: the caller decides."""
+    return name in paused_queues.names()
+
+
+def jobs_waiting_on_queue(queue: str) -> int:
+    """Jobs queued or retrying (due or not) of the kinds routed to `queue`: what a pause of
+    the queue holds, or a resume lets go."""
+    kinds = kinds_on_queues({queue})
+    if not kinds:
+        return 0
+    return Job.objects.filter(status__in=RUNNABLE_JOB_STATUSES, kind__in=kinds).count()
 
 
 # --- The operator dashboard's reads ---------------------------------------------------------
