@@ -12,8 +12,7 @@ from domain.jobs.selectors import dead_jobs_by_kind, job_throughput
 from domain.notifications.selectors import endpoints_by_health
 from scheduler.dashboard.charts import Chart, line_chart, stacked_bars
 from scheduler.selectors import queue_depth_history, schedule_list
-from workers.health import queue_depths
-from workers.queues import Queues
+from workers.selectors import QueueState, queue_list
 
 ENDPOINT_HEALTH_LABELS = {"healthy": "Healthy", "failing": "Failing",
                           "circuit_open": "Circuit open", "degraded": "Degraded",
@@ -38,30 +37,31 @@ def hour_buckets(now: dt.datetime) -> list[dt.datetime]:
 
 @dataclass(frozen=True)
 class QueueRow:
-    name: str
-    depth: int | None  # now, from the broker; None: it did not answer
-    highest: int | None  # over the hour, from the health checks and now
-    checks: int  # health checks in the hour
+    state: QueueState  # now: pause, broker depth, due jobs waiting, consumers
+    highest: int | None  # the deepest over the hour, from the health checks and now
 
 
 @dataclass(frozen=True)
 class QueuesPanel:
     chart: Chart
     rows: list[QueueRow]
-    checks: int
+    checks: int  # health checks in the hour
+
+    @property
+    def paused(self) -> list[QueueState]:
+        return [row.state for row in self.rows if row.state.paused]
 
 
 def queues_panel(*, now: dt.datetime) -> QueuesPanel:
     history = queue_depth_history(since=now - HOUR, until=now)
-    current = queue_depths()
-    names = [queue.value for queue in Queues]
+    states = queue_list()
+    names = [state.name for state in states]
     names += sorted({name for _, depths in history for name in depths} - set(names))
+    current = {state.name: state.depth for state in states}
     series = {name: [*((slot, depths.get(name)) for slot, depths in history),
                      (now, current.get(name))] for name in names}
-    rows = []
-    for name in names:
-        known = [depth for _, depth in series[name] if depth is not None]
-        rows.append(QueueRow(name, current.get(name), max(known, default=None), len(history)))
+    rows = [QueueRow(state, max((d for _, d in series[state.name] if d is not None),
+                                default=None)) for state in states]
     chart = line_chart(title="Queue depth, last hour (messages waiting)", start=now - HOUR,
                        end=now, series=series)
     return QueuesPanel(chart, rows, len(history))

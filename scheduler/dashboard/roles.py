@@ -1,9 +1,9 @@
 """The dashboard's two roles, as Django groups declared here.
 
-- **Conveyor viewers** see the dashboard (and the run ledger and audit log pages) and act on
-  nothing.
+- **Conveyor viewers** see the dashboard (and the run ledger, audit log and queue pauses
+  pages) and act on nothing.
 - **Conveyor operators** also act from it (`scheduler.operate`: replay by filter, pause and
-  resume), and see the rows its panels link to.
+  resume), pause and resume queues in the admin too, and see the rows its panels link to.
 
 The viewers get no view permission on a model whose admin list offers actions (jobs,
 endpoints, deliveries, schedules): Django offers a list's custom actions to anyone who may
@@ -30,10 +30,14 @@ OPERATORS = "Conveyor operators"
 VIEW_PERMISSION = "scheduler.view_dashboard"
 OPERATE_PERMISSION = "scheduler.operate"
 
-_SEES = (VIEW_PERMISSION, "scheduler.view_schedulerun", "access.view_auditentry")
+# Lists without an action, or whose actions need more than the view permission (the queue
+# pauses' "Resume" needs delete).
+_SEES = (VIEW_PERMISSION, "scheduler.view_schedulerun", "access.view_auditentry",
+         "jobs.view_queuepause")
 ROLES: dict[str, tuple[str, ...]] = {
     VIEWERS: _SEES,
-    OPERATORS: (*_SEES, OPERATE_PERMISSION, "jobs.view_job", "jobs.view_jobattempt",
+    OPERATORS: (*_SEES, OPERATE_PERMISSION, "jobs.add_queuepause", "jobs.delete_queuepause",
+                "jobs.view_job", "jobs.view_jobattempt",
                 "events.view_event", "notifications.view_webhookendpoint",
                 "notifications.view_delivery", "django_celery_beat.view_periodictask",
                 "django_celery_beat.change_periodictask"),

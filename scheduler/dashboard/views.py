@@ -1,6 +1,7 @@
 """The operator dashboard page, /admin/dashboard/ (config/urls.py wraps it in the admin's
-login check). GET shows it to `scheduler.view_dashboard`; a POST acts and needs
-`scheduler.operate` too: anyone else gets 403 and nothing changes.
+login check). GET shows it to `scheduler.view_dashboard`; a POST acts (replay by filter,
+pause or resume a queue) and needs `scheduler.operate` too: anyone else gets 403 and nothing
+changes.
 
 Replay by filter is two POSTs: `preview` counts the dead jobs the filter matches and shows
 the confirmation; `replay` replays exactly that filter (at most REPLAY_LIMIT, the oldest
@@ -24,10 +25,11 @@ from domain.access.audit import actor_from_request, audit_record
 from domain.access.models import AuditAction
 from domain.jobs.models import JobStatus
 from domain.jobs.selectors import jobs_matching_replay
-from domain.jobs.services import jobs_replay
+from domain.jobs.services import jobs_replay, queue_pause, queue_resume
 from scheduler.dashboard.forms import REPLAY_LIMIT, ReplayConfirmForm, ReplayFilterForm
 from scheduler.dashboard.panels import dashboard_panels
 from scheduler.dashboard.roles import OPERATE_PERMISSION, VIEW_PERMISSION
+from workers.selectors import queue_names
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ def operator_dashboard(request: HttpRequest) -> HttpResponse:
         return _preview(request)
     if action == "replay":
         return _replay(request)
+    if action in ("pause", "resume"):
+        return _steer_queue(request, action)
     return HttpResponseBadRequest("Unknown action.")
 
 
@@ -103,6 +107,23 @@ def _replay(request: HttpRequest) -> HttpResponse:
     logger.info("dashboard replay count=%d user=%s", count, request.user.get_username())
     messages.success(request, f"Replayed {count} dead job{'s' if count != 1 else ''} "
                      f"({_summary(replay_filter)}).")
+    return redirect(request.path)
+
+
+def _steer_queue(request: HttpRequest, action: str) -> HttpResponse:
+    """Pause or resume a queue through the same services as the API and `manage.py queues`
+    (they write the audit row, and tell the running workers)."""
+    queue = request.POST.get("queue", "")
+    if queue not in queue_names():
+        return HttpResponseBadRequest("No such queue.")
+    actor = actor_from_request(request)
+    if action == "pause":
+        queue_pause(queue=queue, actor=actor, reason=request.POST.get("reason", "").strip()[:500])
+        messages.success(request, f"Paused the {queue} queue: its jobs wait, queued, until it "
+                         "is resumed.")
+    else:
+        queue_resume(queue=queue, actor=actor)
+        messages.success(request, f"Resumed the {queue} queue.")
     return redirect(request.path)
 
 

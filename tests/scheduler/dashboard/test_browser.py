@@ -3,9 +3,10 @@ live server, logging in through the admin's login form as each role.
 
 - A viewer sees the charts, the dead letters and the audit log, gets no replay form, and a
   POST forged from its own logged-in page (with a valid CSRF token) is refused with 403 and
-  changes nothing.
+  changes nothing; there is no pause or resume button either.
 - An operator runs the dry run (the count shows), confirms, and the dead jobs of that filter,
-  and only those, are queued again; the page then lists the audit entry.
+  and only those, are queued again; the page then lists the audit entry. Then it pauses a
+  queue from its row: the queue is paused and the pause audited.
 
 Needs Debian's Chromium and its driver (`apt-get install chromium chromium-driver`); without
 them the test skips, saying so. Selenium is pointed at /usr/bin/chromedriver, so its
@@ -30,7 +31,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from domain.access.audit import Actor, audit_record
 from domain.access.models import AuditAction, AuditEntry
-from domain.jobs.models import Job, JobStatus
+from domain.jobs.models import Job, JobStatus, QueuePause
 from scheduler.dashboard.roles import OPERATORS, VIEWERS
 from scheduler.models import RunOutcome, ScheduleRun
 from tests.factories import JobFactory
@@ -131,6 +132,7 @@ def test_a_viewer_sees_the_dashboard_and_cannot_act(browser, live_server, seeded
     assert "root (manage.py queues)" in _text(browser, "#audit-table")
     # and there is nothing to act with
     assert not browser.find_elements(By.ID, "replay-form")
+    assert not browser.find_elements(By.CSS_SELECTOR, "form.queue-action")
     assert "Read-only" in _text(browser, "#content-main")
 
     # a POST forged from the viewer's own page, CSRF token and all, is refused
@@ -176,3 +178,16 @@ def test_an_operator_replays_dead_jobs_by_filter(browser, live_server, seeded, t
     assert "otto" in first_row and "Replay" in first_row and "kind=noop" in first_row
     assert first_row.rstrip().endswith("3")
     assert _text(browser, '#dead-table tr[data-kind="noop"] .dead-count') == "1"
+
+    # pausing a queue from its row: paused in the database and on the page, and audited
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-queue="bulk"] input[name=reason]') \
+        .send_keys("reindexing")
+    browser.find_element(By.ID, "pause-bulk").click()
+    WebDriverWait(browser, WAIT).until(
+        expected_conditions.presence_of_element_located((By.ID, "resume-bulk")))
+    assert QueuePause.objects.get().queue == "bulk"
+    assert _text(browser, 'tr[data-queue="bulk"] .queue-state') == "paused"
+    assert "reindexing" in _text(browser, "#paused-queues")
+    first_row = browser.find_element(By.CSS_SELECTOR, "#audit-table tbody tr").text
+    assert "otto" in first_row and "Pause" in first_row and "queue: bulk" in first_row
+    browser.save_screenshot(str(tmp_path / "operator-paused.png"))

@@ -9,11 +9,14 @@ import pytest
 from django.utils import timezone
 
 from config.celery import app
+from domain.access.audit import Actor
 from domain.jobs.models import JobStatus
+from domain.jobs.services import queue_pause
 from scheduler.dashboard.panels import dead_letters, hour_buckets, queues_panel, throughput_panel
 from scheduler.models import RunOutcome, ScheduleRun
 from tests.broker_utils import UNREACHABLE_BROKER, broker_at
 from tests.factories import JobFactory
+from workers.presence import heartbeat
 
 pytestmark = pytest.mark.django_db
 
@@ -45,15 +48,31 @@ def test_queue_depths_over_the_hour_end_with_the_brokers_answer_now(private_brok
 
     panel = queues_panel(now=now)
 
-    rows = {row.name: row for row in panel.rows}
+    rows = {row.state.name: row for row in panel.rows}
     assert list(rows) == ["events", "notifications", "bulk", "cache", "maintenance"]
-    assert (rows["events"].depth, rows["events"].highest) == (2, 9)
-    assert (rows["cache"].depth, rows["cache"].highest) == (0, 1)
-    assert (rows["bulk"].depth, rows["bulk"].highest) == (0, 0)
+    assert (rows["events"].state.depth, rows["events"].highest) == (2, 9)
+    assert (rows["cache"].state.depth, rows["cache"].highest) == (0, 1)
+    assert (rows["bulk"].state.depth, rows["bulk"].highest) == (0, 0)
     assert panel.checks == 3
     # the chart draws a line per queue: cache's is broken where the broker did not answer
     assert panel.chart.svg.count('data-series="cache"') == 2
     assert panel.chart.svg.count('data-series="events"') == 1
+
+
+def test_paused_queues_and_the_workers_seen_consuming_each(private_broker):
+    # given a paused queue (through the service operators use) and a worker's heartbeat
+    queue_pause(queue="bulk", actor=Actor("user", "otto"), reason="database maintenance")
+    heartbeat(hostname="w1@host", pid=1, queues=["events", "cache"],
+              configured=["events", "cache", "bulk"])
+
+    panel = queues_panel(now=timezone.now())
+
+    rows = {row.state.name: row.state for row in panel.rows}
+    assert [state.name for state in panel.paused] == ["bulk"]
+    assert (rows["bulk"].paused_by, rows["bulk"].reason) == ("otto", "database maintenance")
+    assert rows["events"].consumers == ["w1@host"]
+    assert rows["bulk"].consumers == []
+    assert not rows["events"].paused
 
 
 def test_with_the_broker_down_the_depth_now_is_unknown_and_the_page_still_draws():
@@ -61,8 +80,8 @@ def test_with_the_broker_down_the_depth_now_is_unknown_and_the_page_still_draws(
     _health_check(now - dt.timedelta(minutes=5), {"events": 4})
     with broker_at(UNREACHABLE_BROKER):
         panel = queues_panel(now=now)
-    rows = {row.name: row for row in panel.rows}
-    assert rows["events"].depth is None
+    rows = {row.state.name: row for row in panel.rows}
+    assert rows["events"].state.depth is None
     assert rows["events"].highest == 4
 
 

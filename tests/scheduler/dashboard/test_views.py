@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from domain.access.audit import Actor, audit_record
 from domain.access.models import AuditAction, AuditEntry
-from domain.jobs.models import Job, JobStatus
+from domain.jobs.models import Job, JobStatus, QueuePause
 from scheduler.dashboard import views
 from tests.factories import JobFactory
 from tests.scheduler.dashboard.conftest import staff_user
@@ -73,20 +73,23 @@ def test_a_viewer_sees_every_panel_and_no_form(viewer):
     assert 'data-kind="noop"' in page
     assert "someone" in page and "queue: bulk" in page
     assert 'id="replay-form"' not in page
+    assert 'value="pause"' not in page and 'value="resume"' not in page
     assert "Read-only" in page
     # the index links the dashboard
     assert f'href="{URL}"' in viewer.get("/admin/").content.decode()
 
 
-@pytest.mark.parametrize("action", ["preview", "replay", "anything"])
+@pytest.mark.parametrize("action", ["preview", "replay", "pause", "resume", "anything"])
 def test_a_viewer_posting_an_action_gets_403_and_nothing_changes(viewer, action):
     job = _dead("noop")
+    QueuePause.objects.create(queue="cache")
     until = timezone.now().isoformat()
     response = viewer.post(URL, {"action": action, "kind": "noop", "event_type": "",
                                  "error_type": "", "window": "all", "until": until,
-                                 "matched": 1})
+                                 "matched": 1, "queue": "cache" if action == "resume" else "bulk"})
     assert response.status_code == 403
     assert _statuses(job) == [JobStatus.DEAD]
+    assert list(QueuePause.objects.values_list("queue", flat=True)) == ["cache"]
     assert not AuditEntry.objects.exists()
 
 
@@ -189,3 +192,33 @@ def test_a_superuser_may_act_without_a_group(admin_client):
     admin_client.post(URL, _confirm_data(preview))
     assert _statuses(job) == [JobStatus.QUEUED]
     assert AuditEntry.objects.get().actor == "admin"
+
+
+def test_an_operator_pauses_and_resumes_a_queue_and_each_is_audited(operator_client):
+    # the page offers a pause for each running queue
+    page = operator_client.get(URL).content.decode()
+    assert 'id="pause-bulk"' in page and 'id="resume-bulk"' not in page
+
+    # pausing: the row, the audit entry (by the queues' own service), the page says so
+    response = operator_client.post(URL, {"action": "pause", "queue": "bulk",
+                                          "reason": "reindexing"})
+    assert response.status_code == 302
+    pause = QueuePause.objects.get()
+    assert (pause.queue, pause.paused_by, pause.reason) == ("bulk", "otto", "reindexing")
+    page = operator_client.get(URL).content.decode()
+    assert "Paused the bulk queue" in page
+    assert 'id="resume-bulk"' in page
+    assert "bulk (since" in page and "by otto: reindexing" in page
+
+    # resuming
+    operator_client.post(URL, {"action": "resume", "queue": "bulk"})
+    assert not QueuePause.objects.exists()
+    entries = list(AuditEntry.objects.order_by("id").values_list("actor", "action", "target"))
+    assert entries == [("otto", "pause", "bulk"), ("otto", "resume", "bulk")]
+    assert "No queue is paused" in operator_client.get(URL).content.decode()
+
+
+def test_pausing_an_unknown_queue_is_400(operator_client):
+    response = operator_client.post(URL, {"action": "pause", "queue": "nope"})
+    assert response.status_code == 400
+    assert not QueuePause.objects.exists() and not AuditEntry.objects.exists()
