@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Case, Count, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, F, OuterRef, Q, QuerySet, Subquery, Value, When
 
 from domain.access.models import ApiKey
 from domain.access.selectors import visible_to
@@ -54,7 +54,7 @@ def endpoints_by_health(*, now: datetime, limit: int = 20) -> tuple[dict[str, in
     for row in endpoints.values("health").annotate(n=Count("id")).order_by():
         counts[row["health"]] = row["n"]
     unhealthy = list(endpoints.filter(~Q(health="healthy"))
-                     .order_by("failing_since", "-updated_at")[:limit])
+                     .order_by(F("failing_since").asc(nulls_last=True), "-updated_at")[:limit])
     return counts, unhealthy
 
 
