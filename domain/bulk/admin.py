@@ -39,7 +39,9 @@ class BulkRunAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj: Any = None) -> bool:
-        return False  # the record is the runner's; the actions are the levers
+        # The record is the runner's: a run's page is read-only. The list asks with no run,
+        # and its actions (the levers) need the change permission (permissions=["change"]).
+        return obj is None and super().has_change_permission(request)
 
     @admin.display(description="progress")
     def progress(self, run: BulkRun) -> str:

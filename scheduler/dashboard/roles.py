@@ -5,9 +5,11 @@
 - **Conveyor operators** also act from it (`scheduler.operate`: replay by filter, pause and
   resume), pause and resume queues in the admin too, and see the rows its panels link to.
 
-The viewers get no view permission on a model whose admin list offers actions (jobs,
-endpoints, deliveries, schedules): Django offers a list's custom actions to anyone who may
-view the list, so a view permission there would let a viewer act.
+Every custom admin action asks for the change permission (`@admin.action(permissions=
+["change"])`), so viewers may see the jobs, events, endpoints, deliveries, bulk runs and
+schedules the panels link to without being offered an action there; operators hold the change
+permission of the lists whose actions they take (replay, cancel, pause, recover …). Those
+admins show every field read-only, so "change" gives no way to edit a row's fields.
 
 The groups are synced after every `migrate` (scheduler/apps.py; a test database's flush sends
 the same signal): created if missing, each declared permission added. Nothing is taken away,
@@ -30,16 +32,16 @@ OPERATORS = "Conveyor operators"
 VIEW_PERMISSION = "scheduler.view_dashboard"
 OPERATE_PERMISSION = "scheduler.operate"
 
-# Lists without an action, or whose actions need more than the view permission (the queue
-# pauses' "Resume" needs delete).
+# What both roles see (the queue pauses' "Resume" needs delete, so viewers only list them).
 _SEES = (VIEW_PERMISSION, "scheduler.view_schedulerun", "access.view_auditentry",
-         "jobs.view_queuepause")
+         "jobs.view_queuepause", "jobs.view_job", "jobs.view_jobattempt", "events.view_event",
+         "notifications.view_webhookendpoint", "notifications.view_delivery",
+         "bulk.view_bulkrun", "django_celery_beat.view_periodictask")
 ROLES: dict[str, tuple[str, ...]] = {
     VIEWERS: _SEES,
     OPERATORS: (*_SEES, OPERATE_PERMISSION, "jobs.add_queuepause", "jobs.delete_queuepause",
-                "jobs.view_job", "jobs.view_jobattempt",
-                "events.view_event", "notifications.view_webhookendpoint",
-                "notifications.view_delivery", "django_celery_beat.view_periodictask",
+                "jobs.change_job", "notifications.change_webhookendpoint",
+                "notifications.change_delivery", "bulk.change_bulkrun",
                 "django_celery_beat.change_periodictask"),
 }
 
