@@ -62,7 +62,7 @@ def test_the_beat_healthcheck_follows_a_real_beat(workers, tmp_path):
     assert stale.returncode == 1, stale.stdout + stale.stderr
 
 
-def test_the_worker_healthcheck_pings_the_node_the_start_script_starts(workers, tmp_path):
+def test_the_worker_healthcheck_finds_the_node_the_start_script_starts(workers, tmp_path):
     # given a worker started the way its container starts it: the start script, profile
     # `fast`, named celery@<hostname> (in a container, the container's hostname)
     hostname = socket.gethostname()
