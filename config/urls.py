@@ -5,10 +5,18 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from domain.common import health
 from domain.common.errors import json_not_found
+from scheduler.dashboard.views import operator_dashboard
+
+# The admin's index links the operator dashboard (scheduler/templates/admin/scheduler/).
+admin.site.index_template = "admin/scheduler/index.html"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Before admin/: the admin's catch-all would answer this path with its own 404. admin_view
+    # sends anyone not logged in as staff to the admin's login page; the view checks the role.
+    path("admin/dashboard/", admin.site.admin_view(operator_dashboard),
+         name="operator-dashboard"),
     path("admin/", admin.site.urls),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

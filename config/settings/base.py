@@ -224,6 +224,9 @@ CELERY_RESULT_EXPIRES = (timedelta(days=RETENTION_TASK_RESULTS_DAYS)
 # Schedules live in the database (django-celery-beat); scheduler/ declares them in code.
 # LedgerScheduler is django-celery-beat's DatabaseScheduler with slots (scheduler/beat.py).
 CELERY_BEAT_SCHEDULER = "scheduler.beat:LedgerScheduler"
+# A file Beat touches after every tick, for a liveness probe (scheduler/heartbeat.py; the
+# compose file's Beat sets it and its healthcheck reads the file's age). Empty: none.
+BEAT_HEARTBEAT_FILE = env("BEAT_HEARTBEAT_FILE", default="")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes the database connection before and after every task unless
 # this is set: a new PostgreSQL connection per task, 22% of a no-op job's worker time under
@@ -420,8 +423,15 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# --- Logging: key=value lines, the correlation id on every one ------------------------
+# --- Logging: one line per record, the correlation id on every one -------------------
+# LOG_FORMAT: `text`, key=value lines for a terminal (this default; local and test settings),
+# or `json`, one JSON object per line with the job, event, task, queue and worker it is about
+# (production's default). domain/common/logging.py; README "Logs".
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOG_FORMATS = ("text", "json")
+LOG_FORMAT = env("LOG_FORMAT", default="text")
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -430,15 +440,16 @@ LOGGING = {
         "redact": {"()": "domain.common.logging.RedactSecretsFilter"},
     },
     "formatters": {
-        "kv": {
+        "text": {
             "format": "%(asctime)s level=%(levelname)s logger=%(name)s "
             "correlation_id=%(correlation_id)s %(message)s"
-        }
+        },
+        "json": {"()": "domain.common.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "kv",
+            "formatter": LOG_FORMAT,
             "filters": ["correlation", "redact"],
         }
     },

@@ -5,7 +5,8 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.template.response import TemplateResponse
 
-from domain.access.audit import actor_from_request
+from domain.access.audit import actor_from_request, audit_admin_action
+from domain.access.models import AuditAction
 from domain.common.admin_actions import confirmation_page, with_event_id_match
 from domain.jobs.models import (
     REPLAYABLE_JOB_STATUSES,
@@ -66,31 +67,33 @@ class JobAdmin(admin.ModelAdmin):
     # for "select all N" across pages, which stays a query (the changelist's filters) and is
     # never loaded into memory.
 
-    @admin.action(description="Replay selected dead or cancelled jobs")
+    @admin.action(description="Replay selected dead or cancelled jobs", permissions=["change"])
     def replay_jobs(self, request, queryset):
         return self._act(
-            request, queryset, action="replay_jobs", verb="Replay", past="replayed",
+            request, queryset, action="replay_jobs", audited=AuditAction.REPLAY, verb="Replay",
+            past="replayed",
             eligible_statuses=REPLAYABLE_JOB_STATUSES,
             effect="Each runs again with fresh attempts; its attempt history is kept.",
             limit=ADMIN_REPLAY_LIMIT,
             run=lambda: jobs_replay_selected(ids=queryset.values("pk"), limit=ADMIN_REPLAY_LIMIT),
             why=f"changed meanwhile, busy, or past the {ADMIN_REPLAY_LIMIT} one action replays")
 
-    @admin.action(description="Cancel selected queued or retrying jobs")
+    @admin.action(description="Cancel selected queued or retrying jobs", permissions=["change"])
     def cancel_jobs(self, request, queryset):
         return self._act(
-            request, queryset, action="cancel_jobs", verb="Cancel", past="cancelled",
+            request, queryset, action="cancel_jobs", audited=AuditAction.CANCEL, verb="Cancel",
+            past="cancelled",
             eligible_statuses=RUNNABLE_JOB_STATUSES,
             effect="They never run; a message already on the broker finds them cancelled.",
             run=lambda: jobs_cancel_selected(ids=queryset.values("pk")),
             why="a worker started them or they changed meanwhile")
 
-    def _act(self, request, queryset, *, action: str, verb: str, past: str, eligible_statuses,
-             effect: str, run: Callable[[], int], why: str,
+    def _act(self, request, queryset, *, action: str, audited: str, verb: str, past: str,
+             eligible_statuses, effect: str, run: Callable[[], int], why: str,
              limit: int | None = None) -> TemplateResponse | None:
         """The flow both actions share: count the selection by status; without `post=yes`,
         the confirmation page (or a warning when nothing is eligible); with it, `run` the
-        service and report what it did and what it left."""
+        service, record it in the audit log, and report what it did and what it left."""
         by_status = _count_by_status(queryset)
         eligible = sum(by_status.get(s, 0) for s in eligible_statuses)
         if request.POST.get("post") != "yes":
@@ -98,7 +101,9 @@ class JobAdmin(admin.ModelAdmin):
                 request, action=action, verb=verb, past=past, by_status=by_status,
                 eligible_statuses=eligible_statuses, eligible=eligible, effect=effect,
                 limit=limit if limit is not None and eligible > limit else None)
-        self._report(request, past.capitalize(), run(), eligible, by_status,
+        done = run()
+        audit_admin_action(request, action=audited, target_type="jobs", count=done)
+        self._report(request, past.capitalize(), done, eligible, by_status,
                      eligible_statuses, why=why)
         return None
 

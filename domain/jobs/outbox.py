@@ -26,6 +26,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from domain.common.correlation import MESSAGE_HEADER
 from domain.jobs import fastpaths
 from domain.jobs.hooks import hooks
 from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobStatus
@@ -215,13 +216,13 @@ def outbox_send(jobs: list[Job], *, max_batch: int | None = None,
                         job = chunk[0]
                         app.send_task(task_name, args=[str(job.id)], task_id=str(job.id),
                                       producer=producer,
-                                      headers={"correlation_id": job.correlation_id})
+                                      headers={MESSAGE_HEADER: job.correlation_id})
                     else:
                         # Each job keeps its own correlation id on its row; the message
                         # carries the first one for its log lines.
                         app.send_task(task_name, args=[[str(job.id) for job in chunk]],
                                       producer=producer,
-                                      headers={"correlation_id": chunk[0].correlation_id})
+                                      headers={MESSAGE_HEADER: chunk[0].correlation_id})
                     sent.extend(chunk)
         except BROKER_ERRORS as exc:
             logger.warning("outbox send failed sent=%d unsent=%d error=%r; the relay will retry",

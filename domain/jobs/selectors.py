@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, Min, Q, QuerySet
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce, Greatest, TruncMinute
 from django.utils import timezone
 
 from domain.access.models import ApiKey
 from domain.access.selectors import visible_to
 from domain.common.errors import NotFound
 from domain.jobs.hooks import hooks
-from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobAttempt, QueuePause
+from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobAttempt, JobStatus, QueuePause
 from domain.jobs.routing import kinds_on_queues
 
 
@@ -51,13 +53,17 @@ def job_attempts(*, job: Job) -> list[JobAttempt]:
 
 
 def jobs_matching_replay(*, api_key: ApiKey | None, status: str, kind: str | None = None,
-                         event_type: str | None = None, since: datetime | None = None,
+                         event_type: str | None = None, error_type: str | None = None,
+                         since: datetime | None = None,
                          until: datetime | None = None) -> QuerySet[Job]:
-    """The jobs an operator's replay filter selects (time range on when they finished). Which
-    jobs came from events of `event_type` is the events app's answer (domain/jobs/hooks.py)."""
+    """The jobs an operator's replay filter selects (time range on when they finished; the
+    class name of their last error). Which jobs came from events of `event_type` is the events
+    app's answer (domain/jobs/hooks.py)."""
     jobs = job_list(api_key=api_key, status=status, kind=kind)
     if event_type:
         jobs = hooks().jobs_of_event_type(jobs, event_type)
+    if error_type:
+        jobs = jobs.filter(error__type=error_type)
     if since:
         jobs = jobs.filter(finished_at__gte=since)
     if until:
@@ -131,3 +137,68 @@ def jobs_waiting_on_queue(queue: str) -> int:
     if not kinds:
         return 0
     return Job.objects.filter(status__in=RUNNABLE_JOB_STATUSES, kind__in=kinds).count()
+
+
+# --- The operator dashboard's reads ---------------------------------------------------------
+
+THROUGHPUT_STATUSES = (JobStatus.SUCCEEDED, JobStatus.DEAD)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Jobs finished per bucket and kind: `starts[i]` opens bucket i; `succeeded[kind][i]` and
+    `dead[kind][i]` count the jobs of `kind` that ended so in it."""
+
+    starts: list[datetime]
+    bucket: timedelta
+    succeeded: dict[str, list[int]]
+    dead: dict[str, list[int]]
+
+    def finished(self, kind: str) -> list[int]:
+        zero = [0] * len(self.starts)
+        return [a + b for a, b in zip(self.succeeded.get(kind, zero), self.dead.get(kind, zero),
+                                      strict=True)]
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted(set(self.succeeded) | set(self.dead))
+
+
+def job_throughput(*, since: datetime, until: datetime, bucket: timedelta,
+                   created_within: timedelta) -> Throughput:
+    """Jobs that succeeded or died in [since, until), by kind, in buckets of `bucket` from
+    `since`.
+
+    `finished_at` has no index (every job writes it; an index would cost each finish a write
+    for this one page), so the rows are reached through `job_status_created`: terminal status
+    and created at most `created_within` before `until`. The cost is then that of the jobs
+    created in that span, whatever the table's size; a job that finished longer than that
+    after it was created (a replay of an old dead job, a run_at far ahead, hours of webhook
+    retries) is not counted. One aggregate by minute, summed into buckets here.
+    """
+    rows = (Job.objects.filter(status__in=THROUGHPUT_STATUSES,
+                               created_at__gte=until - created_within, created_at__lt=until,
+                               finished_at__gte=since, finished_at__lt=until)
+            .annotate(minute=TruncMinute("finished_at", tzinfo=UTC))
+            .values("kind", "status", "minute").annotate(n=Count("id")).order_by())
+    count = max(1, -(-int((until - since).total_seconds()) // int(bucket.total_seconds())))
+    starts = [since + i * bucket for i in range(count)]
+    by_status: dict[str, dict[str, list[int]]] = {str(s): {} for s in THROUGHPUT_STATUSES}
+    for row in rows:
+        index = min(count - 1, max(0, int((row["minute"] - since) / bucket)))
+        series = by_status[row["status"]].setdefault(row["kind"], [0] * count)
+        series[index] += row["n"]
+    return Throughput(starts=starts, bucket=bucket, succeeded=by_status[JobStatus.SUCCEEDED],
+                      dead=by_status[JobStatus.DEAD])
+
+
+def dead_jobs_by_kind() -> dict[str, dict[str, int]]:
+    """{kind: {error type: dead jobs}}, every dead job (the dead-letter store: retention
+    prunes it). One aggregate over the `dead` range of `job_status_created`."""
+    rows = (Job.objects.filter(status=JobStatus.DEAD)
+            .values("kind", error_type=KT("error__type")).annotate(n=Count("id"))
+            .order_by("kind", "error_type"))
+    found: dict[str, dict[str, int]] = {}
+    for row in rows:
+        found.setdefault(row["kind"], {})[row["error_type"] or ""] = row["n"]
+    return found

@@ -138,17 +138,19 @@ def job_replay(*, job: Job) -> Job:
 
 
 def jobs_replay(*, api_key: ApiKey | None, status: str = JobStatus.DEAD, kind: str | None = None,
-                event_type: str | None = None, since: datetime | None = None,
-                until: datetime | None = None, limit: int = 10_000) -> int:
+                event_type: str | None = None, error_type: str | None = None,
+                since: datetime | None = None, until: datetime | None = None,
+                limit: int = 10_000) -> int:
     """Replay every dead (or cancelled) job matching the filter; answer how many."""
     if status not in REPLAYABLE_JOB_STATUSES:
         raise ValidationFailed("Only dead or cancelled jobs can be replayed.",
                                code="invalid_status", details={"status": status})
     jobs = jobs_matching_replay(api_key=api_key, status=status, kind=kind,
-                                event_type=event_type, since=since, until=until)
+                                event_type=event_type, error_type=error_type, since=since,
+                                until=until)
     count = _replay_set(jobs.values("pk"), limit)
-    logger.info("jobs replayed count=%d status=%s kind=%s event_type=%s", count, status, kind,
-                event_type)
+    logger.info("jobs replayed count=%d status=%s kind=%s event_type=%s error_type=%s", count,
+                status, kind, event_type, error_type)
     return count
 
 
