@@ -5,16 +5,24 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from domain.common import health
 from domain.common.errors import json_not_found
+from scheduler.dashboard.views import operator_dashboard
+
+# The admin's index links the operator dashboard (scheduler/templates/admin/scheduler/).
+admin.site.index_template = "admin/scheduler/index.html"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Before admin/: the admin's catch-all would answer this path with its own 404. admin_view
+    # sends anyone not logged in as staff to the admin's login page; the view checks the role.
+    path("admin/dashboard/", admin.site.admin_view(operator_dashboard),
+         name="operator-dashboard"),
     path("admin/", admin.site.urls),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("domain.events.urls")),
-    # Before domain/jobs: /jobs/{id}/explain is the workers app's (it needs queue and feature
-    # facts the jobs app sits below).
+    # The worker runtime's: /queues, and /jobs/{id}/explain, before domain/jobs (it needs queue
+    # and feature facts the jobs app sits below).
     path("api/v1/", include("workers.urls")),
     path("api/v1/", include("domain.jobs.urls")),
     path("api/v1/", include("domain.catalog.urls")),
