@@ -10,7 +10,8 @@ The checks run in this order and the first that holds is the answer (README "Why
 job running?"):
 
 1. `running` / `orphaned`: a running job; `orphaned` when its lease lapsed (its worker stopped
-   renewing it: killed, frozen, its machine gone) or its worker has not been seen.
+   renewing it: killed, frozen, its machine gone), with when the worker was last seen (its
+   last heartbeat or lease renewal, whichever is later).
 2. `bulk_paused`: the bulk run it carries is paused (the job was cancelled, or finished its
    slice, for the pause).
 3. `endpoint_disabled`: the webhook delivery it carries is parked because its endpoint is
@@ -18,18 +19,19 @@ job running?"):
    alone would hide why and what to do.
 4. `succeeded`, `dead`, `cancelled`: it has finished.
 5. `queue_paused`: its queue is paused. Before any wait of its own: a pause holds it whatever
-   its time, and only an operator ends it.
+   its time (the relay holds its unsent jobs too), and only an operator ends it.
 6. `circuit_open`, `rate_limited`: the webhook delivery waits for its endpoint (no attempt
    used).
 7. `backoff`: a failed attempt's retry is not due yet.
 8. `scheduled`: `run_at` is ahead.
-9. `not_sent`: due, but the broker never got it (it was unreachable); the outbox relay sends it.
-10. `no_consumer`: on the broker, but no live worker consumes its queue.
-11. `waiting_in_queue`: on the broker, a worker consumes the queue, and jobs sent before it
-    are still ahead of it.
+9. `not_sent`: due, but not on the broker (it was unreachable, or the job was handed back);
+   the outbox relay sends it.
+10. `no_consumer`: on the broker, but no live worker consumes its queue (none in the workers'
+    presence; when the presence cannot be read, this is not claimed).
+11. `waiting_in_queue`: on the broker, and jobs sent before it are still ahead of it.
 
-The broker is asked only for what needs it (the depth, for 9-11) and at most once; when it
-does not answer, the depth is null and the rest still comes from the database.
+The broker is asked only for the depth (5, 9-11), once; when it does not answer, the depth is
+null and the rest still comes from the database.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.utils import timezone
 
@@ -50,10 +53,11 @@ from domain.bulk.selectors import bulk_run_of_job
 from domain.common.errors import ValidationFailed
 from domain.common.rendering import iso
 from domain.jobs.explainer import Explanation, JobExplainer
-from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobStatus
+from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobStatus, QueuePause
 from domain.jobs.outbox import outbox_relay_due_at
-from domain.jobs.registry import get_job_kind, job_kinds
-from domain.jobs.selectors import jobs_sent_before, jobs_waiting_by_kind
+from domain.jobs.registry import get_job_kind
+from domain.jobs.routing import kinds_by_queue, queue_of_task
+from domain.jobs.selectors import jobs_sent_before, jobs_waiting_by_kind, queue_pauses
 from domain.notifications.kinds import WEBHOOK_DELIVERY
 from domain.notifications.models import (
     Delivery,
@@ -62,8 +66,8 @@ from domain.notifications.models import (
     WebhookEndpoint,
 )
 from domain.notifications.selectors import webhook_delivery_of_job
-from workers.health import queue_depth
-from workers.queues import DEFAULT_QUEUE, queue_for_task
+from workers.health import queue_depths
+from workers.presence import FORGET_AFTER_SECONDS, consumers_by_queue, workers_seen
 
 logger = logging.getLogger(__name__)
 
@@ -124,21 +128,51 @@ class _Facts:
 
     @cached_property
     def queue(self) -> str | None:
+        """The queue its kind's task is routed to, as a send takes it (domain/jobs/routing.py)."""
         try:
             kind = get_job_kind(self.job.kind)
         except ValidationFailed:  # a kind no longer registered: no task, no queue
             return None
-        return queue_for_task(kind.task_name) or DEFAULT_QUEUE
+        return queue_of_task(kind.task_name)
 
     @cached_property
-    def queue_kinds(self) -> list[str]:
-        return [kind.name for kind in job_kinds()
-                if (queue_for_task(kind.task_name) or DEFAULT_QUEUE) == self.queue]
+    def queue_kinds(self) -> set[str]:
+        if self.queue is None:
+            return {self.job.kind}
+        return kinds_by_queue().get(self.queue, set())
+
+    @cached_property
+    def pause(self) -> QueuePause | None:
+        return queue_pauses().get(self.queue) if self.queue else None
 
     @cached_property
     def depth(self) -> int | None:
         """Messages in the queue now; None when the broker does not answer."""
-        return None if self.queue is None else queue_depth(self.queue)
+        return None if self.queue is None else queue_depths().get(self.queue)
+
+    @cached_property
+    def consumers(self) -> list[str] | None:
+        """The workers seen consuming the queue (workers/presence.py); None when their
+        presence (Redis) does not answer."""
+        if self.queue is None:
+            return None  # no queue known: nobody can say who would consume it
+        try:
+            return consumers_by_queue().get(self.queue, [])
+        except redis.exceptions.RedisError as exc:
+            logger.warning("explain: worker presence unreadable error=%r", exc)
+            return None
+
+    def last_heartbeat(self, worker: str) -> datetime | None:
+        """When `worker` last wrote its presence (kept an hour after it stopped); None when
+        unknown or unreadable."""
+        if not worker:
+            return None
+        try:
+            record = workers_seen(max_age=FORGET_AFTER_SECONDS).get(worker)
+        except redis.exceptions.RedisError as exc:
+            logger.warning("explain: worker presence unreadable error=%r", exc)
+            return None
+        return datetime.fromisoformat(record["seen_at"]) if record else None
 
     @cached_property
     def delivery(self) -> Delivery | None:
@@ -164,27 +198,30 @@ def _running(f: _Facts) -> Found | None:
     if job.status != JobStatus.RUNNING:
         return None
     worker = job.worker or "an unnamed worker"
-    lease_seconds = settings.JOB_LEASE_SECONDS
     details = {"worker": job.worker or None, "since": iso(job.started_at),
                "lease_expires_at": iso(job.lease_expires_at), "attempt": job.attempts,
                "max_attempts": job.max_attempts}
-    last_renewal = (job.lease_expires_at - timedelta(seconds=lease_seconds)
-                    if job.lease_expires_at else None)
+    # Seen: its last heartbeat (workers/presence.py), or the last renewal of this job's lease
+    # (every third of JOB_LEASE_SECONDS while the process lives), whichever is later.
+    renewed = (job.lease_expires_at - timedelta(seconds=settings.JOB_LEASE_SECONDS)
+               if job.lease_expires_at else None)
+    seen = [at for at in (renewed, f.last_heartbeat(job.worker)) if at is not None]
+    last_seen = max(seen) if seen else None
     if job.lease_expires_at is not None and job.lease_expires_at < f.now:
         rescue_at = job.lease_expires_at + timedelta(seconds=settings.ORPHAN_GRACE_SECONDS)
         then = ("runs it again" if job.attempts < job.max_attempts
                 else "makes it dead (it has no attempt left)")
         return (Reason.ORPHANED,
                 f"It was left running on {worker}, which has not been seen since "
-                f"{_when(last_renewal, f.now)} (its lease lapsed at "
+                f"{_when(last_seen, f.now)} (its lease lapsed at "
                 f"{_when(job.lease_expires_at, f.now)}); the orphan rescue {then} at about "
                 f"{_when(max(rescue_at, f.now), f.now)}.",
-                {**details, "last_seen_at": iso(last_renewal), "rescue_at": iso(rescue_at)})
+                {**details, "last_seen_at": iso(last_seen), "rescue_at": iso(rescue_at)})
     return (Reason.RUNNING,
             f"It is running on {worker} since {_when(job.started_at, f.now)} (attempt "
             f"{job.attempts} of {job.max_attempts}); the worker holds its lease until "
             f"{_when(job.lease_expires_at, f.now)} and renews it while it runs.",
-            {**details, "last_seen_at": iso(last_renewal)})
+            {**details, "last_seen_at": iso(last_seen)})
 
 
 def _bulk_paused(f: _Facts) -> Found | None:
@@ -244,7 +281,18 @@ def _finished(f: _Facts) -> Found | None:
 
 
 def _queue_paused(f: _Facts) -> Found | None:
-    return None  # the durable queue pause (QueuePause) lands with the queues work
+    pause = f.pause
+    if not f.runnable or pause is None:
+        return None
+    by = f" by {pause.paused_by}" if pause.paused_by else ""
+    why = f" ({pause.reason})" if pause.reason else ""
+    return (Reason.QUEUE_PAUSED,
+            f"Its queue {f.queue!r} is paused since {_when(pause.paused_at, f.now)}{by}{why}; "
+            "it stays queued, using no attempt, until the queue is resumed "
+            f"(POST /api/v1/queues/{f.queue}/resume, the admin, or "
+            f"manage.py queues resume {f.queue}).",
+            {"paused_at": iso(pause.paused_at), "paused_by": pause.paused_by or None,
+             "pause_reason": pause.reason or None, "depth": f.depth})
 
 
 def _endpoint_waits(f: _Facts) -> Found | None:
@@ -327,28 +375,38 @@ def _not_sent(f: _Facts) -> Found | None:
 
 
 def _in_queue(f: _Facts) -> Found | None:
-    """On the broker and due: no consumer, or jobs ahead of it."""
+    """On the broker and due: no live worker consumes its queue, or jobs are ahead of it."""
     job = f.job
     if not f.runnable:
         return None
-    depth = f.depth
-    ahead = jobs_sent_before(job=job, kinds=f.queue_kinds, now=f.now, limit=AHEAD_LIMIT)
+    depth, consumers = f.depth, f.consumers
     waiting = jobs_waiting_by_kind(now=f.now, kinds=f.queue_kinds)
     oldest = max((facts["oldest_age_seconds"] for facts in waiting.values()), default=None)
-    details = {"depth": depth, "ahead": ahead, "ahead_exact": ahead < AHEAD_LIMIT,
-               "position": ahead + 1 if ahead < AHEAD_LIMIT else None,
-               "oldest_age_seconds": oldest, "enqueued_at": iso(job.enqueued_at),
+    details = {"consumers": consumers, "depth": depth, "oldest_age_seconds": oldest,
+               "enqueued_at": iso(job.enqueued_at),
                "waiting_seconds": _seconds(f.now - job.enqueued_at)}
     in_queue = ("the broker does not answer, so its depth is unknown" if depth is None
                 else f"{depth} message{'s' if depth != 1 else ''} in it")
+    if consumers == []:
+        return (Reason.NO_CONSUMER,
+                f"No live worker consumes its queue {f.queue!r} (none seen in the last "
+                f"{settings.WORKER_SEEN_SECONDS:g} s), so it waits on the broker ({in_queue}); "
+                "start a worker with that queue (a profile that includes it, or "
+                f"celery -A config worker -Q {f.queue}).",
+                details)
+    ahead = jobs_sent_before(job=job, kinds=f.queue_kinds, now=f.now, limit=AHEAD_LIMIT)
     more = "" if ahead < AHEAD_LIMIT else " or more"
+    where = (f"in queue {f.queue!r} ({in_queue})" if f.queue is not None else
+             f"for a worker that knows its kind {job.kind!r} (not registered in this process, "
+             "so its queue is unknown)")
     return (Reason.WAITING_IN_QUEUE,
-            f"It waits in queue {f.queue!r} ({in_queue}) behind {ahead}{more} job"
+            f"It waits {where} behind {ahead}{more} job"
             f"{'s' if ahead != 1 else ''} sent before it; it was sent at "
             f"{_when(job.enqueued_at, f.now)}"
             + (f" and the oldest due job of the queue has waited {_span(oldest)}."
                if oldest else "."),
-            details)
+            {**details, "ahead": ahead, "ahead_exact": ahead < AHEAD_LIMIT,
+             "position": ahead + 1 if ahead < AHEAD_LIMIT else None})
 
 
 _CHECKS: tuple[Callable[[_Facts], Found | None], ...] = (

@@ -62,18 +62,6 @@ def _depth(channel, queue: str) -> int:
         return 0
 
 
-def queue_depth(queue: str) -> int | None:
-    """One queue's depth now, or None when the broker does not answer (tried once: about
-    2 s when it is down)."""
-    try:
-        with current_app.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1)
-            return _depth(conn.default_channel, queue)
-    except (*BROKER_ERRORS, redis.exceptions.RedisError) as exc:
-        logger.warning("queue depth: the broker did not answer queue=%s error=%r", queue, exc)
-        return None
-
-
 def _workers() -> dict[str, list[str]] | None:
     try:
         replies = current_app.control.inspect(

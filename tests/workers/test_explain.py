@@ -4,9 +4,11 @@ Every reason comes from the real situation, made through the API and the real se
 real PostgreSQL and Redis broker: the session's in-process worker where a job must run (it
 runs, fails, retries, dies; a webhook's circuit opens, its rate limit defers), a private broker
 prefix no worker consumes where a job must stay on the broker (tests/conftest.py,
-`private_broker`), and an unreachable broker port for a publish the broker never got. The
-reasons that need a worker process killed or started on its own are in
-tests/faults/test_explain.py.
+`private_broker`), and an unreachable broker port for a publish the broker never got. No
+worker writes its presence in this process's Redis (the in-process worker does not run the
+consumer bootstep that does), so a job on the broker here has no consumer. A worker process
+killed mid-job (`orphaned`), and jobs behind a busy worker seen consuming their queue
+(`waiting_in_queue`), are in tests/faults/test_explain.py.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from domain.notifications.models import Delivery, DeliveryStatus, WebhookEndpoin
 from tests.broker_utils import UNREACHABLE_BROKER, broker_at
 from tests.bulk_utils import make_products
 from tests.conftest import assert_error, wait_for
+from tests.factories import JobFactory
 from tests.webhook_receiver import Receiver
 from tests.workers.explain_jobs import PROBE
 
@@ -105,43 +108,80 @@ def test_a_job_published_while_the_broker_is_down_is_not_sent_until_the_relay_se
     body = explain(client, job["id"])
     assert body["reason"] == "not_sent" and body["details"]["broker_reachable"] is True
 
-    # when the relay sends it, then it waits in its queue (no worker consumes this test's
-    # private broker keys), first in line
+    # when the relay sends it, then it is on the broker, where no worker consumes its queue
+    # (none writes its presence here: worker processes are tests/faults/test_explain.py's)
     assert outbox_relay(grace_seconds=0) == 1
     body = explain(client, job["id"])
-    assert body["reason"] == "waiting_in_queue", body
-    assert body["details"]["depth"] == 1
-    assert (body["details"]["ahead"], body["details"]["position"]) == (0, 1)
+    assert body["reason"] == "no_consumer", body
+    assert (body["details"]["depth"], body["details"]["consumers"]) == (1, [])
 
 
 @pytest.mark.django_db
-def test_jobs_sent_before_it_are_ahead_of_it_in_its_queue(
+def test_jobs_on_a_queue_no_worker_consumes_are_no_consumer_broker_down_or_not(
         client, private_broker, django_capture_on_commit_callbacks):
-    # given three jobs sent to the events queue, one after the other, and no worker taking
-    # them
-    jobs = []
-    for _ in range(3):
-        with django_capture_on_commit_callbacks(execute=True):
-            jobs.append(trigger(client))
+    # given three jobs sent to the events queue, and no worker seen consuming it
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs = [trigger(client) for _ in range(3)]
 
-    # then the last is third in line, with three messages in the queue
+    # then each is on the broker with no consumer: the queue's depth, the oldest's age
     body = explain(client, jobs[-1]["id"])
-    assert body["reason"] == "waiting_in_queue", body
+    assert (body["status"], body["reason"]) == ("queued", "no_consumer"), body
     details = body["details"]
-    assert (details["queue"], details["depth"], details["ahead"], details["position"]) == (
-        "events", 3, 2, 3)
-    assert details["ahead_exact"] is True
+    assert (details["queue"], details["depth"], details["consumers"]) == ("events", 3, [])
     assert details["oldest_age_seconds"] >= details["waiting_seconds"] >= 0
-    assert "behind 2 jobs sent before it" in body["message"]
-    # and the first is first
-    assert explain(client, jobs[0]["id"])["details"]["position"] == 1
+    assert "No live worker consumes its queue 'events'" in body["message"]
+    assert "3 messages in it" in body["message"]
+    assert "celery -A config worker -Q events" in body["message"]
 
-    # when the broker goes away, the answer still comes, from the database
+    # when the broker goes away, the answer still comes, from the database and the presence
     with broker_at(UNREACHABLE_BROKER):
         body = explain(client, jobs[-1]["id"])
-    assert body["reason"] == "waiting_in_queue" and body["details"]["depth"] is None
-    assert body["details"]["ahead"] == 2
+    assert body["reason"] == "no_consumer" and body["details"]["depth"] is None
     assert "the broker does not answer" in body["message"]
+
+
+@pytest.mark.django_db
+def test_the_jobs_of_a_paused_queue_are_queue_paused_whatever_else_they_wait_for(
+        client, make_client, private_broker, django_capture_on_commit_callbacks):
+    ops = make_client([Scopes.ADMIN, Scopes.JOBS_READ], name="ops")
+    # given an operator paused the events queue, saying why
+    paused = ops.post(reverse("queue-pause", args=["events"]),
+                      {"reason": "the receivers are migrating"}, format="json")
+    assert paused.status_code == 200, paused.content
+
+    # when a job of that queue is triggered, and another one to run in an hour
+    with django_capture_on_commit_callbacks(execute=True):
+        job = trigger(client)
+    later = trigger(client, run_at=(timezone.now() + timedelta(hours=1)).isoformat())
+
+    # then both are held by the pause: who paused it, when and why, and how to resume it
+    body = explain(client, job["id"])
+    assert (body["status"], body["reason"]) == ("queued", "queue_paused"), body
+    details = body["details"]
+    assert (details["queue"], details["paused_by"], details["pause_reason"]) == (
+        "events", paused.json()["paused_by"], "the receivers are migrating")
+    assert instant(details["paused_at"]) == instant(paused.json()["paused_at"])
+    assert "POST /api/v1/queues/events/resume" in body["message"]
+    assert "the receivers are migrating" in body["message"]
+    assert explain(client, later["id"])["reason"] == "queue_paused"
+
+    # when the queue is resumed, each waits for its own reason again
+    assert ops.post(reverse("queue-resume", args=["events"])).status_code == 200
+    assert explain(client, later["id"])["reason"] == "scheduled"
+    body = explain(client, job["id"])  # (sent when it was made: the pause held it on the broker)
+    assert (body["reason"], body["details"]["depth"]) == ("no_consumer", 1), body
+
+
+@pytest.mark.django_db
+def test_a_job_of_a_kind_no_longer_registered_has_no_known_queue(client):
+    # given a job left on the broker by a kind a later deploy removed
+    job = JobFactory(kind="retired_kind", api_key=client.api_key, enqueued_at=timezone.now())
+
+    # then it waits for a worker that knows the kind; no queue, so no consumer to judge
+    body = explain(client, job.pk)
+    assert (body["reason"], body["details"]["queue"], body["details"]["consumers"]) == (
+        "waiting_in_queue", None, None)
+    assert "'retired_kind' (not registered in this process" in body["message"]
 
 
 # --- On a worker: running, succeeded, backoff, dead ---------------------------------------------
@@ -339,8 +379,8 @@ def test_a_delivery_over_its_endpoints_rate_limit_is_rate_limited(celery_worker_
 # --- Bulk runs ----------------------------------------------------------------------------------
 
 @pytest.mark.django_db
-def test_the_job_of_a_paused_bulk_run_is_bulk_paused(
-        client, private_broker, django_capture_on_commit_callbacks):
+def test_the_job_of_a_paused_bulk_run_is_bulk_paused(client, private_broker,
+                                                    django_capture_on_commit_callbacks):
     # given a bulk run waiting for a worker
     make_products(3)
     with django_capture_on_commit_callbacks(execute=True):
@@ -350,7 +390,8 @@ def test_the_job_of_a_paused_bulk_run_is_bulk_paused(
     assert started.status_code == 202, started.content
     run = started.json()
     body = explain(client, run["job"]["id"])
-    assert (body["reason"], body["details"]["queue"]) == ("waiting_in_queue", "bulk")
+    assert (body["reason"], body["details"]["queue"], body["details"]["depth"]) == (
+        "no_consumer", "bulk", 1)
 
     # when it is paused (its job, not taken by any worker, is cancelled at once)
     paused = client.post(reverse("bulk-run-pause", args=[run["id"]]))
