@@ -149,7 +149,7 @@ class QueueResumeApi(APIView):
     OpenApiExample("waiting_in_queue", value={
         "job": "0b9c5a1e-8f5e-4d2b-9a51-3c1f0f1f7d10", "status": "queued",
         "reason": "waiting_in_queue",
-        "message": "It waits in queue 'bulk' (3 messages in it) behind 2 jobs sent before it; "
+        "message": "It waits in queue 'bulk' (3 messages in it), behind 2 jobs sent before it; "
         "it was sent at 2026-11-28 23:09:41 UTC (12 s ago) and the oldest due job of the "
         "queue has waited 40 s.",
         "details": {"queue": "bulk", "depth": 3, "ahead": 2, "ahead_exact": True,

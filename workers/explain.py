@@ -285,7 +285,7 @@ def _queue_paused(f: _Facts) -> Found | None:
     if not f.runnable or pause is None:
         return None
     by = f" by {pause.paused_by}" if pause.paused_by else ""
-    why = f" ({pause.reason})" if pause.reason else ""
+    why = f", reason: {pause.reason}" if pause.reason else ""
     return (Reason.QUEUE_PAUSED,
             f"Its queue {f.queue!r} is paused since {_when(pause.paused_at, f.now)}{by}{why}; "
             "it stays queued, using no attempt, until the queue is resumed "
@@ -352,7 +352,7 @@ def _not_sent(f: _Facts) -> Found | None:
         return None
     due = outbox_relay_due_at(job)
     when = (f"at its first run after {_when(due, f.now)}" if due > f.now
-            else f"at its next run (it has been due for it since {_when(due, f.now)})")
+            else f"at its next run, as it has been due for it since {_when(due, f.now)}")
     depth = f.depth
     if job.status == JobStatus.RETRYING:
         what = (f"Attempt {job.attempts} failed and its retry was not handed to the broker "
@@ -367,9 +367,9 @@ def _not_sent(f: _Facts) -> Found | None:
     else:
         what = ("It was handed back to be sent again (its worker was lost, or its time limit "
                 "struck before it started) and is not on the broker yet")
-    now_down = " The broker does not answer now either." if depth is None else ""
+    now_down = "; the broker does not answer now either" if depth is None else ""
     return (Reason.NOT_SENT,
-            f"{what}; the outbox relay sends it {when}.{now_down}",
+            f"{what}; the outbox relay sends it {when}{now_down}.",
             {"relay_at": iso(max(due, f.now)), "created_at": iso(job.created_at),
              "depth": depth, "broker_reachable": depth is not None})
 
@@ -399,12 +399,13 @@ def _in_queue(f: _Facts) -> Found | None:
     where = (f"in queue {f.queue!r} ({in_queue})" if f.queue is not None else
              f"for a worker that knows its kind {job.kind!r} (not registered in this process, "
              "so its queue is unknown)")
+    line = ("first, with no job sent before it still waiting" if ahead == 0 else
+            f"behind {ahead}{more} job{'s' if ahead != 1 else ''} sent before it")
+    oldest_of = "of the queue" if f.queue is not None else "of its kind"
     return (Reason.WAITING_IN_QUEUE,
-            f"It waits {where} behind {ahead}{more} job"
-            f"{'s' if ahead != 1 else ''} sent before it; it was sent at "
-            f"{_when(job.enqueued_at, f.now)}"
-            + (f" and the oldest due job of the queue has waited {_span(oldest)}."
-               if oldest else "."),
+            f"It waits {where}, {line}; it was sent at {_when(job.enqueued_at, f.now)}"
+            + (f" and the oldest due job {oldest_of} has waited {_span(oldest)}."
+               if oldest and ahead else "."),
             {**details, "ahead": ahead, "ahead_exact": ahead < AHEAD_LIMIT,
              "position": ahead + 1 if ahead < AHEAD_LIMIT else None})
 
