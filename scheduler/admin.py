@@ -80,6 +80,16 @@ class AuditedPeriodicTaskAdmin(PeriodicTaskAdmin):
         if tasks and all(self.celery_app.tasks.get(task) for _, task in tasks):
             _audit(request, AuditAction.RUN, len(tasks), [schedule_name(n) for n, _ in tasks])
 
+    def get_readonly_fields(self, request, obj=None):
+        # An operator (the change permission, not a superuser) pauses and resumes here; what
+        # a schedule runs (its task, arguments, queue, timing) is the code's and a
+        # superuser's: a changed task or argument would run at once through "Run selected".
+        if request.user.is_superuser:
+            return super().get_readonly_fields(request, obj)
+        return [*super().get_readonly_fields(request, obj),
+                *(field.name for field in PeriodicTask._meta.get_fields()
+                  if field.concrete and field.name not in ("id", "enabled"))]
+
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
         if change and "enabled" in form.changed_data:

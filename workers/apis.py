@@ -168,7 +168,9 @@ class JobExplanationSerializer(serializers.Serializer):
     details = serializers.DictField(
         help_text="The facts behind the reason, machine-readable; which keys depends on the "
         "reason (README). Always `queue` (null for a kind no longer registered); times are "
-        "ISO 8601 UTC; `depth` is null when the broker does not answer.")
+        "ISO 8601 UTC; `depth` is null when the broker does not answer. Who paused a queue "
+        "and why (`paused_by`, `pause_reason`) and the consuming workers' host names "
+        "(`consumers`) are given to an `admin` key only; others get `consumer_count`.")
     checked_at = serializers.DateTimeField()
 
 
@@ -183,7 +185,8 @@ class JobExplainApi(APIView):
                    responses={200: JobExplanationSerializer, **_errors(401, 403, 404)})
     def get(self, request, job_id):
         job = job_get(job_id=job_id, api_key=request.auth)
-        explanation = job_explain(job=job)
+        # Who paused a queue, why, and the workers' host names are an operator's to read.
+        explanation = job_explain(job=job, operator=request.auth.has_scope(Scopes.ADMIN))
         return Response({"job": str(job.pk), "status": str(job.status),
                          "reason": explanation.reason, "message": explanation.message,
                          "details": explanation.details,

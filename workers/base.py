@@ -84,6 +84,11 @@ class JobTask(ConveyorTask):
     # that nothing reads. Flower still shows job tasks and their results (from task events),
     # and periodic and maintenance tasks keep their result rows.
     ignore_result = True
+    # The job's own max_attempts (its row) decides when it is dead, in the lifecycle; Celery's
+    # count must never stop a retry first. `retry(max_retries=None)` falls back to this
+    # attribute, which Celery defaults to 3: a kind with more attempts had its fourth retry
+    # refused ("retry not published") and left to the relay.
+    max_retries = None
 
     @property
     def retry_policy(self) -> RetryPolicy:  # type: ignore[override]

@@ -98,9 +98,13 @@ class Reason(StrEnum):
 Found = tuple[Reason, str, dict[str, Any]]
 
 
-def job_explain(*, job: Job, now: datetime | None = None) -> Explanation:
-    """Why `job` is (or is not) running now. Reads only; asks the broker at most once."""
-    facts = _Facts(job, now or timezone.now())
+def job_explain(*, job: Job, now: datetime | None = None, operator: bool = True) -> Explanation:
+    """Why `job` is (or is not) running now. Reads only; asks the broker at most once.
+
+    `operator`: whether the reader may see who paused a queue and why, and the host names of
+    the workers consuming it (an `admin` key, the admin's page); any other reader gets the
+    same reason with the count of consumers only."""
+    facts = _Facts(job, now or timezone.now(), operator)
     for check in _CHECKS:
         found = check(facts)
         if found is not None:
@@ -122,9 +126,10 @@ class WorkersExplainer(JobExplainer):
 # --- The facts, each read once and only when a check asks ------------------------------------
 
 class _Facts:
-    def __init__(self, job: Job, now: datetime) -> None:
+    def __init__(self, job: Job, now: datetime, operator: bool = True) -> None:
         self.job = job
         self.now = now
+        self.operator = operator
 
     @cached_property
     def queue(self) -> str | None:
@@ -284,15 +289,17 @@ def _queue_paused(f: _Facts) -> Found | None:
     pause = f.pause
     if not f.runnable or pause is None:
         return None
-    by = f" by {pause.paused_by}" if pause.paused_by else ""
-    why = f", reason: {pause.reason}" if pause.reason else ""
+    by = f" by {pause.paused_by}" if pause.paused_by and f.operator else ""
+    why = f", reason: {pause.reason}" if pause.reason and f.operator else ""
     return (Reason.QUEUE_PAUSED,
             f"Its queue {f.queue!r} is paused since {_when(pause.paused_at, f.now)}{by}{why}; "
             "it stays queued, using no attempt, until the queue is resumed "
             f"(POST /api/v1/queues/{f.queue}/resume, the admin, or "
             f"manage.py queues resume {f.queue}).",
-            {"paused_at": iso(pause.paused_at), "paused_by": pause.paused_by or None,
-             "pause_reason": pause.reason or None, "depth": f.depth})
+            {"paused_at": iso(pause.paused_at),
+             **({"paused_by": pause.paused_by or None, "pause_reason": pause.reason or None}
+                if f.operator else {}),
+             "depth": f.depth})
 
 
 def _endpoint_waits(f: _Facts) -> Found | None:
@@ -382,7 +389,9 @@ def _in_queue(f: _Facts) -> Found | None:
     depth, consumers = f.depth, f.consumers
     waiting = jobs_waiting_by_kind(now=f.now, kinds=f.queue_kinds)
     oldest = max((facts["oldest_age_seconds"] for facts in waiting.values()), default=None)
-    details = {"consumers": consumers, "depth": depth, "oldest_age_seconds": oldest,
+    details = {**({"consumers": consumers} if f.operator else {}),
+               "consumer_count": None if consumers is None else len(consumers),
+               "depth": depth, "oldest_age_seconds": oldest,
                "enqueued_at": iso(job.enqueued_at),
                "waiting_seconds": _seconds(f.now - job.enqueued_at)}
     in_queue = ("the broker does not answer, so its depth is unknown" if depth is None
@@ -440,9 +449,11 @@ def _delivery_facts(delivery: Delivery) -> dict[str, Any]:
             "next_attempt_at": iso(delivery.next_attempt_at)}
 
 
-def _error(error: dict | None) -> str:
+def _error(error: Any) -> str:
     if not error:
         return "no error recorded"
+    if not isinstance(error, dict):  # written by hand, or by an older release: say it as it is
+        return str(error)[:500]
     return f"{error.get('type', 'an error')}: {error.get('message', '')}".rstrip(": ")
 
 

@@ -191,6 +191,10 @@ def conveyor_steer_queue(state, queue, paused, **_):
     steering = getattr(state.consumer, "conveyor_steering", None)
     if steering is None:
         return ok("no queue steering in this worker")
+    # The broadcast sends a JSON boolean; `celery control conveyor_steer_queue q false` sends
+    # the word, which bool() would take for true.
+    if isinstance(paused, str):
+        paused = paused.strip().lower() in ("1", "true", "yes", "on")
     state.consumer.call_soon(steering.told, state.consumer, str(queue), bool(paused))
     return ok(f"{'pausing' if paused else 'resuming'} {queue}")
 

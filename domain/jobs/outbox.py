@@ -29,7 +29,7 @@ from django.utils import timezone
 from domain.common.correlation import MESSAGE_HEADER
 from domain.jobs import fastpaths
 from domain.jobs.hooks import hooks
-from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobStatus
+from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobStatus, QueueResume
 from domain.jobs.registry import get_job_kind
 from domain.jobs.routing import kinds_by_queue, kinds_on_queues
 from domain.jobs.selectors import queue_pauses
@@ -287,24 +287,35 @@ def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = N
     running at once never pick the same job.
 
     Jobs of a paused queue's kinds (domain/jobs/models.QueuePause) are neither sent nor taken
-    for lost: they wait in the database, and the first relay after the resume sends them.
+    for lost: they wait in the database, and the first relay after the resume sends them. A
+    job handed over before or during a pause waited, it was not lost: its hand-over counts
+    from the queue's resume (`QueueResume`), if that is later.
     """
     batch_size = batch_size or settings.OUTBOX_RELAY_BATCH_SIZE
     grace = timedelta(seconds=settings.OUTBOX_RELAY_GRACE_SECONDS
                       if grace_seconds is None else grace_seconds)
     stale = timedelta(seconds=settings.OUTBOX_STALE_SECONDS
                       if stale_seconds is None else stale_seconds)
+    lost_after = timedelta(seconds=settings.OUTBOX_LOST_SECONDS)
     paused = set(queue_pauses())
     held = kinds_on_queues(paused)
-    vanished = _kinds_on_empty_queues(paused)
+    resumed = dict(QueueResume.objects.filter(resumed_at__gt=timezone.now() - stale)
+                   .values_list("queue", "resumed_at"))
+    # A job's hand-over counts from its queue's resume, if later: one resumed less than
+    # `stale` ago has no stale job yet, one resumed less than `lost_after` ago no lost one.
+    fresh = kinds_on_queues(set(resumed))
+    vanished = _kinds_on_empty_queues(paused) - kinds_on_queues(
+        {queue for queue, at in resumed.items() if at > timezone.now() - lost_after})
     total = 0
     while True:
         now = timezone.now()
         never_sent = Q(enqueued_at__isnull=True, created_at__lte=now - grace)
         lost = Q(status=JobStatus.QUEUED, enqueued_at__lt=now - stale)
+        if fresh:
+            lost &= ~Q(kind__in=fresh)
         if vanished:
             lost |= Q(status=JobStatus.QUEUED, kind__in=vanished,
-                      enqueued_at__lt=now - timedelta(seconds=settings.OUTBOX_LOST_SECONDS))
+                      enqueued_at__lt=now - lost_after)
         with transaction.atomic():
             due = list(
                 Job.objects.select_for_update(skip_locked=True, of=("self",))

@@ -28,10 +28,11 @@ from domain.jobs.models import (
     Job,
     JobStatus,
     QueuePause,
+    QueueResume,
 )
 from domain.jobs.outbox import outbox_enqueue_on_commit
 from domain.jobs.registry import get_job_kind
-from domain.jobs.routing import declared_queues, kinds_on_queues, queue_changed
+from domain.jobs.routing import declared_queues, queue_changed
 from domain.jobs.selectors import jobs_matching_replay, jobs_waiting_on_queue, paused_queues
 
 logger = logging.getLogger(__name__)
@@ -240,18 +241,16 @@ def queue_resume(*, queue: str, actor: Actor) -> bool:
     and is still one audit entry). Its jobs already on the broker are consumed again; those
     the relay held are sent by its next run.
 
-    The jobs handed to the broker before or during the pause have their `enqueued_at` moved
-    to now: they waited on a paused queue, they were not lost, and the relay would otherwise
-    send every one of them again once OUTBOX_STALE_SECONDS had passed since their hand-over
-    (a second message for each job of a long pause, just when its backlog drains)."""
+    The resume's time is kept (`QueueResume`): the relay counts the hand-over of the jobs
+    sent before or during the pause from it, so it does not send them a second time (one
+    row, whatever the backlog)."""
     if not QueuePause.objects.filter(queue=queue).exists():  # a queue no longer declared
         _declared(queue)  # can still be resumed, an unknown one is 404
     now = timezone.now()
     with transaction.atomic():
         deleted, _ = QueuePause.objects.filter(queue=queue).delete()
         if deleted:
-            Job.objects.filter(status=JobStatus.QUEUED, kind__in=kinds_on_queues({queue}),
-                               enqueued_at__isnull=False).update(enqueued_at=now)
+            QueueResume.objects.update_or_create(queue=queue, defaults={"resumed_at": now})
         waiting = jobs_waiting_on_queue(queue)
         audit_record(actor=actor, action=AuditAction.RESUME, target_type="queue", target=queue,
                      count=waiting, detail={"changed": bool(deleted), "waiting": waiting})

@@ -9,7 +9,8 @@ Every custom admin action asks for the change permission (`@admin.action(permiss
 ["change"])`), so viewers may see the jobs, events, endpoints, deliveries, bulk runs and
 schedules the panels link to without being offered an action there; operators hold the change
 permission of the lists whose actions they take (replay, cancel, pause, recover …). Those
-admins show every field read-only, so "change" gives no way to edit a row's fields.
+admins show every field read-only, so "change" gives no way to edit a row's fields (a
+schedule's page leaves an operator only its `enabled` switch: what it runs is a superuser's).
 
 The groups are synced after every `migrate` (scheduler/apps.py; a test database's flush sends
 the same signal): created if missing, each declared permission added. Nothing is taken away,

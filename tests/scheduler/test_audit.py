@@ -108,3 +108,33 @@ def test_the_forms_enabled_switch_is_a_pause(operator):
     assert not PeriodicTask.objects.get(pk=task.pk).enabled
     entry = the_audit_entry()
     assert summary(entry) == (ActorKind.USER, AuditAction.PAUSE, "schedule", "queue-health", 1)
+
+
+def test_an_operator_role_may_pause_a_schedule_in_its_form_and_change_nothing_else(
+        client, django_user_model):
+    # given a member of the operators' group (the change permission, not a superuser)
+    from django.contrib.auth.models import Group
+
+    from scheduler.dashboard.roles import OPERATORS
+    user = django_user_model.objects.create_user("olga", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=OPERATORS))
+    client.force_login(user)
+    task = _task("queue-health")
+    url = reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])
+
+    # when they post the form with another task and arguments, and `enabled` unticked
+    form = client.get(url).context["adminform"].form
+    # (everything but `enabled` is shown read-only; the form's task picker stays a form field,
+    # and what it posts is not saved)
+    assert set(form.fields) <= {"enabled", "regtask"}
+    response = client.post(url, {"task": "conveyor.maintenance.prune",
+                                 "regtask": "conveyor.maintenance.prune", "args": '["evil"]',
+                                 "kwargs": '{"x": 1}', "_save": "Save"})
+
+    # then the schedule is paused, and runs what it ran
+    assert response.status_code == 302
+    after = PeriodicTask.objects.get(pk=task.pk)
+    assert not after.enabled
+    assert (after.task, after.args, after.kwargs) == (task.task, task.args, task.kwargs)
+    assert summary(the_audit_entry()) == (ActorKind.USER, AuditAction.PAUSE, "schedule",
+                                          "queue-health", 1)

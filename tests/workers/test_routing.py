@@ -65,3 +65,16 @@ def test_celery_reliability_settings():
     assert conf.broker_transport_options["visibility_timeout"] > longest
 
 
+
+
+def test_celery_never_stops_a_job_tasks_retries_before_the_jobs_own_attempts():
+    # `retry(max_retries=None)` falls back to the task's attribute (Celery's default: 3); a
+    # job's attempts are its row's max_attempts, decided in the lifecycle
+    from celery import current_app
+
+    from workers.base import JobTask
+
+    job_tasks = [task for task in current_app.tasks.values() if isinstance(task, JobTask)]
+    assert job_tasks
+    assert {task.name: task.max_retries for task in job_tasks} == {
+        task.name: None for task in job_tasks}

@@ -13,7 +13,7 @@ from domain.access.audit import Actor, actor_for_command
 from domain.access.models import ActorKind, AuditAction, AuditEntry
 from domain.common.errors import NotFound
 from domain.jobs import routing
-from domain.jobs.models import JobStatus, QueuePause
+from domain.jobs.models import JobStatus, QueuePause, QueueResume
 from domain.jobs.outbox import outbox_relay
 from domain.jobs.selectors import queue_is_paused, queue_pauses
 from domain.jobs.services import job_create, queue_pause, queue_resume
@@ -105,26 +105,34 @@ def test_a_pause_row_of_a_queue_no_longer_declared_can_still_be_resumed():
     assert not QueuePause.objects.exists()
 
 
-def test_resume_counts_the_staleness_of_jobs_sent_during_the_pause_from_now():
-    # given a job handed to the broker two hours ago, waiting on a queue paused since
+def test_resume_counts_the_staleness_of_jobs_sent_during_the_pause_from_now(private_broker,
+                                                                           settings):
+    # given a job handed to the broker two hours ago, waiting on a queue paused since, and a
+    # job of a running queue as stale
     two_hours_ago = timezone.now() - timedelta(hours=2)
     queue_pause(queue="cache", actor=OPS)
-    held = JobFactory(kind="cache_invalidation", enqueued_at=two_hours_ago)
-    never_sent = JobFactory(kind="cache_invalidation")
-    other = JobFactory(kind="noop", enqueued_at=two_hours_ago)
+    held = JobFactory(kind="cache_invalidation", created_at=two_hours_ago,
+                      enqueued_at=two_hours_ago)
+    other = JobFactory(kind="noop", created_at=two_hours_ago, enqueued_at=two_hours_ago)
 
-    # when the queue is resumed
+    # when the queue is resumed: one row remembers when, no job row is written
     before = timezone.now()
     queue_resume(queue="cache", actor=OPS)
-
-    # then its hand-over counts from the resume: it waited, it was not lost, and the relay
-    # does not send it a second time at once (OUTBOX_STALE_SECONDS)
+    assert QueueResume.objects.get(queue="cache").resumed_at >= before
     held.refresh_from_db()
-    assert held.enqueued_at >= before
-    # while a job never handed over stays for the relay, and another queue's is untouched
-    never_sent.refresh_from_db()
-    other.refresh_from_db()
-    assert never_sent.enqueued_at is None and other.enqueued_at == two_hours_ago
+    assert held.enqueued_at == two_hours_ago
+
+    # then the relay takes the other queue's stale job for lost, and not the one that waited
+    # on the paused queue: its hand-over counts from the resume (OUTBOX_STALE_SECONDS)
+    assert outbox_relay(grace_seconds=0) == 1
+    assert private_broker.job_ids("events") == [str(other.pk)]
+    assert private_broker.job_ids("cache") == []
+
+    # and once OUTBOX_STALE_SECONDS have passed since the resume, it would be lost as any
+    QueueResume.objects.filter(queue="cache").update(
+        resumed_at=timezone.now() - timedelta(seconds=settings.OUTBOX_STALE_SECONDS + 1))
+    assert outbox_relay(grace_seconds=0) == 1
+    assert private_broker.job_ids("cache") == [str(held.pk)]
 
 
 def test_the_answer_is_kept_a_moment_in_each_process_and_dropped_by_its_own_changes(settings):
@@ -187,7 +195,7 @@ def test_the_relay_neither_sends_nor_takes_for_lost_the_jobs_of_a_paused_queue(p
     assert private_broker.job_ids("cache") == [str(never_sent.pk)]
     for job in (stale, lost):
         job.refresh_from_db()
-        assert job.enqueued_at > old
+        assert job.enqueued_at < timezone.now() - timedelta(minutes=1)  # as they were
 
 
 def test_a_job_created_while_its_queue_is_paused_waits_on_the_broker(
