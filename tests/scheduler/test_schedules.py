@@ -10,7 +10,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_the_readme_table_lists_every_declared_schedule_with_its_expiry():
     text = README.read_text()
-    section = text[text.index("## Scheduled maintenance"):text.index("### Schedules: operator guide")]
+    section = text[text.index("## Scheduled maintenance"):
+                   text.index("### Schedules: operator guide")]
     rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z-]+)` \|.*$", section,
                                                          re.MULTILINE)}
     schedule_rows = {name: row for name, row in rows.items() if declared(name)}
