@@ -5,10 +5,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from domain.common import health
 from domain.common.errors import json_not_found
+from domain.common.metrics_endpoint import metrics
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Prometheus (domain/common/metrics_endpoint.py; README "Metrics"). Flower keeps its own
+    # /metrics on its own port, for Celery's task events.
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
