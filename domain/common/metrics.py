@@ -44,6 +44,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import redis
@@ -71,6 +72,8 @@ WORK_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 
 _families: dict[str, Counter | Histogram] = {}
 _gauge_sets: dict[str, GaugeSet] = {}
 _recording = True
+# The gauge sets read during the scrape in progress (a set another one builds on is read once).
+_scrape_memo: ContextVar[dict | None] = ContextVar("metrics_scrape_memo", default=None)
 
 
 def _check_new(name: str) -> None:
@@ -349,12 +352,20 @@ class GaugeSet:
         _gauge_sets[source] = self
 
     def current(self) -> GaugeValues:
-        """The cached answer, or a fresh one (then cached). Without Redis: a fresh one."""
+        """The cached answer, or a fresh one (then cached). Without Redis: a fresh one. Within
+        one scrape a set is read once, whichever sets ask for it."""
+        memo = _scrape_memo.get()
+        if memo is not None and self.source in memo:
+            return memo[self.source]
         try:
             cached = redis_client().get(self.key)
         except redis.exceptions.RedisError:
-            return self.read()
-        return json.loads(cached) if cached is not None else self._refresh()
+            values = self.read()
+        else:
+            values = json.loads(cached) if cached is not None else self._refresh()
+        if memo is not None:
+            memo[self.source] = values
+        return values
 
     def _refresh(self) -> GaugeValues:
         values = self.read()
@@ -410,15 +421,19 @@ class _RedisCollector(Collector):
             up.add_metric(["counters"], 1)
             for name in names:
                 yield _families[name].family(stored[name])
-        for source, gauges in sorted(_gauge_sets.items()):
-            try:
-                values = gauges.current()
-            except Exception as exc:  # noqa: BLE001 - any failure: this source is down, shown
-                logger.warning("metrics: gauges %s failed error=%r", source, exc)
-                up.add_metric([source], 0)
-                continue
-            up.add_metric([source], 1)
-            yield from gauges.families(values)
+        token = _scrape_memo.set({})
+        try:
+            for source, gauges in sorted(_gauge_sets.items()):
+                try:
+                    values = gauges.current()
+                except Exception as exc:  # noqa: BLE001 - any failure: this source is down
+                    logger.warning("metrics: gauges %s failed error=%r", source, exc)
+                    up.add_metric([source], 0)
+                    continue
+                up.add_metric([source], 1)
+                yield from gauges.families(values)
+        finally:
+            _scrape_memo.reset(token)
         yield up
 
 
