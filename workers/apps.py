@@ -7,4 +7,7 @@ class WorkersConfig(AppConfig):
     verbose_name = "Worker runtime"
 
     def ready(self) -> None:
-        from workers import signals  # noqa: F401 - connects the Celery signal hooks
+        from workers import (  # noqa: F401 - connect the Celery signal hooks, declare metrics
+            metrics,
+            signals,
+        )

@@ -30,6 +30,7 @@ from domain.jobs.models import Job
 from domain.jobs.registry import JobKind
 from domain.jobs.retry import MAX_BROKER_COUNTDOWN, NEVER, RetryPolicy
 from workers.leases import keeper
+from workers.metrics import JOB_RUN_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +101,12 @@ class JobTask(ConveyorTask):
     def _run_claimed(self, job: Job) -> Any:
         logger.info("job started job_id=%s kind=%s attempt=%d/%d", job.pk, job.kind,
                     job.attempts, job.max_attempts)
+        started = time.perf_counter()
         try:
-            result = _storable(self.job_body(job))
+            try:
+                result = _storable(self.job_body(job))
+            finally:
+                JOB_RUN_SECONDS.observe(time.perf_counter() - started, job.kind)
         except SoftTimeLimitExceeded as exc:
             self._failed(job, TimeoutError(f"soft time limit exceeded: {exc}"))
         except Exception as exc:  # noqa: BLE001 - the domain decides; carried out below
@@ -156,9 +161,11 @@ class JobTask(ConveyorTask):
         return counts
 
     def _run_batch(self, jobs: list[Job], counts: dict, outcomes: list[tuple[Job, Any]]) -> None:
+        seconds: list[float] = []  # each job's own body (a batch holds one kind)
         try:
             for index, job in enumerate(jobs):
                 token = set_correlation_id(job.correlation_id or str(job.pk))
+                started = time.perf_counter()
                 try:
                     outcomes.append((job, _storable(self.job_body(job))))
                 except SoftTimeLimitExceeded as exc:
@@ -170,14 +177,17 @@ class JobTask(ConveyorTask):
                 except Exception as exc:  # noqa: BLE001 - the domain decides, per job
                     counts[self._failed_in_batch(job, exc)] += 1
                 finally:
+                    seconds.append(time.perf_counter() - started)
                     reset_correlation_id(token)
         finally:
+            JOB_RUN_SECONDS.observe_many(seconds, self.job_kind.name)
             lifecycle.jobs_succeed(outcomes=outcomes)
 
     def _run_together(self, jobs: list[Job], counts: dict,
                       outcomes: list[tuple[Job, Any]]) -> None:
         if not jobs:
             return
+        started = time.perf_counter()
         try:
             answers = self.jobs_body(jobs)
         except SoftTimeLimitExceeded as exc:
@@ -186,6 +196,10 @@ class JobTask(ConveyorTask):
             answers = [exc] * len(jobs)
         now = [(job, a) for job, a in zip(jobs, answers, strict=True)
                if not isinstance(a, Future)]
+        # The jobs worked on together: each ran for the body's time (a late one, until its
+        # answer came: _settle_late).
+        JOB_RUN_SECONDS.observe_many([time.perf_counter() - started] * len(now),
+                                     self.job_kind.name)
         for job, answer in zip(jobs, answers, strict=True):
             if isinstance(answer, Future):
                 # Still at work after the task (a webhook whose receiver is slow): the job
@@ -193,7 +207,7 @@ class JobTask(ConveyorTask):
                 # that answers; the task, and its worker thread, go on to the next message.
                 counts["later"] = counts.get("later", 0) + 1
                 keeper.adopt([job.pk], job.worker)
-                answer.add_done_callback(partial(self._settle_late, job))
+                answer.add_done_callback(partial(self._settle_late, job, started))
         self._settle(now, counts, outcomes)
 
     def _settle(self, answered: list[tuple[Job, Any]], counts: dict,
@@ -216,7 +230,8 @@ class JobTask(ConveyorTask):
         for countdown, group in deferred.items():
             counts["deferred"] = counts.get("deferred", 0) + len(self._defer(group, countdown))
 
-    def _settle_late(self, job: Job, answer: Future) -> None:
+    def _settle_late(self, job: Job, started: float, answer: Future) -> None:
+        JOB_RUN_SECONDS.observe(time.perf_counter() - started, job.kind)
         token = set_correlation_id(job.correlation_id or str(job.pk))
         try:
             try:

@@ -33,7 +33,9 @@ SNAPSHOT_KEY = ("health", "queues")
 SNAPSHOT_TTL = 600  # seconds: a snapshot older than a few missed checks is gone, not stale
 
 
-def _depths() -> dict[str, int | None]:
+def queue_depths() -> dict[str, int | None]:
+    """Messages waiting in each queue; None for every queue when the broker did not answer
+    (also read by GET /metrics, workers/metrics.py)."""
     depths: dict[str, int | None] = {}
     try:
         with current_app.connection_for_read() as conn:
@@ -76,7 +78,7 @@ def _workers() -> dict[str, list[str]] | None:
 
 def queue_health_check() -> dict[str, Any]:
     now = timezone.now()
-    depths = _depths()
+    depths = queue_depths()
     # With the broker down the broadcast cannot go out either: do not wait for it.
     broker_up = any(depth is not None for depth in depths.values())
     workers = _workers() if broker_up else None
