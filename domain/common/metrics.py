@@ -105,11 +105,16 @@ class Counter:
         _families[name] = self
 
     def inc(self, *values: str, amount: int = 1) -> None:
+        # On every request and job: kept to a lock and a dict update (bench --only metrics).
         if not _recording or not amount:
             return
         if len(values) != len(self.labels):
             raise ValueError(f"{self.name} takes {self.labels}, not {values}")
-        _pending.add((self.name, values), amount)
+        pending, key = _pending, (self.name, values)
+        with pending.lock:
+            pending.counts[key] = pending.counts.get(key, 0) + amount
+        if not pending.started:
+            pending.start()
 
     def family(self, stored: dict[bytes, bytes]) -> Metric:
         metric = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
@@ -137,7 +142,20 @@ class Histogram:
         _families[name] = self
 
     def observe(self, value: float, *values: str) -> None:
-        self.observe_many((value,), *values)
+        if not _recording:
+            return
+        if len(values) != len(self.labels):
+            raise ValueError(f"{self.name} takes {self.labels}, not {values}")
+        index = bisect.bisect_left(self.bounds, value)
+        pending, key = _pending, (self.name, values)
+        with pending.lock:
+            row = pending.histograms.get(key)
+            if row is None:
+                row = pending.histograms[key] = [0] * (len(self.bounds) + 2)
+            row[index] += 1
+            row[-1] += value
+        if not pending.started:
+            pending.start()
 
     def observe_many(self, observed: Sequence[float], *values: str) -> None:
         """Several values of one label set at once (a micro-batch's jobs): one lock taken."""
@@ -174,12 +192,6 @@ class _Pending:
         self.starting = threading.Lock()
         self.started = False  # the flushing thread (none when METRICS_FLUSH_SECONDS is 0)
         self.warned_at = 0.0
-
-    def add(self, key: tuple[str, tuple], amount: int) -> None:
-        with self.lock:
-            self.counts[key] = self.counts.get(key, 0) + amount
-        if not self.started:
-            self.start()
 
     def observe(self, histogram: Histogram, values: tuple, observed: Sequence[float]) -> None:
         bounds = histogram.bounds
