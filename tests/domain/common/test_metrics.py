@@ -1,10 +1,12 @@
 """The metric primitives against a real Redis: counts made in several processes add up, a
 forked child never sends its parent's counts again, a flush Redis refuses is kept and sent
-once later, the flushing thread sends without being asked, histograms come out cumulative."""
+once later, the flushing thread sends without being asked, histograms come out cumulative,
+and the README names every metric the code declares."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +193,13 @@ def test_a_command_redis_refuses_keeps_only_what_it_carried():
     assert _stored("conveyor_http_requests_total", "GET", "metrics-wrongtype-probe", "200") == 2
     assert _stored("conveyor_http_request_duration_seconds", "GET", "metrics-wrongtype-probe",
                    "0.25") == 1
+
+
+def test_the_readme_documents_every_metric():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`(conveyor_[a-z_]+)`", section))
+    declared = set(metrics.families()) | {g.name for s in metrics.gauge_sets().values()
+                                          for g in s.gauges} | {metrics.SOURCE_UP}
+    assert declared - documented == set(), "metrics missing from README ## Metrics"
+    assert documented - declared == set(), "README names metrics the code does not declare"
