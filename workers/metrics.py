@@ -70,13 +70,13 @@ def _waiting_by_queue() -> GaugeValues:
 BROKER_NOW = GaugeSet("broker", [
     Gauge("conveyor_queue_depth", "Messages waiting in each queue of the broker (a micro-batch "
           "message carries many jobs; see conveyor_queue_waiting_jobs).", ("queue",)),
-], _depths)
+], _depths, needs=("broker",))
 QUEUES_NOW = GaugeSet("queues", [
     Gauge("conveyor_queue_waiting_jobs", "Jobs due and waiting for a worker, by the queue "
           "their kind goes to.", ("queue",)),
     Gauge("conveyor_queue_oldest_waiting_age_seconds", "How long the oldest due job of a "
           "queue has waited for a worker (0: none waiting).", ("queue",)),
-], _waiting_by_queue)
+], _waiting_by_queue, needs=("database",))
 
 
 @signals.worker_process_shutdown.connect

@@ -48,4 +48,4 @@ def runs_now() -> GaugeValues:
 RUNS_NOW = GaugeSet("bulk_runs", [
     Gauge("conveyor_bulk_runs", "Bulk runs not finished, by operation and status: queued, "
           "running, paused.", ("operation", "status")),
-], runs_now)
+], runs_now, needs=("database",))

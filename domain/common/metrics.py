@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
@@ -72,8 +72,6 @@ WORK_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 
 _families: dict[str, Counter | Histogram] = {}
 _gauge_sets: dict[str, GaugeSet] = {}
 _recording = True
-# The gauge sets read during the scrape in progress (a set another one builds on is read once).
-_scrape_memo: ContextVar[dict | None] = ContextVar("metrics_scrape_memo", default=None)
 
 
 def _check_new(name: str) -> None:
@@ -119,8 +117,8 @@ class Counter:
     def family(self, stored: dict[bytes, bytes]) -> Metric:
         metric = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
         seen = set()
-        for field, value in sorted(stored.items()):
-            values = tuple(json.loads(field))
+        for key, value in sorted(stored.items()):
+            values = tuple(json.loads(key))
             seen.add(values)
             metric.add_metric(values, int(value))
         for values in self.initial() if self.initial else ():
@@ -168,8 +166,8 @@ class Histogram:
     def family(self, stored: dict[bytes, bytes]) -> Metric:
         metric = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
         rows: dict[tuple, dict[str, float]] = {}
-        for field, value in stored.items():
-            *values, bucket = json.loads(field)
+        for key, value in stored.items():
+            *values, bucket = json.loads(key)
             rows.setdefault(tuple(values), {})[bucket] = float(value)
         for values, row in sorted(rows.items()):
             cumulative, buckets = 0, []
@@ -250,11 +248,16 @@ os.register_at_fork(after_in_child=_forget_the_parents_counts)
 def flush() -> bool:
     """Add this process's pending counts to Redis now; False if Redis did not take them (they
     are kept for the next flush)."""
+    return _flush() is None
+
+
+def _flush() -> BaseException | None:
+    """`flush`, answering what Redis said instead of the counts it refused (None: nothing)."""
     pending = _pending
     with pending.flushing:
         counts, histograms = pending.take()
         if not counts and not histograms:
-            return True
+            return None
         # One MULTI/EXEC: a Redis that cannot queue it (out of memory, down) applies none of
         # it, and all of it is kept; a command Redis refuses inside it (a key of the wrong
         # type) fails alone, and only what it carried is kept.
@@ -276,14 +279,14 @@ def flush() -> bool:
         except redis.exceptions.RedisError as exc:
             pending.give_back(counts, histograms)
             _warn(pending, exc)
-            return False
-    refused = [item for item, reply in zip(sent, replies, strict=True)
+            return exc
+    refused = [(item, reply) for item, reply in zip(sent, replies, strict=True)
                if isinstance(reply, Exception)]
     if refused:
-        pending.give_back(*_only(refused, histograms))
-        _warn(pending, next(r for r in replies if isinstance(r, Exception)))
-        return False
-    return True
+        pending.give_back(*_only([item for item, _ in refused], histograms))
+        _warn(pending, refused[0][1])
+        return refused[0][1]
+    return None
 
 
 def _only(refused: list[tuple[dict, tuple, int | None, float]], histograms: dict
@@ -347,47 +350,85 @@ class Gauge:
 GaugeValues = dict[str, list[list]]
 
 
+class SourceUnavailable(Exception):
+    """A gauge set not read: what it needs did not answer earlier in the same scrape."""
+
+
+@dataclass
+class _Scrape:
+    """What the scrape in progress has learnt: the gauge sets read (a set another builds on
+    is read once), and what did not answer. A source that does not answer is not asked again
+    in the same scrape: a database or a Redis that drops packets costs its connect timeout
+    once, not once per gauge set, and the scrape stays inside Prometheus' own timeout."""
+
+    values: dict[str, GaugeValues] = field(default_factory=dict)
+    down: set[str] = field(default_factory=set)
+
+
+_scrape: ContextVar[_Scrape | None] = ContextVar("metrics_scrape", default=None)
+# Errors that mean "Redis did not answer" (not "Redis refused this command").
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
 class GaugeSet:
     """Gauges computed together by one function (one query, one round of broker calls) when
     `/metrics` is scraped. Its answer is kept in Redis for METRICS_GAUGE_CACHE_SECONDS, so
     many scrapers, or one scraper reaching many API processes, cost one computation per
-    period. `source` names it in `conveyor_metrics_source_up`."""
+    period. `source` names it in `conveyor_metrics_source_up`; `needs` names what it reads
+    (`database`, `broker`): when one of them fails a set, the sets that need it are not
+    tried again in that scrape."""
 
-    def __init__(self, source: str, gauges: Sequence[Gauge], read: Callable[[], GaugeValues]
-                 ) -> None:
+    def __init__(self, source: str, gauges: Sequence[Gauge], read: Callable[[], GaugeValues],
+                 *, needs: Sequence[str]) -> None:
         for gauge in gauges:
             _check_new(gauge.name)
         if source in _gauge_sets:
             raise ValueError(f"gauge set {source!r} is declared twice")
         self.source, self.gauges, self.read = source, tuple(gauges), read
+        self.needs = frozenset(needs)
         self.key = redis_key("metrics", "gauges", source)
         _gauge_sets[source] = self
 
     def current(self) -> GaugeValues:
-        """The cached answer, or a fresh one (then cached). Without Redis: a fresh one. Within
-        one scrape a set is read once, whichever sets ask for it."""
-        memo = _scrape_memo.get()
-        if memo is not None and self.source in memo:
-            return memo[self.source]
-        try:
-            cached = redis_client().get(self.key)
-        except redis.exceptions.RedisError:
-            values = self.read()
-        else:
-            values = json.loads(cached) if cached is not None else self._refresh()
-        if memo is not None:
-            memo[self.source] = values
+        """The cached answer, or a fresh one (then cached); without Redis, a fresh one."""
+        scrape = _scrape.get() or _Scrape()
+        if self.source in scrape.values:
+            return scrape.values[self.source]
+        down = scrape.down & self.needs
+        if down:
+            raise SourceUnavailable(f"{', '.join(sorted(down))} did not answer this scrape")
+        values = self._cached(scrape)
+        if values is None:
+            try:
+                values = self.read()
+            except Exception:
+                scrape.down |= self.needs
+                raise
+            self._store(values, scrape)
+        scrape.values[self.source] = values
         return values
 
-    def _refresh(self) -> GaugeValues:
-        values = self.read()
+    def _cached(self, scrape: _Scrape) -> GaugeValues | None:
+        if "redis" in scrape.down:
+            return None
+        try:
+            raw = redis_client().get(self.key)
+        except redis.exceptions.RedisError as exc:
+            if isinstance(exc, _REDIS_DOWN):
+                scrape.down.add("redis")
+            return None
+        return None if raw is None else json.loads(raw)
+
+    def _store(self, values: GaugeValues, scrape: _Scrape) -> None:
         ttl = settings.METRICS_GAUGE_CACHE_SECONDS
-        if ttl > 0:
-            try:
-                redis_client().set(self.key, json.dumps(values), px=int(ttl * 1000))
-            except redis.exceptions.RedisError as exc:
-                logger.warning("metrics: gauges %s not cached error=%r", self.source, exc)
-        return values
+        if ttl <= 0 or "redis" in scrape.down:
+            return
+        try:
+            redis_client().set(self.key, json.dumps(values), px=int(ttl * 1000))
+        except redis.exceptions.RedisError as exc:
+            logger.warning("metrics: gauges %s not cached error=%r", self.source, exc)
+            if isinstance(exc, _REDIS_DOWN):
+                scrape.down.add("redis")
 
     def families(self, values: GaugeValues) -> Iterator[Metric]:
         for gauge in self.gauges:
@@ -418,22 +459,14 @@ class _RedisCollector(Collector):
         return []  # unknown until collected; keeps the registry from collecting on register
 
     def collect(self) -> Iterator[Metric]:
+        scrape = _scrape.get() or _Scrape()
         up = GaugeMetricFamily(SOURCE_UP, "1 if this source answered the scrape, 0 if not "
                                "(its metrics are missing from this scrape).", labels=["source"])
-        names = sorted(_families)
-        try:
-            pipe = redis_client().pipeline(transaction=False)
-            for name in names:
-                pipe.hgetall(family_key(name))
-            stored = dict(zip(names, pipe.execute(), strict=True))
-        except redis.exceptions.RedisError as exc:
-            logger.warning("metrics: counters unreadable, Redis did not answer error=%r", exc)
-            up.add_metric(["counters"], 0)
-        else:
-            up.add_metric(["counters"], 1)
-            for name in names:
-                yield _families[name].family(stored[name])
-        token = _scrape_memo.set({})
+        stored = self._counters(scrape)
+        up.add_metric(["counters"], 0 if stored is None else 1)
+        for name, values in (stored or {}).items():
+            yield _families[name].family(values)
+        token = _scrape.set(scrape)
         try:
             for source, gauges in sorted(_gauge_sets.items()):
                 try:
@@ -445,8 +478,25 @@ class _RedisCollector(Collector):
                 up.add_metric([source], 1)
                 yield from gauges.families(values)
         finally:
-            _scrape_memo.reset(token)
+            _scrape.reset(token)
         yield up
+
+    @staticmethod
+    def _counters(scrape: _Scrape) -> dict[str, dict[bytes, bytes]] | None:
+        """Every counter's and histogram's hash (one pipeline); None if Redis did not answer."""
+        if "redis" in scrape.down:
+            return None
+        names = sorted(_families)
+        try:
+            pipe = redis_client().pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(family_key(name))
+            return dict(zip(names, pipe.execute(), strict=True))
+        except redis.exceptions.RedisError as exc:
+            logger.warning("metrics: counters unreadable, Redis did not answer error=%r", exc)
+            if isinstance(exc, _REDIS_DOWN):
+                scrape.down.add("redis")
+            return None
 
 
 _registry = CollectorRegistry(auto_describe=False)
@@ -456,6 +506,12 @@ _registry.register(_RedisCollector())
 def render(accept: str = "") -> tuple[bytes, str]:
     """The exposition (Prometheus text, or OpenMetrics if `accept` asks for it) and its
     content type. This process's own counts are flushed first, so they are in it."""
-    flush()
+    scrape = _Scrape()
+    if isinstance(_flush(), _REDIS_DOWN):
+        scrape.down.add("redis")
     encoder, content_type = choose_encoder(accept)
-    return encoder(_registry), content_type
+    token = _scrape.set(scrape)
+    try:
+        return encoder(_registry), content_type
+    finally:
+        _scrape.reset(token)

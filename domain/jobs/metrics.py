@@ -182,4 +182,4 @@ JOBS_NOW = GaugeSet("jobs", [
           "has waited for a worker (0: none waiting).", ("kind",)),
     Gauge("conveyor_jobs_table_rows_estimate", "PostgreSQL's estimate of the jobs table's "
           "rows, every status (pg_class.reltuples; no exact count is taken)."),
-], jobs_now)
+], jobs_now, needs=("database",))

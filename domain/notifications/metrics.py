@@ -58,4 +58,4 @@ ENDPOINTS_NOW = GaugeSet("webhook_endpoints", [
           ("state",)),
     Gauge("conveyor_webhook_endpoints_circuit_open", "Webhook endpoints whose circuit breaker "
           "is open now (their deliveries wait, using no attempts)."),
-], endpoints_now)
+], endpoints_now, needs=("database",))

@@ -241,3 +241,35 @@ def test_the_counts_are_served_while_redis_is_down(settings):
     assert value(samples, "conveyor_metrics_source_up", source="counters") == 0
     assert value(samples, "conveyor_metrics_source_up", source="jobs") == 1
     assert value(samples, "conveyor_jobs", kind="noop", status="queued") == 4
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_jobs_table_costs_the_scrape_one_timeout_and_the_rest_still_answers(
+        settings, caplog):
+    # given the jobs table locked by another transaction (a migration rewriting it)
+    from django.db import connections
+
+    settings.METRICS_GAUGE_CACHE_SECONDS = 0
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("LOCK TABLE events_job IN ACCESS EXCLUSIVE MODE")
+
+        # when scraped
+        samples = scrape()
+    finally:
+        other.close()  # (rolls the lock back)
+
+    # then the jobs query gave up at its statement timeout, the sets reading the database
+    # after it were not tried in this scrape, and everything else answered
+    up = {source: value(samples, "conveyor_metrics_source_up", source=source)
+          for source in ("counters", "broker", "bulk_runs", "jobs", "queues",
+                         "webhook_endpoints")}
+    assert up == {"counters": 1, "broker": 1, "bulk_runs": 1, "jobs": 0, "queues": 0,
+                  "webhook_endpoints": 0}
+    assert "canceling statement due to statement timeout" in caplog.text
+    assert "database did not answer this scrape" in caplog.text
+    assert value(samples, "conveyor_jobs", kind="noop", status="queued") is None
+    assert value(samples, "conveyor_queue_depth", queue="events") == 0
