@@ -263,7 +263,7 @@ def gauges_cost(finished: int, open_jobs: int) -> dict:
     """The scrape's jobs query against a whole-table count, on a large table."""
     from django.db import connection
 
-    from domain.common import metrics
+    from domain.common.metrics_endpoint import render
     from domain.jobs.metrics import jobs_now
 
     with connection.cursor() as cursor:
@@ -275,8 +275,8 @@ def gauges_cost(finished: int, open_jobs: int) -> dict:
 
         count_ms = _median_ms(count_all)
     query_ms = _median_ms(jobs_now)
-    metrics.render()  # the gauges cached (METRICS_GAUGE_CACHE_SECONDS)
-    scrape_ms = _median_ms(metrics.render)
+    render()  # the gauges cached (METRICS_GAUGE_CACHE_SECONDS)
+    scrape_ms = _median_ms(render)
     open_counted = sum(n for _, status, n in jobs_now()["conveyor_jobs"])
     connection.close()
     if open_counted != open_jobs:

@@ -16,14 +16,8 @@ from collections import Counter as Tally
 from celery import signals
 
 from domain.common.errors import TransientError
-from domain.common.metrics import (
-    WORK_BUCKETS,
-    Gauge,
-    GaugeSet,
-    GaugeValues,
-    Histogram,
-    flush,
-)
+from domain.common.gauges import Gauge, GaugeSet, GaugeValues
+from domain.common.metrics import WORK_BUCKETS, Histogram, flush
 from domain.jobs.metrics import JOBS_NOW
 from domain.jobs.registry import get_job_kind, is_job_kind
 from workers.health import queue_depths

@@ -11,7 +11,8 @@ from django.db.models import Count
 
 from domain.bulk.models import HOLDING_STATUSES, BulkRun
 from domain.bulk.registry import bulk_operations
-from domain.common.metrics import Counter, Gauge, GaugeSet, GaugeValues
+from domain.common.gauges import Gauge, GaugeSet, GaugeValues
+from domain.common.metrics import Counter
 
 BULK_ROWS = Counter(
     "conveyor_bulk_rows_total",

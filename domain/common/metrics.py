@@ -17,11 +17,11 @@ port per machine for Prometheus to find. Every Conveyor process already reaches 
   a Celery pool process at `worker_process_shutdown`, workers/metrics.py), and the process
   serving a scrape flushes its own counts first.
 - The endpoint reads those hashes (one pipeline) through a prometheus_client Collector and
-  renders them with prometheus_client's own exposition (`render`).
+  renders them with prometheus_client's own exposition (domain/common/metrics_endpoint.py).
 - Gauges (current counts) are not pushed by anyone: they are computed when scraped, from the
-  database and the broker, by the `GaugeSet`s the apps register, and each set's answer is
-  kept in Redis for METRICS_GAUGE_CACHE_SECONDS, so any number of scrapers and API processes
-  costs one computation per set per period.
+  database and the broker, by the gauge sets the apps declare (domain/common/gauges.py), and
+  each set's answer is kept in Redis for METRICS_GAUGE_CACHE_SECONDS, so any number of
+  scrapers and API processes costs one computation per set per period.
 
 **What can be lost.** Counts a process made since its last flush, if it dies without exiting
 (kill -9, OOM, a lost machine): at most one second of that process's counts. If Redis does
@@ -43,21 +43,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 
 import redis
 from django.conf import settings
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 from domain.common.redis import redis_client, redis_key
@@ -70,13 +60,15 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 WORK_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 _families: dict[str, Counter | Histogram] = {}
-_gauge_sets: dict[str, GaugeSet] = {}
+_names: set[str] = set()  # every metric's, gauges' included (domain/common/gauges.py)
 _recording = True
 
 
-def _check_new(name: str) -> None:
-    if name in _families or any(g.name == name for s in _gauge_sets.values() for g in s.gauges):
+def claim_name(name: str) -> None:
+    """A metric's name is declared once, whatever its type."""
+    if name in _names:
         raise ValueError(f"metric {name!r} is declared twice")
+    _names.add(name)
 
 
 def _field(values: Iterable[str]) -> str:
@@ -97,7 +89,7 @@ class Counter:
                  initial: Callable[[], Iterable[Sequence[str]]] | None = None) -> None:
         if not name.endswith("_total"):
             raise ValueError(f"counter {name!r}: a counter's name ends in _total")
-        _check_new(name)
+        claim_name(name)
         self.name, self.documentation, self.labels = name, documentation, tuple(labels)
         self.initial = initial
         _families[name] = self
@@ -133,7 +125,7 @@ class Histogram:
 
     def __init__(self, name: str, documentation: str, labels: Sequence[str] = (), *,
                  buckets: Sequence[float] = WORK_BUCKETS) -> None:
-        _check_new(name)
+        claim_name(name)
         self.name, self.documentation, self.labels = name, documentation, tuple(labels)
         self.bounds = tuple(sorted(float(b) for b in buckets))
         self.bucket_names = (*(floatToGoString(b) for b in self.bounds), "+Inf")
@@ -248,10 +240,10 @@ os.register_at_fork(after_in_child=_forget_the_parents_counts)
 def flush() -> bool:
     """Add this process's pending counts to Redis now; False if Redis did not take them (they
     are kept for the next flush)."""
-    return _flush() is None
+    return try_flush() is None
 
 
-def _flush() -> BaseException | None:
+def try_flush() -> BaseException | None:
     """`flush`, answering what Redis said instead of the counts it refused (None: nothing)."""
     pending = _pending
     with pending.flushing:
@@ -337,181 +329,5 @@ def set_recording(on: bool) -> None:
     _recording = on
 
 
-# --- Gauges: computed when scraped, cached in Redis --------------------------------------------
-
-@dataclass(frozen=True)
-class Gauge:
-    name: str
-    documentation: str
-    labels: tuple[str, ...] = ()
-
-
-# {gauge name: [[label value, …, value], …]}: what a set's `read` answers (JSON, cached as is).
-GaugeValues = dict[str, list[list]]
-
-
-class SourceUnavailable(Exception):
-    """A gauge set not read: what it needs did not answer earlier in the same scrape."""
-
-
-@dataclass
-class _Scrape:
-    """What the scrape in progress has learnt: the gauge sets read (a set another builds on
-    is read once), and what did not answer. A source that does not answer is not asked again
-    in the same scrape: a database or a Redis that drops packets costs its connect timeout
-    once, not once per gauge set, and the scrape stays inside Prometheus' own timeout."""
-
-    values: dict[str, GaugeValues] = field(default_factory=dict)
-    down: set[str] = field(default_factory=set)
-
-
-_scrape: ContextVar[_Scrape | None] = ContextVar("metrics_scrape", default=None)
-# Errors that mean "Redis did not answer" (not "Redis refused this command").
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-
-class GaugeSet:
-    """Gauges computed together by one function (one query, one round of broker calls) when
-    `/metrics` is scraped. Its answer is kept in Redis for METRICS_GAUGE_CACHE_SECONDS, so
-    many scrapers, or one scraper reaching many API processes, cost one computation per
-    period. `source` names it in `conveyor_metrics_source_up`; `needs` names what it reads
-    (`database`, `broker`): when one of them fails a set, the sets that need it are not
-    tried again in that scrape."""
-
-    def __init__(self, source: str, gauges: Sequence[Gauge], read: Callable[[], GaugeValues],
-                 *, needs: Sequence[str]) -> None:
-        for gauge in gauges:
-            _check_new(gauge.name)
-        if source in _gauge_sets:
-            raise ValueError(f"gauge set {source!r} is declared twice")
-        self.source, self.gauges, self.read = source, tuple(gauges), read
-        self.needs = frozenset(needs)
-        self.key = redis_key("metrics", "gauges", source)
-        _gauge_sets[source] = self
-
-    def current(self) -> GaugeValues:
-        """The cached answer, or a fresh one (then cached); without Redis, a fresh one."""
-        scrape = _scrape.get() or _Scrape()
-        if self.source in scrape.values:
-            return scrape.values[self.source]
-        down = scrape.down & self.needs
-        if down:
-            raise SourceUnavailable(f"{', '.join(sorted(down))} did not answer this scrape")
-        values = self._cached(scrape)
-        if values is None:
-            try:
-                values = self.read()
-            except Exception:
-                scrape.down |= self.needs
-                raise
-            self._store(values, scrape)
-        scrape.values[self.source] = values
-        return values
-
-    def _cached(self, scrape: _Scrape) -> GaugeValues | None:
-        if "redis" in scrape.down:
-            return None
-        try:
-            raw = redis_client().get(self.key)
-        except redis.exceptions.RedisError as exc:
-            if isinstance(exc, _REDIS_DOWN):
-                scrape.down.add("redis")
-            return None
-        return None if raw is None else json.loads(raw)
-
-    def _store(self, values: GaugeValues, scrape: _Scrape) -> None:
-        ttl = settings.METRICS_GAUGE_CACHE_SECONDS
-        if ttl <= 0 or "redis" in scrape.down:
-            return
-        try:
-            redis_client().set(self.key, json.dumps(values), px=int(ttl * 1000))
-        except redis.exceptions.RedisError as exc:
-            logger.warning("metrics: gauges %s not cached error=%r", self.source, exc)
-            if isinstance(exc, _REDIS_DOWN):
-                scrape.down.add("redis")
-
-    def families(self, values: GaugeValues) -> Iterator[Metric]:
-        for gauge in self.gauges:
-            metric = GaugeMetricFamily(gauge.name, gauge.documentation, labels=gauge.labels)
-            for *labels, value in values.get(gauge.name, []):
-                metric.add_metric([str(v) for v in labels], value)
-            yield metric
-
-
-def gauge_sets() -> dict[str, GaugeSet]:
-    return dict(_gauge_sets)
-
-
 def families() -> dict[str, Counter | Histogram]:
     return dict(_families)
-
-
-# --- Reading and rendering -------------------------------------------------------------------
-
-SOURCE_UP = "conveyor_metrics_source_up"
-
-
-class _RedisCollector(Collector):
-    """What the endpoint shows: the summed counters and histograms, every gauge set, and
-    whether each source answered."""
-
-    def describe(self) -> list[Metric]:
-        return []  # unknown until collected; keeps the registry from collecting on register
-
-    def collect(self) -> Iterator[Metric]:
-        scrape = _scrape.get() or _Scrape()
-        up = GaugeMetricFamily(SOURCE_UP, "1 if this source answered the scrape, 0 if not "
-                               "(its metrics are missing from this scrape).", labels=["source"])
-        stored = self._counters(scrape)
-        up.add_metric(["counters"], 0 if stored is None else 1)
-        for name, values in (stored or {}).items():
-            yield _families[name].family(values)
-        token = _scrape.set(scrape)
-        try:
-            for source, gauges in sorted(_gauge_sets.items()):
-                try:
-                    values = gauges.current()
-                except Exception as exc:  # noqa: BLE001 - any failure: this source is down
-                    logger.warning("metrics: gauges %s failed error=%r", source, exc)
-                    up.add_metric([source], 0)
-                    continue
-                up.add_metric([source], 1)
-                yield from gauges.families(values)
-        finally:
-            _scrape.reset(token)
-        yield up
-
-    @staticmethod
-    def _counters(scrape: _Scrape) -> dict[str, dict[bytes, bytes]] | None:
-        """Every counter's and histogram's hash (one pipeline); None if Redis did not answer."""
-        if "redis" in scrape.down:
-            return None
-        names = sorted(_families)
-        try:
-            pipe = redis_client().pipeline(transaction=False)
-            for name in names:
-                pipe.hgetall(family_key(name))
-            return dict(zip(names, pipe.execute(), strict=True))
-        except redis.exceptions.RedisError as exc:
-            logger.warning("metrics: counters unreadable, Redis did not answer error=%r", exc)
-            if isinstance(exc, _REDIS_DOWN):
-                scrape.down.add("redis")
-            return None
-
-
-_registry = CollectorRegistry(auto_describe=False)
-_registry.register(_RedisCollector())
-
-
-def render(accept: str = "") -> tuple[bytes, str]:
-    """The exposition (Prometheus text, or OpenMetrics if `accept` asks for it) and its
-    content type. This process's own counts are flushed first, so they are in it."""
-    scrape = _Scrape()
-    if isinstance(_flush(), _REDIS_DOWN):
-        scrape.down.add("redis")
-    encoder, content_type = choose_encoder(accept)
-    token = _scrape.set(scrape)
-    try:
-        return encoder(_registry), content_type
-    finally:
-        _scrape.reset(token)

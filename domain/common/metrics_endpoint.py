@@ -3,7 +3,9 @@ allowed network (README "Metrics").
 
 A plain Django view, as the health probes are: its answer is Prometheus text, not the API's
 JSON, and its caller is a scraper with a token of its own, not an API key with scopes. Its
-refusals are the API's JSON error shape.
+refusals are the API's JSON error shape. What it shows: every counter and histogram summed in
+Redis (domain/common/metrics.py), every gauge set (domain/common/gauges.py), and whether each
+source answered (`conveyor_metrics_source_up`), rendered by prometheus_client's exposition.
 
 Who may scrape (config/settings: METRICS_TOKEN, METRICS_ALLOWED_NETWORKS):
 - a request with `Authorization: Bearer <METRICS_TOKEN>` (compared in constant time), or
@@ -19,17 +21,98 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
+from collections.abc import Iterator
 from functools import lru_cache
 
+import redis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 from domain.common.errors import error_body, json_not_found
-from domain.common.metrics import render
+from domain.common.gauges import REDIS_DOWN, Scrape, current_scrape, gauge_sets
+from domain.common.metrics import families, family_key, try_flush
+from domain.common.redis import redis_client
 
+logger = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+
+SOURCE_UP = "conveyor_metrics_source_up"
+
+
+class _RedisCollector(Collector):
+    """What the endpoint shows: the summed counters and histograms, every gauge set, and
+    whether each source answered."""
+
+    def describe(self) -> list[Metric]:
+        return []  # unknown until collected; keeps the registry from collecting on register
+
+    def collect(self) -> Iterator[Metric]:
+        scrape = current_scrape.get() or Scrape()
+        up = GaugeMetricFamily(SOURCE_UP, "1 if this source answered the scrape, 0 if not "
+                               "(its metrics are missing from this scrape).", labels=["source"])
+        declared = families()
+        stored = self._counters(scrape, sorted(declared))
+        up.add_metric(["counters"], 0 if stored is None else 1)
+        for name, values in (stored or {}).items():
+            yield declared[name].family(values)
+        token = current_scrape.set(scrape)
+        try:
+            for source, gauges in sorted(gauge_sets().items()):
+                try:
+                    values = gauges.current()
+                except Exception as exc:  # noqa: BLE001 - any failure: this source is down
+                    logger.warning("metrics: gauges %s failed error=%r", source, exc)
+                    up.add_metric([source], 0)
+                    continue
+                up.add_metric([source], 1)
+                yield from gauges.families(values)
+        finally:
+            current_scrape.reset(token)
+        yield up
+
+    @staticmethod
+    def _counters(scrape: Scrape, names: list[str]) -> dict[str, dict[bytes, bytes]] | None:
+        """Every counter's and histogram's hash (one pipeline); None if Redis did not answer."""
+        if "redis" in scrape.down:
+            return None
+        try:
+            pipe = redis_client().pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(family_key(name))
+            return dict(zip(names, pipe.execute(), strict=True))
+        except redis.exceptions.RedisError as exc:
+            logger.warning("metrics: counters unreadable, Redis did not answer error=%r", exc)
+            if isinstance(exc, REDIS_DOWN):
+                scrape.down.add("redis")
+            return None
+
+
+_registry = CollectorRegistry(auto_describe=False)
+_registry.register(_RedisCollector())
+
+
+def render(accept: str = "") -> tuple[bytes, str]:
+    """The exposition (Prometheus text, or OpenMetrics if `accept` asks for it) and its
+    content type. This process's own counts are flushed first, so they are in it."""
+    scrape = Scrape()
+    if isinstance(try_flush(), REDIS_DOWN):
+        scrape.down.add("redis")
+    encoder, content_type = choose_encoder(accept)
+    token = current_scrape.set(scrape)
+    try:
+        return encoder(_registry), content_type
+    finally:
+        current_scrape.reset(token)
+
+
+# --- Who may scrape --------------------------------------------------------------------------
 
 @lru_cache(maxsize=8)
 def _networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:

@@ -28,7 +28,8 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from domain.common.fastpaths import on_postgresql
-from domain.common.metrics import Counter, Gauge, GaugeSet, GaugeValues
+from domain.common.gauges import Gauge, GaugeSet, GaugeValues
+from domain.common.metrics import Counter
 from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobStatus
 from domain.jobs.registry import job_kinds
 

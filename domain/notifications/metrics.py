@@ -11,7 +11,8 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from domain.common.metrics import Counter, Gauge, GaugeSet, GaugeValues
+from domain.common.gauges import Gauge, GaugeSet, GaugeValues
+from domain.common.metrics import Counter
 from domain.notifications.models import (
     AttemptResult,
     Channel,

@@ -16,7 +16,9 @@ from django.conf import settings
 
 from domain.common import metrics
 from domain.common import redis as project_redis
+from domain.common.gauges import gauge_sets
 from domain.common.metrics import Counter, Histogram, family_key
+from domain.common.metrics_endpoint import SOURCE_UP
 from domain.common.middleware import HTTP_DURATION, HTTP_REQUESTS
 from domain.common.redis import redis_client
 from tests.conftest import wait_for
@@ -199,31 +201,7 @@ def test_the_readme_documents_every_metric():
     text = (ROOT / "README.md").read_text()
     section = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"`(conveyor_[a-z_]+)`", section))
-    declared = set(metrics.families()) | {g.name for s in metrics.gauge_sets().values()
-                                          for g in s.gauges} | {metrics.SOURCE_UP}
+    declared = set(metrics.families()) | {g.name for s in gauge_sets().values()
+                                          for g in s.gauges} | {SOURCE_UP}
     assert declared - documented == set(), "metrics missing from README ## Metrics"
     assert documented - declared == set(), "README names metrics the code does not declare"
-
-
-def test_a_redis_that_does_not_answer_is_asked_once_per_scrape(settings, caplog):
-    # given counts pending and a Redis that does not answer
-    HTTP_REQUESTS.inc("GET", "metrics-once-probe", "200")
-    original = settings.REDIS_URL
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    project_redis._client = None
-    try:
-        # when scraped
-        samples = scrape()
-    finally:
-        settings.REDIS_URL = original
-        project_redis._client = None
-
-    # then the flush found it down, and nothing else in that scrape asked it again: no read of
-    # the counters, no gauge cache read or written
-    assert value(samples, "conveyor_metrics_source_up", source="counters") == 0
-    assert value(samples, "conveyor_metrics_source_up", source="webhook_endpoints") == 1
-    assert "counters unreadable" not in caplog.text
-    assert "not cached" not in caplog.text
-    # and the counts are still kept for Redis' return
-    assert metrics.flush() is True
-    assert _stored("conveyor_http_requests_total", "GET", "metrics-once-probe", "200") == 1
