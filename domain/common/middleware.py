@@ -1,5 +1,7 @@
 from time import perf_counter
 
+from django.conf import settings
+
 from domain.common.correlation import (
     HEADER,
     clean_correlation_id,
@@ -29,8 +31,10 @@ class CorrelationIdMiddleware:
 
 # The route label: the URL pattern that matched (`api/v1/jobs/<uuid:job_id>`), never the path
 # itself, so an id or a scanner's made-up URL makes no new series; a path no pattern matches
-# is counted as this.
+# is counted as `unmatched`, and a static file (whitenoise answers before any URL is resolved)
+# as `static`.
 UNMATCHED = "unmatched"
+STATIC = "static"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 HTTP_REQUESTS = Counter(
@@ -57,7 +61,10 @@ class RequestMetricsMiddleware:
         response = self.get_response(request)
         elapsed = perf_counter() - started
         match = request.resolver_match
-        route = match.route if match is not None else UNMATCHED
+        if match is not None:
+            route = match.route
+        else:
+            route = STATIC if request.path.startswith(settings.STATIC_URL) else UNMATCHED
         method = request.method if request.method in _METHODS else "other"
         HTTP_REQUESTS.inc(method, route, str(response.status_code))
         HTTP_DURATION.observe(elapsed, method, route)

@@ -81,3 +81,18 @@ def test_the_scrape_counts_itself_under_its_route():
 
     assert value(samples, "conveyor_http_requests_total", method="GET", route="metrics",
                  status="200") == 1  # the first one; the second is counted after it answers
+
+
+def test_static_files_are_one_route_of_their_own(settings):
+    # given the admin's stylesheet served by whitenoise (no URL pattern is resolved for it)
+    settings.WHITENOISE_USE_FINDERS = True
+    client = Client()  # (a new client: whitenoise reads the setting when the chain is built)
+    assert client.get("/static/admin/css/base.css").status_code == 200
+    assert client.get("/static/admin/css/nope.css").status_code == 404
+
+    samples = scrape()
+
+    assert value(samples, "conveyor_http_requests_total", method="GET", route="static",
+                 status="200") == 1
+    assert value(samples, "conveyor_http_requests_total", method="GET", route="static",
+                 status="404") == 1
