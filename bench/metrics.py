@@ -5,15 +5,18 @@ next to the same work without them, in the same run, in this process (`python -m
 - **Middleware**: GET /bench/baseline (the minimal JSON view: the cheapest request, so the
   middleware's share is the largest it can be) through Django's WSGI handler, built twice:
   with the project's MIDDLEWARE and without RequestMetricsMiddleware, alternating in blocks
-  of 100 requests (`metrics_rounds` x 10 blocks of each, `metrics_requests` requests in
-  all); per-request time is the median block of each. The difference is near the noise of
-  a whole request, so the middleware is also timed alone: wrapped around a view that
-  answers at once, for a resolved API route, against that view called directly.
+  (`metrics_rounds` x 10 blocks of each, each first every other time, `metrics_requests`
+  requests in all); per-request time is the median block of each, in CPU time of the
+  requesting thread (time.thread_time: the other processes of a shared machine do not
+  count, and wall time swung more between runs than the middleware costs). The middleware
+  is also timed alone: wrapped around a view that answers at once, for a resolved API
+  route, against that view called directly.
 - **Per job**: the real micro-batch task (tasks.demo.noop, run eagerly in this process: the
   claim, the body timed, the successes recorded, every count made), on `metrics_jobs` new
   noop jobs a round, with recording on and off (domain/common/metrics.set_recording),
-  alternating; microseconds per job of each (median round). As the difference is within
-  the noise of the database work, the recording a batch makes is also timed alone (the
+  alternating, each first every other round; CPU microseconds of this thread per job (the
+  database's own work is in its server, not here; median round). As the difference is
+  within the noise of that work, the recording a batch makes is also timed alone (the
   counts of its claim and its successes, its jobs' run times), per job. The Redis commands
   the recording sent during the batches (INFO commandstats) are counted: the flushing
   thread's, never one per job.
@@ -69,26 +72,35 @@ def middleware_cost(requests: int, rounds: int) -> dict:
         assert status.startswith("200"), status
 
     def per_request(handler, n: int) -> float:
-        started = time.perf_counter()
+        started = time.thread_time()
         for _ in range(n):
             handler(dict(environ), start_response).close()
-        return (time.perf_counter() - started) / n * 1e6
+        return (time.thread_time() - started) / n * 1e6
 
     blocks = rounds * 10
     block = max(1, requests // blocks)
     for handler in (with_it, without_it):  # warm both
         per_request(handler, min(requests, 500))
     timings: dict[str, list[float]] = {"with": [], "without": []}
-    for _ in range(blocks):
-        timings["with"].append(per_request(with_it, block))
-        timings["without"].append(per_request(without_it, block))
-    with_us, without_us = (round(statistics.median(timings[k]), 2) for k in ("with", "without"))
+    for n in range(blocks):  # each goes first every other block
+        for key in ("with", "without") if n % 2 == 0 else ("without", "with"):
+            timings[key].append(per_request(with_it if key == "with" else without_it, block))
     metrics.flush()  # what the handler counted; the middleware timed alone counts nothing real
     return {"requests": block * blocks, "blocks": blocks, "path": "/bench/baseline",
-            "with_us": with_us, "without_us": without_us,
+            **_compared(timings), **middleware_alone(requests * 10)}
+
+
+def _compared(timings: dict[str, list[float]]) -> dict:
+    """The two medians and their difference; and the fastest of each (the blocks or rounds a
+    neighbour on the shared machine disturbed least), with theirs."""
+    with_us, without_us = (round(statistics.median(timings[k]), 2) for k in ("with", "without"))
+    fastest_with, fastest_without = (round(min(timings[k]), 2) for k in ("with", "without"))
+    return {"with_us": with_us, "without_us": without_us,
             "cost_us": round(with_us - without_us, 2),
             "cost_pct": round((with_us - without_us) / without_us * 100, 2),
-            "ratio": _ratio(with_us, without_us), **middleware_alone(requests * 10)}
+            "ratio": _ratio(with_us, without_us),
+            "fastest_with_us": fastest_with, "fastest_without_us": fastest_without,
+            "fastest_cost_us": round(fastest_with - fastest_without, 2)}
 
 
 def middleware_alone(calls: int) -> dict:
@@ -144,9 +156,9 @@ def per_job_cost(jobs: int, rounds: int, redis_client) -> dict:
         made = Job.objects.bulk_create([Job(kind=NOOP.name, params={},
                                             max_attempts=NOOP.retry.max_attempts)
                                         for _ in range(jobs)])
-        started = time.perf_counter()
+        started = time.thread_time()
         counts = noop.apply(args=[[str(job.pk) for job in made]]).get()
-        elapsed = time.perf_counter() - started
+        elapsed = time.thread_time() - started
         if counts["succeeded"] != jobs:
             raise RuntimeError(f"metrics bench: a batch of {jobs} noop jobs did {counts}")
         return elapsed / jobs * 1e6
@@ -155,23 +167,19 @@ def per_job_cost(jobs: int, rounds: int, redis_client) -> dict:
     timings: dict[str, list[float]] = {"with": [], "without": []}
     commands = 0
     try:
-        for _ in range(rounds):
-            metrics.set_recording(True)
-            before = _redis_commands(redis_client)
-            timings["with"].append(batch())
-            commands += _redis_commands(redis_client) - before
-            metrics.set_recording(False)
-            timings["without"].append(batch())
+        for n in range(rounds):  # each goes first every other round
+            for on in (True, False) if n % 2 == 0 else (False, True):
+                metrics.set_recording(on)
+                before = _redis_commands(redis_client)
+                timings["with" if on else "without"].append(batch())
+                if on:
+                    commands += _redis_commands(redis_client) - before
     finally:
         metrics.set_recording(True)
         connection.close()
-    with_us, without_us = (round(statistics.median(timings[k]), 2) for k in ("with", "without"))
     metrics.flush()  # the batches' counts; the recording timed alone counts nothing real
-    return {"jobs_per_batch": jobs, "rounds": rounds, "with_us": with_us,
+    return {"jobs_per_batch": jobs, "rounds": rounds, **_compared(timings),
             "recording_ns_per_job": recording_per_job(jobs),
-            "without_us": without_us, "cost_us": round(with_us - without_us, 2),
-            "cost_pct": round((with_us - without_us) / without_us * 100, 2),
-            "ratio": _ratio(with_us, without_us),
             # (INFO's own count: the commandstats read itself is not among these commands)
             "redis_commands_per_job": round(commands / (jobs * rounds), 4),
             "rounds_us": {k: [round(v, 2) for v in vs] for k, vs in timings.items()}}

@@ -220,12 +220,15 @@ def _metrics_rows(r: dict) -> list[tuple[str, str, str, str, str, str]]:
         ("request metrics middleware alone, around a view answering at once",
          f"+{mw['alone_ns']} ns/request", f"{mw['alone_view_ns']} ns the view alone", "-",
          "none", "-"),
-        (f"request metrics middleware, GET {mw['path']} in process",
-         f"{mw['with_us']} us/request ({mw['cost_us']:+} us, {mw['cost_pct']:+.1f}%)",
+        (f"request metrics middleware, GET {mw['path']} in process (thread CPU)",
+         f"{mw['with_us']} us/request ({mw['cost_us']:+} us, {mw['cost_pct']:+.1f}%; "
+         f"fastest blocks {mw['fastest_cost_us']:+} us)",
          f"{mw['without_us']} us/request without it", f"{mw['ratio']:.3f}x", "none", "-"),
-        (f"a {job['jobs_per_batch']}-job micro-batch (noop task, in process), recording on",
-         f"{job['with_us']} us/job ({job['cost_us']:+} us, {job['cost_pct']:+.1f}%; its "
-         f"recording alone {job['recording_ns_per_job']} ns/job; "
+        (f"a {job['jobs_per_batch']}-job micro-batch (noop task, in process, thread CPU), "
+         "recording on",
+         f"{job['with_us']} us/job ({job['cost_us']:+} us, {job['cost_pct']:+.1f}%; fastest "
+         f"rounds {job['fastest_cost_us']:+} us; its recording alone "
+         f"{job['recording_ns_per_job']} ns/job; "
          f"{job['redis_commands_per_job']} Redis commands/job)",
          f"{job['without_us']} us/job recording off", f"{job['ratio']:.3f}x", "none", "-"),
         ("one count in memory: counter inc / histogram observe",
