@@ -13,7 +13,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from domain.access.models import Scopes
+from domain.access.audit import actor_from_request, audit_record
+from domain.access.models import AuditAction, Scopes
 from domain.common.errors import RETRY_AFTER_SECONDS, error_body
 from domain.common.openapi import cursor_page, error_responses
 from domain.common.pagination import CreatedAtCursorPagination
@@ -151,7 +152,10 @@ def _steer_api(action: str, steer, description: str) -> type[APIView]:
                        description=description,
                        responses={200: ScheduleSerializer, **_errors(401, 403, 404, 409)})
         def post(self, request, name):
-            return Response(ScheduleSerializer(steer(name=name)).data)
+            state = steer(name=name)
+            audit_record(actor=actor_from_request(request), action=AuditAction(action),
+                         target_type="schedule", target=name)
+            return Response(ScheduleSerializer(state).data)
 
     SteerApi.__name__ = SteerApi.__qualname__ = f"Schedule{action.capitalize()}Api"
     return SteerApi
@@ -191,6 +195,9 @@ class ScheduleRunNowApi(APIView):
                               {"unavailable": "broker"})
             return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE,
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        audit_record(actor=actor_from_request(request), action=AuditAction.RUN,
+                     target_type="schedule", target=name,
+                     detail={"slot": iso(run.slot), "task_id": run.task_id})
         runs_url = request.build_absolute_uri(reverse("schedule-runs", args=[name])
                                               + "?trigger=manual")
         return Response({"schedule": run.schedule, "slot": iso(run.slot),

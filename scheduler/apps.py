@@ -12,6 +12,10 @@ class SchedulerConfig(AppConfig):
         # tables (operators' edits kept), so a deploy never runs old schedules.
         post_migrate.connect(_sync_after_migrate, sender=self,
                              dispatch_uid="scheduler.sync_after_migrate")
+        # The operator roles' groups, likewise (scheduler/dashboard/roles.py). Connected after
+        # auth's own receiver, so the permissions exist by then.
+        post_migrate.connect(_roles_after_migrate, sender=self,
+                             dispatch_uid="scheduler.roles_after_migrate")
         from scheduler import signals  # noqa: F401 — connects the expired-slot recorder
 
 
@@ -20,3 +24,10 @@ def _sync_after_migrate(sender, using="default", plan=None, **kwargs) -> None:
 
     if using == "default":  # the one database the schedules live in
         schedules_sync()
+
+
+def _roles_after_migrate(sender, using="default", plan=None, **kwargs) -> None:
+    from scheduler.dashboard.roles import roles_sync
+
+    if using == "default":
+        roles_sync()

@@ -12,6 +12,8 @@ What it adds to django-celery-beat, and why:
   `run_once`. Never once per missed slot.
 - Every enabled cron schedule is loaded, whatever the hour (django-celery-beat loads only
   those due within about two hours, which loses a missed `run_once` night).
+- A liveness file touched after every tick (`BEAT_HEARTBEAT_FILE`, scheduler/heartbeat.py),
+  which the container's healthcheck reads: Beat has no probe of its own.
 - No `celery.backend_cleanup` entry: the daily retention prune deletes old task results in
   batches (django-celery-results' cleanup is one DELETE of every expired row).
 
@@ -25,6 +27,7 @@ import logging
 from types import SimpleNamespace
 
 from celery.schedules import BaseSchedule, schedstate
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, close_old_connections
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
@@ -34,6 +37,7 @@ from django_celery_beat.schedulers import (
     ModelEntry,
 )
 
+from scheduler.heartbeat import heartbeat_touch
 from scheduler.ledger import ledger_record_skip, slot_headers
 from scheduler.models import SkipReason
 from scheduler.schedules import Schedule, declared, schedule_name
@@ -109,6 +113,13 @@ class LedgerEntry(ModelEntry):
 
 class LedgerScheduler(DatabaseScheduler):
     Entry = LedgerEntry
+
+    def tick(self, *args, **kwargs):
+        interval = super().tick(*args, **kwargs)
+        # After the tick: a Beat stuck inside one stops touching the file (scheduler/heartbeat.py).
+        if settings.BEAT_HEARTBEAT_FILE:
+            heartbeat_touch(settings.BEAT_HEARTBEAT_FILE)
+        return interval
 
     def all_as_schedule(self):
         # django-celery-beat guards its change check and its sync against a database outage,

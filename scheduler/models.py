@@ -64,3 +64,20 @@ class ScheduleRun(models.Model):
     def __str__(self) -> str:
         label = f"{self.outcome}: {self.reason}" if self.reason else self.outcome
         return f"{self.schedule} @ {self.slot:%Y-%m-%d %H:%M:%S} ({label})"
+
+
+class OperatorDashboard(models.Model):
+    """No table: the holder of the operator dashboard's permissions (Django attaches a
+    permission to a model). `view_dashboard` shows the page, `operate` lets its forms act;
+    the two roles' groups are declared in scheduler/dashboard/roles.py."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("view_dashboard", "Can view the operator dashboard"),
+            ("operate", "Can act from the operator dashboard (replay, pause, resume)"),
+        ]
+
+    def __str__(self) -> str:
+        return "operator dashboard"

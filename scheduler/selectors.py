@@ -12,7 +12,7 @@ from django_celery_beat.models import PeriodicTask
 
 from domain.common.errors import NotFound
 from scheduler.beat import spec_of
-from scheduler.models import ScheduleRun
+from scheduler.models import RunOutcome, ScheduleRun
 from scheduler.schedules import (
     SCHEDULES,
     Schedule,
@@ -108,3 +108,24 @@ def schedule_runs(name: str, *, outcome: str | None = None,
     if trigger:
         runs = runs.filter(trigger=trigger)
     return runs
+
+
+QUEUE_HEALTH = "queue-health"
+
+
+def queue_depth_history(*, since: dt.datetime,
+                        until: dt.datetime | None = None) -> list[tuple[dt.datetime, dict]]:
+    """[(slot, {queue: depth or None})] from the queue health check's ledger rows in
+    [since, until), oldest first: one a minute (workers/health.py keeps the snapshot as the
+    run's result). A range of the ledger's unique (schedule, slot, trigger) index."""
+    runs = ScheduleRun.objects.filter(schedule=QUEUE_HEALTH, slot__gte=since,
+                                      outcome=RunOutcome.SUCCEEDED)
+    if until is not None:
+        runs = runs.filter(slot__lt=until)
+    history = []
+    for slot, result in runs.order_by("slot", "id").values_list("slot", "result"):
+        queues = (result or {}).get("queues") if isinstance(result, dict) else None
+        if isinstance(queues, dict):
+            history.append((slot, {name: facts.get("depth") if isinstance(facts, dict) else None
+                                   for name, facts in queues.items()}))
+    return history

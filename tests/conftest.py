@@ -80,6 +80,17 @@ def _fresh_webhook_subscriptions():
     subscriptions.forget()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_queue_pauses():
+    """Which queues are paused is cached per process for a second; a test's rolled-back pause
+    must not hold the next test's jobs."""
+    from domain.jobs.selectors import paused_queues
+
+    paused_queues.forget()
+    yield
+    paused_queues.forget()
+
+
 @pytest.fixture
 def broker() -> redis.Redis:
     return redis.Redis.from_url(settings.CELERY_BROKER_URL)
@@ -148,16 +159,27 @@ def celery_worker_thread(django_db_setup, django_db_blocker):
 
     from config.celery import app
 
-    with start_worker(
-        app,
-        pool="threads",
-        concurrency=2,
-        perform_ping_check=False,
-        queues=[q.value for q in Queues],
-        loglevel="WARNING",
-        shutdown_timeout=30,
-    ) as worker:
-        yield worker
+    # Without the queue-steering bootstep (workers/steering.py): it would write this worker's
+    # presence into the test process's project Redis, wherever a test points it, and the
+    # presence and readiness tests would count it among the workers they start or expect
+    # absent. Pauses are tested on worker subprocesses (tests/workers/test_steering.py); the
+    # claim's own pause check still runs here. The consumer copies the steps when it is built.
+    steering = "workers.steering:QueueSteering"
+    app.steps["consumer"].discard(steering)
+    try:
+        with start_worker(
+            app,
+            pool="threads",
+            concurrency=2,
+            perform_ping_check=False,
+            queues=[q.value for q in Queues],
+            loglevel="WARNING",
+            shutdown_timeout=30,
+        ) as worker:
+            app.steps["consumer"].add(steering)
+            yield worker
+    finally:
+        app.steps["consumer"].add(steering)
 
 
 def assert_error(response, status: int, code: str | None = None) -> dict:

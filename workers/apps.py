@@ -7,7 +7,16 @@ class WorkersConfig(AppConfig):
     verbose_name = "Worker runtime"
 
     def ready(self) -> None:
-        from workers import (  # noqa: F401 - connect the Celery signal hooks, declare metrics
+        from domain.common.health import register_readiness_check
+        from domain.jobs.routing import install_queue_listener
+        from workers import (  # noqa: F401 - signals: the Celery signal hooks; metrics: declared
             metrics,
+            presence,
             signals,
         )
+        from workers.steering import broadcast_queue_change  # also registers its control command
+
+        # A pause or resume reaches the running workers at once (workers/steering.py).
+        install_queue_listener(broadcast_queue_change)
+        # /readyz names the queues no worker was seen consuming (workers/presence.py).
+        register_readiness_check("queues", presence.queues_readiness)

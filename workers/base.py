@@ -13,8 +13,9 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from functools import partial
 from typing import Any, NoReturn
 
@@ -22,26 +23,49 @@ from celery import Task, shared_task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from django.db import close_old_connections
 
-from domain.common.correlation import reset_correlation_id, set_correlation_id
+from domain.common.correlation import MESSAGE_HEADER, reset_correlation_id, set_correlation_id
 from domain.common.errors import DATABASE_UNAVAILABLE
+from domain.common.logging import log_context
 from domain.jobs import lifecycle
 from domain.jobs.lifecycle import Deferred, FailureAction
 from domain.jobs.models import Job
 from domain.jobs.registry import JobKind
 from domain.jobs.retry import MAX_BROKER_COUNTDOWN, NEVER, RetryPolicy
+from domain.jobs.selectors import queue_is_paused
 from workers.leases import keeper
 from workers.metrics import JOB_RUN_SECONDS
+from workers.queues import queue_for_task
 
 logger = logging.getLogger(__name__)
 
-# Seconds a process waits before giving a message back while the database is down.
+# Seconds a process waits before giving a message back while the database is down, or while
+# its queue is paused.
 REQUEUE_PAUSE = (0.5, 1.5)
+
+
+class QueuePaused(Exception):
+    """The message's queue is paused: nothing is claimed and the message goes back."""
 
 
 class ConveyorTask(Task):
     """Every conveyor task has a named retry policy (`retry_policy`)."""
 
     retry_policy: RetryPolicy = NEVER
+    # Celery's message handling in the worker's main process, inside the message's log context
+    # (its "received" line carries the correlation id).
+    Strategy = "workers.strategy:with_log_context"
+
+
+@contextmanager
+def job_log_context(job: Job) -> Iterator[None]:
+    """The job's correlation id, id and event id on every line written while it is worked on
+    (a micro-batch's message carries only its first job's correlation id)."""
+    token = set_correlation_id(job.correlation_id or str(job.pk))
+    try:
+        with log_context(job_id=job.pk, event_id=job.event_id):
+            yield
+    finally:
+        reset_correlation_id(token)
 
 
 class JobTask(ConveyorTask):
@@ -75,12 +99,8 @@ class JobTask(ConveyorTask):
             # duplicate and must have no effect (reliability contract #2).
             logger.info("job not runnable, skipped job_id=%s task=%s", job_id, self.name)
             return {"skipped": True}
-        token = set_correlation_id(job.correlation_id or job_id)
-        try:
-            with keeper.hold([job.pk], job.worker):
-                return self._run_claimed(job)
-        finally:
-            reset_correlation_id(token)
+        with job_log_context(job), keeper.hold([job.pk], job.worker):
+            return self._run_claimed(job)
 
     def _claim(self, claim: Callable[..., Any], **ids: Any) -> Any:
         """Claim through the lifecycle service; when the database does not answer, nothing
@@ -88,9 +108,24 @@ class JobTask(ConveyorTask):
         with its job left `queued` and no message anywhere (which only the relay's stale
         re-send, 30 minutes later, would find). A short, jittered pause first keeps an outage
         from becoming a hot loop: each process re-reads about one message a second until the
-        database is back, and the first claim after it runs the job."""
+        database is back, and the first claim after it runs the job.
+
+        The same for a message of a paused queue (domain/jobs/models.QueuePause): the worker
+        normally stops consuming a queue as soon as it is paused (workers/steering.py), but a
+        message it prefetched before, or one reaching a worker that has not yet heard of the
+        pause, is given back unclaimed, the job left `queued` with no attempt used; the pause
+        keeps a worker that has not heard from taking it again at once, and it catches up
+        within WORKER_HEARTBEAT_SECONDS."""
         try:
+            queue = queue_for_task(self.name)
+            if queue is not None and queue_is_paused(queue):
+                raise QueuePaused(queue)
             return claim(worker=self.request.hostname or "", **ids)
+        except QueuePaused as exc:
+            logger.info("queue paused, message given back unclaimed task=%s queue=%s ids=%s",
+                        self.name, exc, ids)
+            time.sleep(random.uniform(*REQUEUE_PAUSE))  # noqa: S311 - jitter, not secrecy
+            raise Reject(exc, requeue=True) from exc
         except DATABASE_UNAVAILABLE as exc:
             close_old_connections()
             logger.warning("database unavailable, message requeued task=%s ids=%s error=%r",
@@ -164,21 +199,20 @@ class JobTask(ConveyorTask):
         seconds: list[float] = []  # each job's own body (a batch holds one kind)
         try:
             for index, job in enumerate(jobs):
-                token = set_correlation_id(job.correlation_id or str(job.pk))
                 started = time.perf_counter()
-                try:
-                    outcomes.append((job, _storable(self.job_body(job))))
-                except SoftTimeLimitExceeded as exc:
-                    action = self._failed_in_batch(
-                        job, TimeoutError(f"soft time limit exceeded: {exc}"))
-                    counts[action] += 1
-                    counts["released"] = len(lifecycle.jobs_release(jobs=jobs[index + 1:]))
-                    break
-                except Exception as exc:  # noqa: BLE001 - the domain decides, per job
-                    counts[self._failed_in_batch(job, exc)] += 1
-                finally:
-                    seconds.append(time.perf_counter() - started)
-                    reset_correlation_id(token)
+                with job_log_context(job):
+                    try:
+                        outcomes.append((job, _storable(self.job_body(job))))
+                    except SoftTimeLimitExceeded as exc:
+                        action = self._failed_in_batch(
+                            job, TimeoutError(f"soft time limit exceeded: {exc}"))
+                        counts[action] += 1
+                        counts["released"] = len(lifecycle.jobs_release(jobs=jobs[index + 1:]))
+                        break
+                    except Exception as exc:  # noqa: BLE001 - the domain decides, per job
+                        counts[self._failed_in_batch(job, exc)] += 1
+                    finally:
+                        seconds.append(time.perf_counter() - started)
         finally:
             JOB_RUN_SECONDS.observe_many(seconds, self.job_kind.name)
             lifecycle.jobs_succeed(outcomes=outcomes)
@@ -225,27 +259,28 @@ class JobTask(ConveyorTask):
                     continue
                 except (TypeError, ValueError) as exc:
                     answer = exc
-            counts[self._failed_in_batch(job, answer)] += 1
+            with job_log_context(job):
+                counts[self._failed_in_batch(job, answer)] += 1
         lifecycle.jobs_succeed(outcomes=outcomes)
         for countdown, group in deferred.items():
             counts["deferred"] = counts.get("deferred", 0) + len(self._defer(group, countdown))
 
     def _settle_late(self, job: Job, started: float, answer: Future) -> None:
         JOB_RUN_SECONDS.observe(time.perf_counter() - started, job.kind)
-        token = set_correlation_id(job.correlation_id or str(job.pk))
-        try:
+        # In the thread that answered: the task's context is not there.
+        with log_context(task=self.name, worker=job.worker), job_log_context(job):
             try:
-                result = answer.result()
-            except Exception as exc:  # noqa: BLE001 - the job's failure, decided below
-                result = exc
-            counts = {"succeeded": 0, "retrying": 0, "parked": 0, "dead": 0}
-            self._settle([(job, result)], counts, [])
-        except Exception:
-            logger.exception("a late answer could not be recorded job_id=%s", job.pk)
-        finally:
-            keeper.release([job.pk])
-            reset_correlation_id(token)
-            close_old_connections()
+                try:
+                    result = answer.result()
+                except Exception as exc:  # noqa: BLE001 - the job's failure, decided below
+                    result = exc
+                counts = {"succeeded": 0, "retrying": 0, "parked": 0, "dead": 0}
+                self._settle([(job, result)], counts, [])
+            except Exception:
+                logger.exception("a late answer could not be recorded job_id=%s", job.pk)
+            finally:
+                keeper.release([job.pk])
+                close_old_connections()
 
     def _defer(self, jobs: list[Job], countdown: int) -> list[Job]:
         """Carry out `Deferred`: the jobs wait in the database (`jobs_defer`), and a message
@@ -268,7 +303,7 @@ class JobTask(ConveyorTask):
             try:
                 self.apply_async(args=[str(job.pk)], task_id=str(job.pk),
                                  countdown=decision.countdown,
-                                 headers={"correlation_id": job.correlation_id})
+                                 headers={MESSAGE_HEADER: job.correlation_id})
             except Exception as publish_error:  # noqa: BLE001 - the relay takes it from here
                 self._retry_not_sent(job, publish_error)
         return decision.action.value

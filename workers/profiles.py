@@ -4,11 +4,11 @@
 `notifications`, which its own worker (`notifications`) consumes with a pool of threads:
 webhook deliveries wait on other people's servers, and a thread waiting on a slow receiver
 costs a thread, where a prefork process waiting on it would be a process taken from every
-other queue (up to the read timeout, 15 s). `runstack` and compose run `main` +
-`notifications`. In production run one worker per profile so slow bulk work never delays
-cache invalidation (see compose/). The concurrency defaults follow the queue
-figures in the README's "Performance" section: on 2 cores a prefork worker's drain rate grows
-with its consuming processes, not with prefetch or pool options.
+other queue (up to the read timeout, 15 s). `runstack` runs `main` + `notifications`; the
+production compose file runs one worker service per role, `fast`, `bulk` and `notifications`,
+so slow bulk work never delays cache invalidation (compose/README.md). The concurrency
+defaults follow the queue figures in the README's "Performance" section: on 2 cores a prefork
+worker's drain rate grows with its consuming processes, not with prefetch or pool options.
 
 The container start script reads its queues from here (`python -m workers.profiles <profile>
 queues`), so a queue list is written down once.

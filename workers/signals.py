@@ -1,31 +1,45 @@
-"""Celery signal hooks: the correlation id, database connection ageing, a log line for every
-task, and a check of the broker when the worker starts."""
+"""Celery signal hooks: the correlation id and log context of every task, database connection
+ageing, a log line for every task, and a check of the broker when the worker starts."""
 
 import logging
+import threading
 
 from celery import signals
 from django.db import close_old_connections
 
-from domain.common.correlation import reset_correlation_id, set_correlation_id
+from domain.common.correlation import MESSAGE_HEADER, reset_correlation_id, set_correlation_id
+from domain.common.logging import bind_log_context, reset_log_context
 from domain.common.redis import broker_problems
+from workers.base import JobTask
 
 logger = logging.getLogger("workers.tasks")
-_tokens: dict[str, object] = {}
+# What task_prerun set, for task_postrun to reset: by task id and thread, as two deliveries of
+# one message (the same task id) may run at once in a threads pool.
+_tokens: dict[tuple[str, int], tuple[object, object]] = {}
 
 
 @signals.task_prerun.connect
-def _bind_correlation_id(task_id=None, task=None, **kwargs) -> None:
+def _bind_correlation_id(task_id=None, task=None, args=None, **kwargs) -> None:
     _age_connections(task)
-    correlation_id = getattr(task.request, "correlation_id", None) or task_id
-    _tokens[task_id] = set_correlation_id(str(correlation_id))
+    correlation_id = getattr(task.request, MESSAGE_HEADER, None) or task_id
+    # A job task's message names one job (its id is the task id) or a micro-batch's list of
+    # them; each job of a batch gets its own context while it runs (workers/base.py).
+    job_id = args[0] if isinstance(task, JobTask) and args and isinstance(args[0], str) \
+        else None
+    delivery = task.request.delivery_info or {}
+    _tokens[(task_id, threading.get_ident())] = (
+        set_correlation_id(str(correlation_id)),
+        bind_log_context(task=task.name, queue=delivery.get("routing_key"),
+                         worker=task.request.hostname, job_id=job_id))
 
 
 @signals.task_postrun.connect
 def _unbind_correlation_id(task_id=None, task=None, state=None, **kwargs) -> None:
-    token = _tokens.pop(task_id, None)
+    tokens = _tokens.pop((task_id, threading.get_ident()), None)
     logger.debug("task finished task=%s task_id=%s state=%s", task.name, task_id, state)
-    if token is not None:
-        reset_correlation_id(token)
+    if tokens is not None:
+        reset_log_context(tokens[1])
+        reset_correlation_id(tokens[0])
     _age_connections(task)
 
 

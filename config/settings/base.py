@@ -227,6 +227,9 @@ CELERY_RESULT_EXPIRES = (timedelta(days=RETENTION_TASK_RESULTS_DAYS)
 # Schedules live in the database (django-celery-beat); scheduler/ declares them in code.
 # LedgerScheduler is django-celery-beat's DatabaseScheduler with slots (scheduler/beat.py).
 CELERY_BEAT_SCHEDULER = "scheduler.beat:LedgerScheduler"
+# A file Beat touches after every tick, for a liveness probe (scheduler/heartbeat.py; the
+# compose file's Beat sets it and its healthcheck reads the file's age). Empty: none.
+BEAT_HEARTBEAT_FILE = env("BEAT_HEARTBEAT_FILE", default="")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes the database connection before and after every task unless
 # this is set: a new PostgreSQL connection per task, 22% of a no-op job's worker time under
@@ -419,11 +422,19 @@ SPECTACULAR_SETTINGS = {
         "PeopleChannelEnum": "domain.notifications.notification_apis.PEOPLE_CHANNEL_CHOICES",
         "EndpointStateEnum": "domain.notifications.models.EndpointState",
         "InboxStateEnum": "domain.notifications.models.InboxState",
+        "QueueNameEnum": "workers.selectors.queue_names",
     },
 }
 
-# --- Logging: key=value lines, the correlation id on every one ------------------------
+# --- Logging: one line per record, the correlation id on every one -------------------
+# LOG_FORMAT: `text`, key=value lines for a terminal (this default; local and test settings),
+# or `json`, one JSON object per line with the job, event, task, queue and worker it is about
+# (production's default). domain/common/logging.py; README "Logs".
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOG_FORMATS = ("text", "json")
+LOG_FORMAT = env("LOG_FORMAT", default="text")
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -432,15 +443,16 @@ LOGGING = {
         "redact": {"()": "domain.common.logging.RedactSecretsFilter"},
     },
     "formatters": {
-        "kv": {
+        "text": {
             "format": "%(asctime)s level=%(levelname)s logger=%(name)s "
             "correlation_id=%(correlation_id)s %(message)s"
-        }
+        },
+        "json": {"()": "domain.common.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "kv",
+            "formatter": LOG_FORMAT,
             "filters": ["correlation", "redact"],
         }
     },
@@ -452,6 +464,17 @@ LOGGING = {
 
 # The queue health check (every minute): seconds it waits for the workers' replies.
 QUEUE_HEALTH_INSPECT_TIMEOUT = env.float("QUEUE_HEALTH_INSPECT_TIMEOUT", default=1.0)
+# Queue pause and worker presence (README "Queues: pause and resume"). Every worker writes its
+# presence (the queues it consumes) to Redis this often, and reads the paused queues from the
+# database as often (workers/steering.py); a pause or resume also reaches running workers at
+# once by a broadcast.
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=5.0)
+# A worker seen within this many seconds is live: /readyz, GET /api/v1/queues and
+# `manage.py worker_alive` judge by it.
+WORKER_SEEN_SECONDS = env.float("WORKER_SEEN_SECONDS", default=60.0)
+# A process reads which queues are paused at most once per this many seconds (the claim asks
+# before every job; domain/jobs/selectors.queue_is_paused).
+QUEUE_PAUSE_CACHE_SECONDS = env.float("QUEUE_PAUSE_CACHE_SECONDS", default=1.0)
 # The nightly deactivation of customers inactive for this many days (customers.deactivate_inactive).
 CUSTOMERS_INACTIVE_DAYS = env.int("CUSTOMERS_INACTIVE_DAYS", default=365)
 

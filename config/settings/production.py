@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import LOG_FORMATS, LOGGING, env
 
 if env.bool("DJANGO_DEBUG", default=False):
     raise ImproperlyConfigured("DJANGO_DEBUG must be off in production.")
@@ -44,3 +44,9 @@ NOTIFICATIONS_PUBLIC_URL = env(
     "NOTIFICATIONS_PUBLIC_URL",
     default=f"https://{ALLOWED_HOSTS[0].lstrip('.')}"
     if ALLOWED_HOSTS and ALLOWED_HOSTS[0] != "*" else "")
+
+# JSON log lines for the log pipeline (README "Logs"); LOG_FORMAT=text for a person reading.
+LOG_FORMAT = env("LOG_FORMAT", default="json")
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', not {LOG_FORMAT!r}")
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT

@@ -11,7 +11,14 @@ import tempfile
 from config.embedded import ensure_redis, redis_url_with_db
 
 from .base import *  # noqa: F403
-from .base import CACHES, CELERY_BROKER_TRANSPORT_OPTIONS, DATABASES, INSTALLED_APPS, env
+from .base import (
+    CACHES,
+    CELERY_BROKER_TRANSPORT_OPTIONS,
+    DATABASES,
+    INSTALLED_APPS,
+    LOG_FORMAT,
+    env,
+)
 
 # The developer tools are tested too (runstack --prepare-only, --help).
 INSTALLED_APPS = [*INSTALLED_APPS, "devtools"]
@@ -65,6 +72,8 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 0}
 WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=["127.0.0.1/32"])
 WEBHOOK_RETRY_SCHEDULE = env.list("WEBHOOK_RETRY_SCHEDULE", cast=int, default=[1, 2, 2])
 WEBHOOK_CONNECT_RETRY_SECONDS = env.float("WEBHOOK_CONNECT_RETRY_SECONDS", default=0.5)
+# Quiet by default (warnings and up); LOG_FORMAT as anywhere else (the worker subprocesses of
+# the log tests write JSON).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -73,10 +82,11 @@ LOGGING = {
         "redact": {"()": "domain.common.logging.RedactSecretsFilter"},
     },
     "formatters": {
-        "kv": {"format": "level=%(levelname)s logger=%(name)s "
-               "correlation_id=%(correlation_id)s %(message)s"}
+        "text": {"format": "level=%(levelname)s logger=%(name)s "
+                 "correlation_id=%(correlation_id)s %(message)s"},
+        "json": {"()": "domain.common.logging.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "kv",
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
                              "filters": ["correlation", "redact"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }

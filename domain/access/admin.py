@@ -2,8 +2,9 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from domain.access.audit import audit_admin_action
 from domain.access.keycache import key_cache
-from domain.access.models import ApiKey
+from domain.access.models import ApiKey, AuditAction, AuditEntry
 from domain.common.admin_actions import confirmation_page
 
 # Names the confirmation page shows of the keys it will revoke (the count covers them all).
@@ -23,7 +24,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # A key's secret is shown once, at creation: use `manage.py create_api_key`.
         return False
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request, queryset):
         """A revoked key is refused at once by every client holding it, and cannot be
         restored: so, as Django's "Delete selected", a page first says how many keys (and
@@ -38,6 +39,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
             count = active.update(revoked_at=timezone.now())
             for key_hash in hashes:  # refused at once in this process, within the cache
                 key_cache.forget(key_hash)  # period (API_KEY_CACHE_SECONDS) in the others
+            audit_admin_action(request, action=AuditAction.REVOKE, target_type="api_keys",
+                               count=count)
             self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)
             return None
         counts = selection.aggregate(total=Count("pk"),
@@ -53,3 +56,26 @@ class ApiKeyAdmin(admin.ModelAdmin):
             total=counts["total"], active=counts["active"],
             revoked_already=counts["total"] - counts["active"],
             names=list(active.order_by("name").values_list("name", flat=True)[:NAMES_SHOWN]))
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit log: who did what, on what, how many rows, when. Read only: entries are
+    written by the interfaces as operators act (domain/access/audit.py), never here."""
+
+    list_display = ("at", "actor_kind", "actor", "action", "target_type", "target", "count",
+                    "correlation_id")
+    list_filter = ("action", "actor_kind", "target_type", "at")
+    search_fields = ("actor", "target", "=correlation_id")
+    date_hierarchy = "at"
+    readonly_fields = [f.name for f in AuditEntry._meta.fields]
+    show_full_result_count = False  # no second COUNT(*) per page over a long log
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -30,7 +30,7 @@ class Scopes(models.TextChoices):
     SCHEDULES_READ = "schedules:read", "Read schedules and their runs"
     SCHEDULES_WRITE = "schedules:write", ("Pause, resume and run schedules now (and read "
                                           "them)")
-    ADMIN = "admin", "See every key's events and jobs"
+    ADMIN = "admin", "See every key's events and jobs; read, pause and resume queues"
 
 
 def hash_api_key(raw_key: str) -> str:

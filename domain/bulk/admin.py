@@ -10,6 +10,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from domain.access.audit import audit_admin_action
+from domain.access.models import AuditAction
 from domain.bulk import selectors, services
 from domain.bulk.models import BulkRun
 from domain.common.errors import Conflict
@@ -37,7 +39,9 @@ class BulkRunAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj: Any = None) -> bool:
-        return False  # the record is the runner's; the actions are the levers
+        # The record is the runner's: a run's page is read-only. The list asks with no run,
+        # and its actions (the levers) need the change permission (permissions=["change"]).
+        return obj is None and super().has_change_permission(request)
 
     @admin.display(description="progress")
     def progress(self, run: BulkRun) -> str:
@@ -53,19 +57,23 @@ class BulkRunAdmin(admin.ModelAdmin):
         rate = selectors.bulk_run_rate(run)
         return f"{rate:,.0f}" if rate else "-"
 
-    @admin.action(description="Pause selected runs (at the next chunk boundary)")
+    @admin.action(description="Pause selected runs (at the next chunk boundary)",
+                  permissions=["change"])
     def pause_runs(self, request, queryset):
-        self._steer(request, queryset, services.bulk_run_pause, "paused")
+        self._steer(request, queryset, services.bulk_run_pause, "paused", AuditAction.PAUSE)
 
-    @admin.action(description="Resume selected paused or failed runs (from the checkpoint)")
+    @admin.action(description="Resume selected paused or failed runs (from the checkpoint)",
+                  permissions=["change"])
     def resume_runs(self, request, queryset):
-        self._steer(request, queryset, services.bulk_run_resume, "resumed")
+        self._steer(request, queryset, services.bulk_run_resume, "resumed", AuditAction.RESUME)
 
-    @admin.action(description="Cancel selected runs (committed chunks stay committed)")
+    @admin.action(description="Cancel selected runs (committed chunks stay committed)",
+                  permissions=["change"])
     def cancel_runs(self, request, queryset):
-        self._steer(request, queryset, services.bulk_run_cancel, "cancelled")
+        self._steer(request, queryset, services.bulk_run_cancel, "cancelled", AuditAction.CANCEL)
 
-    def _steer(self, request, queryset, steer: Callable[..., BulkRun], past: str) -> None:
+    def _steer(self, request, queryset, steer: Callable[..., BulkRun], past: str,
+               audited: str) -> None:
         runs = list(queryset.order_by("created_at")[: ADMIN_STEER_LIMIT + 1])
         if len(runs) > ADMIN_STEER_LIMIT:
             self.message_user(request, f"Select at most {ADMIN_STEER_LIMIT} runs at a time.",
@@ -81,6 +89,8 @@ class BulkRunAdmin(admin.ModelAdmin):
             done.append(f"{run.pk} ({steered.status}"
                         f"{', ' + steered.requested + ' asked' if steered.requested else ''})")
         if done:
+            audit_admin_action(request, action=audited, target_type="bulk_runs",
+                               count=len(done), detail={"refused": len(refused)})
             self.message_user(request, f"{past.capitalize()}: {'; '.join(done)}.",
                               messages.SUCCESS)
         if refused:

@@ -20,7 +20,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from domain.access.models import Scopes
+from domain.access.audit import actor_from_request, audit_record
+from domain.access.models import AuditAction, Scopes
 from domain.bulk import selectors, services
 from domain.bulk.models import BulkRequest, BulkRun, BulkRunStatus
 from domain.bulk.registry import bulk_operations
@@ -314,6 +315,8 @@ def _steer_api(action: str, steer, description: str) -> type[APIView]:
                        description=description)
         def post(self, request, run_id):
             run = steer(run=selectors.bulk_run_get(run_id=run_id, api_key=request.auth))
+            audit_record(actor=actor_from_request(request), action=AuditAction(action),
+                         target_type="bulk_run", target=run.pk)
             return Response(BulkRunOutputSerializer(run, context={"request": request}).data,
                             status=status.HTTP_202_ACCEPTED)
 

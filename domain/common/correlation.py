@@ -5,6 +5,10 @@ import uuid
 from contextvars import ContextVar
 
 HEADER = "X-Correlation-ID"
+# The Celery message header that carries it to the worker. Not `correlation_id`: Celery sets
+# the request's `correlation_id` from the message property of that name (the task id), over
+# any header so named, and drops the header from those a retry sends on.
+MESSAGE_HEADER = "conveyor_correlation_id"
 _VALID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _current: ContextVar[str] = ContextVar("correlation_id", default="-")
 

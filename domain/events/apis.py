@@ -3,6 +3,7 @@ one service or selector, render."""
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 
 from django.conf import settings
@@ -41,6 +42,8 @@ from domain.events.registry import event_types
 from domain.jobs.apis import JobOutputSerializer
 from domain.jobs.models import Job, JobStatus
 from domain.jobs.selectors import event_jobs
+
+logger = logging.getLogger(__name__)
 
 PREFER_HEADER = "Prefer"
 RETURN_MINIMAL = "return=minimal"
@@ -267,6 +270,10 @@ class EventPublishApi(APIView):
             idempotency_key=idempotency_key(request),
             correlation_id=request.correlation_id,
         )
+        # The request's line in the log: its correlation id leads from here to its jobs' lines.
+        logger.info("event published event_id=%s type=%s jobs=%s created=%s", result.event.pk,
+                    result.event.type, ",".join(str(job.pk) for job in result.jobs) or "-",
+                    str(result.created).lower(), extra={"event_id": str(result.event.pk)})
         minimal = prefers_minimal(request)
         output = EventMinimalOutputSerializer if minimal else EventOutputSerializer
         context = {"request": request, "jobs": {result.event.pk: result.jobs}}
@@ -313,6 +320,9 @@ class EventBatchPublishApi(APIView):
             events=serializer.validated_data["events"], api_key=request.auth,
             idempotency_key=idempotency_key(request), correlation_id=request.correlation_id,
         )
+        logger.info("events published count=%d jobs=%d created=%s", len(published.results),
+                    sum(len(r.jobs) for r in published.results),
+                    str(published.created).lower())
         minimal = prefers_minimal(request)
         output = EventMinimalOutputSerializer if minimal else EventOutputSerializer
         jobs = {r.event.pk: r.jobs for r in published.results}

@@ -1,9 +1,12 @@
 from collections.abc import Callable
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.template.response import TemplateResponse
 
+from domain.access.audit import actor_from_request, audit_admin_action
+from domain.access.models import AuditAction
 from domain.common.admin_actions import confirmation_page, with_event_id_match
 from domain.jobs.models import (
     REPLAYABLE_JOB_STATUSES,
@@ -11,8 +14,15 @@ from domain.jobs.models import (
     Job,
     JobAttempt,
     JobStatus,
+    QueuePause,
 )
-from domain.jobs.services import jobs_cancel_selected, jobs_replay_selected
+from domain.jobs.routing import declared_queues
+from domain.jobs.services import (
+    jobs_cancel_selected,
+    jobs_replay_selected,
+    queue_pause,
+    queue_resume,
+)
 
 # Jobs one "Replay selected" replays at most (the oldest first): the replayed rows are read back
 # to be handed to the broker in the same request. The action says how many are left.
@@ -57,31 +67,33 @@ class JobAdmin(admin.ModelAdmin):
     # for "select all N" across pages, which stays a query (the changelist's filters) and is
     # never loaded into memory.
 
-    @admin.action(description="Replay selected dead or cancelled jobs")
+    @admin.action(description="Replay selected dead or cancelled jobs", permissions=["change"])
     def replay_jobs(self, request, queryset):
         return self._act(
-            request, queryset, action="replay_jobs", verb="Replay", past="replayed",
+            request, queryset, action="replay_jobs", audited=AuditAction.REPLAY, verb="Replay",
+            past="replayed",
             eligible_statuses=REPLAYABLE_JOB_STATUSES,
             effect="Each runs again with fresh attempts; its attempt history is kept.",
             limit=ADMIN_REPLAY_LIMIT,
             run=lambda: jobs_replay_selected(ids=queryset.values("pk"), limit=ADMIN_REPLAY_LIMIT),
             why=f"changed meanwhile, busy, or past the {ADMIN_REPLAY_LIMIT} one action replays")
 
-    @admin.action(description="Cancel selected queued or retrying jobs")
+    @admin.action(description="Cancel selected queued or retrying jobs", permissions=["change"])
     def cancel_jobs(self, request, queryset):
         return self._act(
-            request, queryset, action="cancel_jobs", verb="Cancel", past="cancelled",
+            request, queryset, action="cancel_jobs", audited=AuditAction.CANCEL, verb="Cancel",
+            past="cancelled",
             eligible_statuses=RUNNABLE_JOB_STATUSES,
             effect="They never run; a message already on the broker finds them cancelled.",
             run=lambda: jobs_cancel_selected(ids=queryset.values("pk")),
             why="a worker started them or they changed meanwhile")
 
-    def _act(self, request, queryset, *, action: str, verb: str, past: str, eligible_statuses,
-             effect: str, run: Callable[[], int], why: str,
+    def _act(self, request, queryset, *, action: str, audited: str, verb: str, past: str,
+             eligible_statuses, effect: str, run: Callable[[], int], why: str,
              limit: int | None = None) -> TemplateResponse | None:
         """The flow both actions share: count the selection by status; without `post=yes`,
         the confirmation page (or a warning when nothing is eligible); with it, `run` the
-        service and report what it did and what it left."""
+        service, record it in the audit log, and report what it did and what it left."""
         by_status = _count_by_status(queryset)
         eligible = sum(by_status.get(s, 0) for s in eligible_statuses)
         if request.POST.get("post") != "yes":
@@ -89,7 +101,9 @@ class JobAdmin(admin.ModelAdmin):
                 request, action=action, verb=verb, past=past, by_status=by_status,
                 eligible_statuses=eligible_statuses, eligible=eligible, effect=effect,
                 limit=limit if limit is not None and eligible > limit else None)
-        self._report(request, past.capitalize(), run(), eligible, by_status,
+        done = run()
+        audit_admin_action(request, action=audited, target_type="jobs", count=done)
+        self._report(request, past.capitalize(), done, eligible, by_status,
                      eligible_statuses, why=why)
         return None
 
@@ -142,3 +156,51 @@ class JobAttemptAdmin(admin.ModelAdmin):
     list_filter = ("outcome",)
     search_fields = ("=job__id", "error_type", "error_message")
     readonly_fields = [f.name for f in JobAttempt._meta.fields]
+
+
+class QueuePauseForm(forms.ModelForm):
+    queue = forms.ChoiceField(choices=(), help_text="Its workers stop consuming it; its jobs stay "
+                              "queued, no attempt used, until it is resumed.")
+
+    class Meta:
+        model = QueuePause
+        fields = ("queue", "reason")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        paused = set(QueuePause.objects.values_list("queue", flat=True))
+        self.fields["queue"].choices = [(q, q) for q in declared_queues() if q not in paused]
+
+
+@admin.register(QueuePause)
+class QueuePauseAdmin(admin.ModelAdmin):
+    """The paused queues. "Add" pauses one, "Resume selected queues" (or deleting the row)
+    resumes: both through the services, which record the audit entry and tell the workers.
+    Who may do which is Django's add and delete permissions on this model."""
+
+    form = QueuePauseForm
+    list_display = ("queue", "paused_at", "paused_by", "reason")
+    readonly_fields = ("paused_at", "paused_by")
+    actions = ("resume_queues",)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # a pause is added or resumed, never edited
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # "Resume selected queues" instead
+        return actions
+
+    def save_model(self, request, obj, form, change) -> None:
+        queue_pause(queue=obj.queue, actor=actor_from_request(request), reason=obj.reason)
+
+    def delete_model(self, request, obj) -> None:
+        queue_resume(queue=obj.queue, actor=actor_from_request(request))
+
+    @admin.action(description="Resume selected queues", permissions=["delete"])
+    def resume_queues(self, request, queryset):
+        names = list(queryset.values_list("queue", flat=True))
+        for name in names:
+            queue_resume(queue=name, actor=actor_from_request(request))
+        self.message_user(request, f"Resumed {len(names)} queue(s): {', '.join(names)}.",
+                          messages.SUCCESS)

@@ -3,6 +3,8 @@ render."""
 
 from __future__ import annotations
 
+import logging
+
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -15,7 +17,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from domain.access.models import Scopes
+from domain.access.audit import actor_from_request, audit_filter, audit_record
+from domain.access.models import AuditAction, Scopes
 from domain.common.errors import ValidationFailed
 from domain.common.fields import InstantField, StrictCharField
 from domain.common.openapi import (
@@ -33,6 +36,7 @@ from domain.jobs.models import Job, JobStatus
 from domain.jobs.registry import job_kinds
 
 _errors = error_responses
+logger = logging.getLogger(__name__)
 
 @extend_schema_serializer(component_name="Job")
 class JobOutputSerializer(serializers.Serializer):
@@ -150,6 +154,8 @@ class JobListCreateApi(APIView):
             api_key=request.auth,
             correlation_id=request.correlation_id,
         )
+        logger.info("job created job_id=%s kind=%s", job.pk, job.kind,
+                    extra={"job_id": str(job.pk)})
         return Response(JobOutputSerializer(job, context={"request": request}).data,
                         status=status.HTTP_202_ACCEPTED)
 
@@ -225,6 +231,8 @@ class JobRetryApi(APIView):
     def post(self, request, job_id):
         job = selectors.job_get(job_id=job_id, api_key=request.auth)
         job = services.job_replay(job=job)
+        audit_record(actor=actor_from_request(request), action=AuditAction.REPLAY,
+                     target_type="job", target=job.pk)
         return Response(JobOutputSerializer(job, context={"request": request}).data,
                         status=status.HTTP_202_ACCEPTED)
 
@@ -238,6 +246,8 @@ class JobCancelApi(APIView):
     def post(self, request, job_id):
         job = selectors.job_get(job_id=job_id, api_key=request.auth)
         job = services.job_cancel(job=job)
+        audit_record(actor=actor_from_request(request), action=AuditAction.CANCEL,
+                     target_type="job", target=job.pk)
         return Response(JobOutputSerializer(job, context={"request": request}).data)
 
 
@@ -273,4 +283,6 @@ class JobBulkRetryApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         count = services.jobs_replay(api_key=request.auth, **serializer.validated_data)
+        audit_filter(actor=actor_from_request(request), action=AuditAction.REPLAY,
+                     target_type="jobs", filters=serializer.validated_data, count=count)
         return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)

@@ -115,3 +115,26 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.job_id}: {self.outcome}"
+
+
+class QueuePause(models.Model):
+    """A paused queue: while this row exists, workers do not consume the queue, the claim gives
+    its messages back unclaimed (no attempt used) and the outbox relay holds its jobs.
+
+    A row, not only Celery's `cancel_consumer`, which a worker forgets when it restarts: a
+    worker reads these rows when it starts and every few seconds (workers/steering.py). Pause
+    and resume through domain/jobs/services.py (`queue_pause`, `queue_resume`), which record
+    the operator's action in the audit log and tell the running workers at once."""
+
+    queue = models.CharField(max_length=64, primary_key=True,
+                             help_text="The queue's name (workers/queues.py).")
+    paused_at = models.DateTimeField(default=timezone.now)
+    paused_by = models.CharField(max_length=200, blank=True, default="",
+                                 help_text="Who paused it, as the audit log names them.")
+    reason = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["queue"]
+
+    def __str__(self) -> str:
+        return f"{self.queue} (paused)"

@@ -26,11 +26,14 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from domain.common.correlation import MESSAGE_HEADER
 from domain.jobs import fastpaths
 from domain.jobs.hooks import hooks
 from domain.jobs.metrics import OUTBOX_RELAYED, OUTBOX_UNSENT, count_jobs, tally_kinds
 from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobStatus
-from domain.jobs.registry import get_job_kind, job_kinds
+from domain.jobs.registry import get_job_kind
+from domain.jobs.routing import kinds_by_queue, kinds_on_queues
+from domain.jobs.selectors import queue_pauses
 
 logger = logging.getLogger(__name__)
 
@@ -229,13 +232,13 @@ def outbox_send(jobs: list[Job], *, max_batch: int | None = None,
                         job = chunk[0]
                         app.send_task(task_name, args=[str(job.id)], task_id=str(job.id),
                                       producer=producer,
-                                      headers={"correlation_id": job.correlation_id})
+                                      headers={MESSAGE_HEADER: job.correlation_id})
                     else:
                         # Each job keeps its own correlation id on its row; the message
                         # carries the first one for its log lines.
                         app.send_task(task_name, args=[[str(job.id) for job in chunk]],
                                       producer=producer,
-                                      headers={"correlation_id": chunk[0].correlation_id})
+                                      headers={MESSAGE_HEADER: chunk[0].correlation_id})
                     sent.extend(chunk)
         except BROKER_ERRORS as exc:
             logger.warning("outbox send failed sent=%d unsent=%d error=%r; the relay will retry",
@@ -301,13 +304,18 @@ def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = N
 
     Rows are locked with SKIP LOCKED inside the transaction that sends them, so two relays
     running at once never pick the same job.
+
+    Jobs of a paused queue's kinds (domain/jobs/models.QueuePause) are neither sent nor taken
+    for lost: they wait in the database, and the first relay after the resume sends them.
     """
     batch_size = batch_size or settings.OUTBOX_RELAY_BATCH_SIZE
     grace = timedelta(seconds=settings.OUTBOX_RELAY_GRACE_SECONDS
                       if grace_seconds is None else grace_seconds)
     stale = timedelta(seconds=settings.OUTBOX_STALE_SECONDS
                       if stale_seconds is None else stale_seconds)
-    vanished = _kinds_on_empty_queues()
+    paused = set(queue_pauses())
+    held = kinds_on_queues(paused)
+    vanished = _kinds_on_empty_queues(paused)
     total = 0
     while True:
         now = timezone.now()
@@ -323,6 +331,7 @@ def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = N
                 .filter(never_sent | lost)
                 .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
                 .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now))
+                .exclude(kind__in=held)
                 .order_by("created_at")[:batch_size]
             )
             if not due:
@@ -337,14 +346,13 @@ def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = N
     return total
 
 
-def _kinds_on_empty_queues() -> set[str]:
+def _kinds_on_empty_queues(paused: set[str]) -> set[str]:
     """The job kinds whose queue holds no message now (one LLEN per queue). Nothing when the
-    broker cannot be asked: the relay's sends would fail then anyway."""
+    broker cannot be asked: the relay's sends would fail then anyway. A paused queue is not
+    asked: its jobs are held, not lost."""
     app = current_app
-    by_queue: dict[str, set[str]] = {}
-    for kind in job_kinds():
-        route = app.amqp.router.route({}, kind.task_name)
-        by_queue.setdefault(route["queue"].name, set()).add(kind.name)
+    by_queue = {queue: kinds for queue, kinds in kinds_by_queue().items()
+                if queue not in paused}
     try:
         with app.connection_for_read() as conn:
             client = conn.default_channel.client  # kombu applies the key prefix itself

@@ -1,4 +1,5 @@
-"""Writes that start or steer jobs: create (directly, or for a publisher), cancel, replay.
+"""Writes that start or steer jobs: create (directly, or for a publisher), cancel, replay;
+pause and resume a queue.
 
 What the worker does to a job while it runs is in lifecycle.py; the hand-over to the broker in
 outbox.py; the rescue of jobs whose worker died in rescue.py.
@@ -9,21 +10,30 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
-from domain.access.models import ApiKey
-from domain.common.errors import Conflict, ValidationFailed
+from domain.access.audit import Actor, audit_record
+from domain.access.models import ApiKey, AuditAction
+from domain.common.errors import Conflict, NotFound, ValidationFailed
 from domain.common.fastpaths import insert_rows
 from domain.jobs import metrics as job_metrics
 from domain.jobs.hooks import hooks
-from domain.jobs.models import REPLAYABLE_JOB_STATUSES, RUNNABLE_JOB_STATUSES, Job, JobStatus
+from domain.jobs.models import (
+    REPLAYABLE_JOB_STATUSES,
+    RUNNABLE_JOB_STATUSES,
+    Job,
+    JobStatus,
+    QueuePause,
+)
 from domain.jobs.outbox import outbox_enqueue_on_commit
 from domain.jobs.registry import get_job_kind
-from domain.jobs.selectors import jobs_matching_replay
+from domain.jobs.routing import declared_queues, kinds_on_queues, queue_changed
+from domain.jobs.selectors import jobs_matching_replay, jobs_waiting_on_queue, paused_queues
 
 logger = logging.getLogger(__name__)
 
@@ -131,17 +141,19 @@ def job_replay(*, job: Job) -> Job:
 
 
 def jobs_replay(*, api_key: ApiKey | None, status: str = JobStatus.DEAD, kind: str | None = None,
-                event_type: str | None = None, since: datetime | None = None,
-                until: datetime | None = None, limit: int = 10_000) -> int:
+                event_type: str | None = None, error_type: str | None = None,
+                since: datetime | None = None, until: datetime | None = None,
+                limit: int = 10_000) -> int:
     """Replay every dead (or cancelled) job matching the filter; answer how many."""
     if status not in REPLAYABLE_JOB_STATUSES:
         raise ValidationFailed("Only dead or cancelled jobs can be replayed.",
                                code="invalid_status", details={"status": status})
     jobs = jobs_matching_replay(api_key=api_key, status=status, kind=kind,
-                                event_type=event_type, since=since, until=until)
+                                event_type=event_type, error_type=error_type, since=since,
+                                until=until)
     count = _replay_set(jobs.values("pk"), limit)
-    logger.info("jobs replayed count=%d status=%s kind=%s event_type=%s", count, status, kind,
-                event_type)
+    logger.info("jobs replayed count=%d status=%s kind=%s event_type=%s error_type=%s", count,
+                status, kind, event_type, error_type)
     return count
 
 
@@ -196,3 +208,64 @@ def jobs_cancel_selected(*, ids: Collection | QuerySet) -> int:
         hooks().jobs_finished(event_ids=event_ids)
     logger.info("jobs cancelled count=%d selected=true", count)
     return count
+
+
+# --- Operators: pause and resume a queue ------------------------------------------------------
+
+def _declared(queue: str) -> str:
+    queues = declared_queues()
+    if queue not in queues:
+        raise NotFound(f"No queue named {queue!r}.", details={"queue": queue, "queues": queues})
+    return queue
+
+
+def _queue_changed(queue: str, paused: bool) -> None:
+    paused_queues.forget()
+    queue_changed(queue, paused=paused)
+
+
+def queue_pause(*, queue: str, actor: Actor, reason: str = "") -> QueuePause:
+    """Pause a queue: its jobs stay `queued` until it is resumed (see QueuePause). Idempotent:
+    pausing a paused queue keeps the first pause's time, author and reason. Each call is one
+    audit entry (its count: the jobs waiting on the queue; `detail.changed`: whether this call
+    paused it); the running workers are told after the commit."""
+    _declared(queue)
+    with transaction.atomic():
+        pause, created = QueuePause.objects.get_or_create(
+            queue=queue, defaults={"paused_by": actor.name[:200], "reason": reason})
+        waiting = jobs_waiting_on_queue(queue)
+        audit_record(actor=actor, action=AuditAction.PAUSE, target_type="queue", target=queue,
+                     count=waiting, detail={"changed": created, "reason": reason,
+                                            "waiting": waiting})
+        paused_queues.forget()  # this process sees its own pause at once, committed or not
+        transaction.on_commit(partial(_queue_changed, queue, True))
+    logger.info("queue paused queue=%s by=%r changed=%s waiting=%d", queue, actor.name, created,
+                waiting)
+    return pause
+
+
+def queue_resume(*, queue: str, actor: Actor) -> bool:
+    """Resume a paused queue; whether it was paused (resuming a running queue changes nothing,
+    and is still one audit entry). Its jobs already on the broker are consumed again; those
+    the relay held are sent by its next run.
+
+    The jobs handed to the broker before or during the pause have their `enqueued_at` moved
+    to now: they waited on a paused queue, they were not lost, and the relay would otherwise
+    send every one of them again once OUTBOX_STALE_SECONDS had passed since their hand-over
+    (a second message for each job of a long pause, just when its backlog drains)."""
+    if not QueuePause.objects.filter(queue=queue).exists():  # a queue no longer declared
+        _declared(queue)  # can still be resumed, an unknown one is 404
+    now = timezone.now()
+    with transaction.atomic():
+        deleted, _ = QueuePause.objects.filter(queue=queue).delete()
+        if deleted:
+            Job.objects.filter(status=JobStatus.QUEUED, kind__in=kinds_on_queues({queue}),
+                               enqueued_at__isnull=False).update(enqueued_at=now)
+        waiting = jobs_waiting_on_queue(queue)
+        audit_record(actor=actor, action=AuditAction.RESUME, target_type="queue", target=queue,
+                     count=waiting, detail={"changed": bool(deleted), "waiting": waiting})
+        paused_queues.forget()
+        transaction.on_commit(partial(_queue_changed, queue, False))
+    logger.info("queue resumed queue=%s by=%r changed=%s waiting=%d", queue, actor.name,
+                bool(deleted), waiting)
+    return bool(deleted)

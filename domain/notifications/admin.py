@@ -22,6 +22,8 @@ from django.db import transaction
 from django.db.models import BooleanField, Case, Count, QuerySet, Value, When
 from django.template.response import TemplateResponse
 
+from domain.access.audit import audit_admin_action
+from domain.access.models import AuditAction
 from domain.common.admin_actions import confirmation_page, with_event_id_match
 from domain.notifications import health, services
 from domain.notifications.deliveries import deliveries_requeue
@@ -115,7 +117,7 @@ class WebhookEndpointAdmin(_AsksFirst, admin.ModelAdmin):
         # Registered through the API, which checks the URL and shows the secret once.
         return False
 
-    @admin.action(description="Enable (resume parked deliveries)")
+    @admin.action(description="Enable (resume parked deliveries)", permissions=["change"])
     def enable_endpoints(self, request, queryset):
         disabled = WebhookEndpoint.objects.filter(pk__in=queryset.values("pk"),
                                                   state=EndpointState.DISABLED)
@@ -126,6 +128,9 @@ class WebhookEndpointAdmin(_AsksFirst, admin.ModelAdmin):
                 resumed += services.endpoint_enable(endpoint=endpoint)
                 endpoint.refresh_from_db(fields=["state"])
                 enabled += endpoint.state != EndpointState.DISABLED
+            audit_admin_action(request, action=AuditAction.RESUME,
+                               target_type="webhook_endpoints", count=enabled,
+                               detail={"deliveries_resumed": resumed})
             self.message_user(request, f"Enabled {enabled} endpoint(s); resumed {resumed} "
                               "parked delivery(ies), oldest first.", messages.SUCCESS)
 
@@ -136,7 +141,7 @@ class WebhookEndpointAdmin(_AsksFirst, admin.ModelAdmin):
             effect="Each becomes active with a clean health record, and its parked "
             "deliveries are sent, oldest first.", run=run)
 
-    @admin.action(description="Disable (park waiting deliveries)")
+    @admin.action(description="Disable (park waiting deliveries)", permissions=["change"])
     def disable_endpoints(self, request, queryset):
         selection = WebhookEndpoint.objects.filter(pk__in=queryset.values("pk"))
 
@@ -146,9 +151,12 @@ class WebhookEndpointAdmin(_AsksFirst, admin.ModelAdmin):
                 health.endpoint_disable(endpoint=endpoint, reason=OPERATOR_DISABLED)
                 for endpoint in selection.exclude(state=EndpointState.DISABLED)
                 .order_by("created_at", "id"))
+            parked = _parked(selection) - parked_before
+            audit_admin_action(request, action=AuditAction.PAUSE,
+                               target_type="webhook_endpoints", count=disabled,
+                               detail={"deliveries_parked": parked})
             self.message_user(request, f"Disabled {disabled} endpoint(s); parked "
-                              f"{_parked(selection) - parked_before} waiting delivery(ies).",
-                              messages.SUCCESS)
+                              f"{parked} waiting delivery(ies).", messages.SUCCESS)
 
         return self._ask_or_act(
             request, action="disable_endpoints", verb="Disable", noun="endpoint(s)", column="state",
@@ -194,7 +202,7 @@ class DeliveryAdmin(_AsksFirst, admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    @admin.action(description="Recover (send again)")
+    @admin.action(description="Recover (send again)", permissions=["change"])
     def recover_deliveries(self, request, queryset):
         selection = Delivery.objects.filter(pk__in=queryset.values("pk"))
         # As the API's recover: events' deliveries of endpoints that are not disabled.
@@ -213,6 +221,8 @@ class DeliveryAdmin(_AsksFirst, admin.ModelAdmin):
                 chosen = list(recoverable.select_for_update(skip_locked=True, of=("self",))
                               .order_by("created_at", "id"))
                 sent = deliveries_requeue(deliveries=chosen)
+            audit_admin_action(request, action=AuditAction.RECOVER, target_type="deliveries",
+                               count=sent)
             self.message_user(request, f"Recovered {sent} delivery(ies): each is sent again "
                               "with its webhook-id.", messages.SUCCESS)
             if sent < eligible:

@@ -17,7 +17,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from domain.access.models import Scopes
+from domain.access.audit import actor_from_request, audit_record
+from domain.access.models import AuditAction, Scopes
 from domain.common.errors import ValidationFailed
 from domain.common.fields import InstantField, StrictCharField
 from domain.common.openapi import cursor_page, error_responses
@@ -215,7 +216,14 @@ class EndpointDetailApi(APIView):
         if not serializer.validated_data:
             raise ValidationFailed("Nothing to change: give at least one field.",
                                    details={"fields": sorted(EndpointPatchSerializer().fields)})
+        state_before = endpoint.state
         endpoint = services.endpoint_update(endpoint=endpoint, **serializer.validated_data)
+        if "enabled" in serializer.validated_data:  # disable or enable: a pause or a resume
+            audit_record(actor=actor_from_request(request),
+                         action=AuditAction.RESUME if serializer.validated_data["enabled"]
+                         else AuditAction.PAUSE, target_type="webhook_endpoint",
+                         target=endpoint.pk,
+                         detail={"state_before": state_before, "state": endpoint.state})
         return Response(EndpointOutputSerializer(endpoint, context={"request": request}).data)
 
     @extend_schema(operation_id="webhook_endpoints_destroy",
@@ -247,6 +255,10 @@ class EndpointRotateSecretApi(APIView):
         serializer.is_valid(raise_exception=True)
         endpoint = services.endpoint_rotate_secret(
             endpoint=endpoint, overlap_seconds=serializer.validated_data.get("overlap_seconds"))
+        audit_record(actor=actor_from_request(request), action=AuditAction.ROTATE,
+                     target_type="webhook_endpoint", target=endpoint.pk,
+                     detail={"previous_secret_expires_at":
+                             iso(endpoint.previous_secret_expires_at)})
         return Response(EndpointWithSecretSerializer(endpoint, context={"request": request})
                         .data)
 
@@ -287,6 +299,11 @@ class EndpointRecoverApi(APIView):
         serializer.is_valid(raise_exception=True)
         dry_run = serializer.validated_data["dry_run"]
         count = services.endpoint_recover(endpoint=endpoint, **serializer.validated_data)
+        if not dry_run:
+            data = serializer.validated_data
+            audit_record(actor=actor_from_request(request), action=AuditAction.RECOVER,
+                         target_type="webhook_endpoint", target=endpoint.pk, count=count,
+                         detail={"since": iso(data["since"]), "until": iso(data.get("until"))})
         return Response({"recovered": count, "dry_run": dry_run},
                         status=status.HTTP_200_OK if dry_run else status.HTTP_202_ACCEPTED)
 

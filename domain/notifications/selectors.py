@@ -4,7 +4,9 @@ to keys: domain/notifications/inbox.py and preferences.py read them."""
 
 from __future__ import annotations
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from datetime import datetime
+
+from django.db.models import Case, Count, F, OuterRef, Q, QuerySet, Subquery, Value, When
 
 from domain.access.models import ApiKey
 from domain.access.selectors import visible_to
@@ -13,6 +15,7 @@ from domain.jobs.models import Job
 from domain.notifications.models import (
     Delivery,
     DeliveryAttempt,
+    EndpointState,
     Notification,
     WebhookEndpoint,
 )
@@ -27,6 +30,32 @@ def endpoint_get(*, endpoint_id, api_key: ApiKey | None) -> WebhookEndpoint:
     if endpoint is None:
         raise NotFound("Webhook endpoint not found.")
     return endpoint
+
+
+# Health as an operator reads it: the state, with an active endpoint split by its circuit and
+# its latest outcomes (domain/notifications/health.py moves all three).
+ENDPOINT_HEALTH = ("healthy", "failing", "circuit_open", "degraded", "disabled")
+
+
+def _health(now: datetime) -> Case:
+    return Case(
+        When(state=EndpointState.DISABLED, then=Value("disabled")),
+        When(state=EndpointState.DEGRADED, then=Value("degraded")),
+        When(circuit_open_until__gt=now, then=Value("circuit_open")),
+        When(consecutive_failures__gt=0, then=Value("failing")),
+        default=Value("healthy"))
+
+
+def endpoints_by_health(*, now: datetime, limit: int = 20) -> tuple[dict[str, int], list]:
+    """({health: endpoints}, the `limit` unhealthy endpoints failing longest first, each with
+    its `health`): one aggregate and one short list, whatever the number of endpoints."""
+    endpoints = WebhookEndpoint.objects.annotate(health=_health(now))
+    counts = {health: 0 for health in ENDPOINT_HEALTH}
+    for row in endpoints.values("health").annotate(n=Count("id")).order_by():
+        counts[row["health"]] = row["n"]
+    unhealthy = list(endpoints.filter(~Q(health="healthy"))
+                     .order_by(F("failing_since").asc(nulls_last=True), "-updated_at")[:limit])
+    return counts, unhealthy
 
 
 def _with_next_attempt(deliveries: QuerySet[Delivery]) -> QuerySet[Delivery]:

@@ -1,5 +1,6 @@
 """Production settings refuse to start unsafe, and `check --deploy` is clean."""
 
+import json
 import os
 import subprocess
 import sys
@@ -76,3 +77,25 @@ def test_metrics_is_scraped_over_plain_http_and_refused_without_its_token():
     # then /metrics is not redirected to HTTPS: it answers, and refuses the token-less scrape
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].split() == ["403", "301"]
+
+
+@pytest.mark.parametrize(("log_format", "json_lines"), [(None, True), ("text", False)])
+def test_production_logs_json_lines_unless_told_otherwise(log_format, json_lines):
+    result = _manage("shell", "-c", "import logging; "
+                     "logging.getLogger('conveyor.check').warning('two\\nlines')",
+                     LOG_FORMAT=log_format)
+    assert result.returncode == 0, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    if json_lines:
+        parsed = json.loads(line)
+        assert (parsed["level"], parsed["logger"], parsed["message"]) == (
+            "WARNING", "conveyor.check", "two\nlines")
+    else:
+        assert line == "lines"  # the text format's message runs on, as it always did
+        assert "level=WARNING logger=conveyor.check correlation_id=- two" in result.stderr
+
+
+def test_an_unknown_log_format_is_refused():
+    result = _manage("check", LOG_FORMAT="xml")
+    assert result.returncode != 0
+    assert "LOG_FORMAT must be 'text' or 'json'" in result.stderr

@@ -315,16 +315,17 @@ class WorkerFactory:
         return env
 
     def start(self, *, concurrency: int = 2, env: dict[str, str] | None = None,
-              ready_timeout: float = 60, include: tuple[str, ...] = ("tests.faults.jobs",)
-              ) -> Worker:
-        """`include`: the test-only task modules the worker imports besides the project's."""
+              ready_timeout: float = 60, include: tuple[str, ...] = ("tests.faults.jobs",),
+              queues: str = ALL_QUEUES) -> Worker:
+        """`include`: the test-only task modules the worker imports besides the project's;
+        `queues`: its -Q."""
         name = f"faults-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name.split('@')[0]}.log"
         cmd = [
             sys.executable, "-m", "celery", "-A", "config", "worker",
             "-P", "prefork", "-c", str(concurrency),
-            "-Q", ALL_QUEUES,
+            "-Q", queues,
             "-n", name,
             "-I", ",".join(include),
             "--without-gossip", "--without-mingle", "--without-heartbeat",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from domain.access.audit import actor_for_command, audit_record
+from domain.access.models import AuditAction
 from domain.common.errors import ApplicationError
 from scheduler import selectors, services
 from scheduler.models import RunOutcome
@@ -63,12 +65,20 @@ class Command(BaseCommand):
 
     def _pause(self, name, **_):
         services.schedule_pause(name=name)
+        _audit(AuditAction.PAUSE, name)
         self.stdout.write(f"{name}: paused")
 
     def _resume(self, name, **_):
         state = services.schedule_resume(name=name)
+        _audit(AuditAction.RESUME, name)
         self.stdout.write(f"{name}: enabled; next {_when(state.next_run)}")
 
     def _run(self, name, **_):
         sent = services.schedule_run_now(name=name)
+        _audit(AuditAction.RUN, name, slot=sent.slot.isoformat(), task_id=sent.task_id)
         self.stdout.write(f"{name}: sent, slot {_when(sent.slot)} (task {sent.task_id})")
+
+
+def _audit(action: str, name: str, **detail) -> None:
+    audit_record(actor=actor_for_command(f"schedules {action}"), action=action,
+                 target_type="schedule", target=name, detail=detail)

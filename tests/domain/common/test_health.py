@@ -13,6 +13,19 @@ from tests.faults.procs import fill_until_refused, free_ballast
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def every_queue_consumed():
+    """A worker's heartbeat, consuming every queue, written as a worker writes it
+    (workers/presence.py): readiness then has nothing to say about the queues."""
+    from workers.presence import forget, heartbeat
+    from workers.queues import Queues
+
+    queues = [queue.value for queue in Queues]
+    heartbeat(hostname="probe@test", pid=1, queues=queues, configured=queues)
+    yield
+    forget("probe@test")
+
+
 # --- Probes -------------------------------------------------------------------------------
 
 def test_healthz_is_ok_without_a_key():
@@ -24,15 +37,31 @@ def test_healthz_is_ok_without_a_key():
     assert response.json() == {"status": "ok"}
 
 
-def test_readyz_reports_database_and_broker_ok():
-    # when an anonymous caller asks for readiness with both servers up
+def test_readyz_reports_database_and_broker_ok(every_queue_consumed):
+    # when an anonymous caller asks for readiness with both servers up, and a worker
+    # consuming every queue
     response = Client().get("/readyz")
 
-    # then both checks are ok
+    # then every check is ok, the workers' (workers/presence.py) included
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "ready"
-    assert body["checks"] == {"database": "ok", "broker": "ok"}
+    assert body["checks"] == {"database": "ok", "broker": "ok", "queues": "ok"}
+    assert body["queues"]["events"] == {"paused": False, "consumers": 1}
+
+
+def test_readyz_is_degraded_naming_the_queues_no_worker_consumes():
+    # when readiness is probed and no worker has been seen (see tests/workers/test_presence.py
+    # for real workers)
+    response = Client().get("/readyz")
+
+    # then it is ready but degraded, naming every queue, with the database and broker ok
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["database"] == body["checks"]["broker"] == "ok"
+    assert body["checks"]["queues"].startswith(
+        "degraded: no worker seen consuming events, notifications, bulk, cache, maintenance")
 
 
 def test_readyz_is_503_when_the_broker_is_unreachable():
@@ -82,7 +111,8 @@ def test_readyz_says_degraded_when_the_broker_would_evict_messages(own_broker):
     assert "noeviction" in body["checks"]["broker"]
 
 
-def test_readyz_says_degraded_while_the_broker_is_out_of_memory(own_broker):
+def test_readyz_says_degraded_while_the_broker_is_out_of_memory(own_broker,
+                                                                every_queue_consumed):
     # given a broker Redis full under noeviction: it answers, and refuses writes
     fill_until_refused(own_broker)
 
@@ -123,3 +153,38 @@ def test_probes_only_answer_get():
 
     # then the method is refused
     assert response.status_code == 405
+
+
+def test_readyz_says_unknown_not_down_when_the_workers_presence_cannot_be_read(settings):
+    # given the project's Redis (where workers write their presence) gone, the broker up
+    from domain.common import redis as project_redis
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    project_redis._client = None
+    try:
+        response = Client().get("/readyz")
+    finally:
+        project_redis._client = None
+
+    # then readiness is degraded (200), not down: the API still serves
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["queues"] == "unknown: workers not readable (ConnectionError)"
+
+
+def test_an_added_readiness_check_that_fails_only_degrades_and_names_are_its_own():
+    from domain.common import health
+
+    def broken() -> str:
+        raise RuntimeError("boom")
+
+    health.register_readiness_check("probe", broken)
+    try:
+        body = Client().get("/readyz").json()
+    finally:
+        health._added_checks.pop("probe")
+    assert body["status"] == "degraded"
+    assert body["checks"]["probe"] == "unknown: RuntimeError"
+    with pytest.raises(ValueError, match="readiness's own"):
+        health.register_readiness_check("database", broken)

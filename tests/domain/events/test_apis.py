@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from domain.access.models import Scopes
 from domain.catalog.cache_keys import ALL_PRODUCTS_NAMESPACE, category_namespace, product_key
 from domain.catalog.event_types import PRODUCT_UPDATED
+from domain.common.correlation import MESSAGE_HEADER
 from domain.events.event_types import DEMO_PING
 from domain.events.models import Event, EventStatus
 from domain.jobs.models import Job, JobStatus
@@ -773,7 +774,7 @@ def test_correlation_id_is_echoed_and_stored_on_event_and_jobs(
     event = Event.objects.get()
     assert event.correlation_id == "abc-123"
     assert list(event.jobs.values_list("correlation_id", flat=True)) == ["abc-123"]
-    assert [m["headers"]["correlation_id"] for m in queued_messages(broker, "events")] == [
+    assert [m["headers"][MESSAGE_HEADER] for m in queued_messages(broker, "events")] == [
         "abc-123"]
 
 

@@ -1,7 +1,8 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from domain.access.models import ApiKey
+from domain.access.audit import actor_for_command, audit_record
+from domain.access.models import ApiKey, AuditAction
 from domain.access.services import api_key_revoke
 
 
@@ -20,5 +21,9 @@ class Command(BaseCommand):
                 matches = []
         if len(matches) != 1:
             raise CommandError(f"{len(matches)} keys match {key!r}; give the id.")
-        api_key_revoke(api_key=matches[0])
-        self.stdout.write(f"Revoked {matches[0]}")
+        api_key = matches[0]
+        api_key_revoke(api_key=api_key)
+        audit_record(actor=actor_for_command("revoke_api_key"), action=AuditAction.REVOKE,
+                     target_type="api_key", target=api_key.pk,
+                     detail={"name": api_key.name, "prefix": api_key.prefix})
+        self.stdout.write(f"Revoked {api_key}")

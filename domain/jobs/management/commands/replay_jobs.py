@@ -1,6 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 
+from domain.access.audit import actor_for_command, audit_filter
+from domain.access.models import AuditAction
 from domain.common.errors import ValidationFailed
 from domain.jobs.models import JobStatus
 from domain.jobs.selectors import jobs_matching_replay
@@ -43,4 +45,6 @@ class Command(BaseCommand):
             count = jobs_replay(api_key=None, limit=limit, **filters)
         except ValidationFailed as exc:
             raise CommandError(exc.message) from exc
+        audit_filter(actor=actor_for_command("replay_jobs"), action=AuditAction.REPLAY,
+                     target_type="jobs", filters={**filters, "limit": limit}, count=count)
         self.stdout.write(f"replayed {count} job(s)")
