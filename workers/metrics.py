@@ -1,6 +1,7 @@
 """The worker runtime's metrics (README "Metrics"): how long each job's work ran, by kind
-(observed in workers/base.py around the body); the queues as the broker and the database see
-them, when scraped; and the hooks that flush a worker process's counts when it stops.
+(observed in workers/base.py around the body); the queues as the broker, the database and the
+workers' presence see them, when scraped; and the hooks that flush a worker process's counts
+when it stops.
 
 Worker processes publish nothing on a port of their own: they add their counts to Redis
 (domain/common/metrics.py) and the API's `GET /metrics` shows the sums of every worker on
@@ -20,7 +21,9 @@ from domain.common.gauges import Gauge, GaugeSet, GaugeValues
 from domain.common.metrics import WORK_BUCKETS, Histogram, flush
 from domain.jobs.metrics import JOBS_NOW
 from domain.jobs.registry import get_job_kind, is_job_kind
+from domain.jobs.selectors import queue_pauses
 from workers.health import queue_depths
+from workers.presence import workers_seen
 from workers.queues import Queues, queue_for_task
 
 JOB_RUN_SECONDS = Histogram(
@@ -56,9 +59,21 @@ def _waiting_by_queue() -> GaugeValues:
         queue = _queue_of(kind)
         if queue is not None:
             oldest[queue] = max(oldest[queue], age)
+    paused = set(queue_pauses())
     return {"conveyor_queue_waiting_jobs": [[q, n] for q, n in sorted(waiting.items())],
             "conveyor_queue_oldest_waiting_age_seconds": [[q, a] for q, a in
-                                                          sorted(oldest.items())]}
+                                                          sorted(oldest.items())],
+            "conveyor_queue_paused": [[q.value, int(q.value in paused)] for q in Queues]}
+
+
+def _presence() -> GaugeValues:
+    """The workers' own heartbeats (workers/presence.py: one HGETALL, no broadcast)."""
+    seen = workers_seen()
+    consumers: Tally = Tally({queue.value: 0 for queue in Queues})
+    for record in seen.values():
+        consumers.update(q for q in record["queues"] if q in consumers)
+    return {"conveyor_queue_consumers": [[q, n] for q, n in sorted(consumers.items())],
+            "conveyor_workers_seen": [[len(seen)]]}
 
 
 BROKER_NOW = GaugeSet("broker", [
@@ -70,7 +85,14 @@ QUEUES_NOW = GaugeSet("queues", [
           "their kind goes to.", ("queue",)),
     Gauge("conveyor_queue_oldest_waiting_age_seconds", "How long the oldest due job of a "
           "queue has waited for a worker (0: none waiting).", ("queue",)),
+    Gauge("conveyor_queue_paused", "1 while the queue is paused (its jobs stay queued).",
+          ("queue",)),
 ], _waiting_by_queue, needs=("database",))
+WORKERS_NOW = GaugeSet("workers", [
+    Gauge("conveyor_queue_consumers", "Workers seen consuming the queue within "
+          "WORKER_SEEN_SECONDS (their heartbeats; a paused queue has none).", ("queue",)),
+    Gauge("conveyor_workers_seen", "Workers seen alive within WORKER_SEEN_SECONDS."),
+], _presence, needs=("redis",))
 
 
 @signals.worker_process_shutdown.connect

@@ -16,9 +16,11 @@ from django.db import connection
 
 import tests.faults.jobs  # noqa: F401 - the test-only job kinds, in this process too
 from config.celery import app
+from domain.access.audit import Actor
 from domain.common import metrics
 from domain.common import redis as project_redis
 from domain.jobs.models import TERMINAL_JOB_STATUSES, Job
+from domain.jobs.services import queue_pause
 from tests.broker_utils import broker_at
 from tests.bulk_utils import make_products, run_to_end, start
 from tests.conftest import wait_for
@@ -77,8 +79,12 @@ def _transitions(samples, kind: str) -> dict[str, float | None]:
 
 def test_a_known_workload_through_a_real_worker_shows_exactly_in_the_api_metrics(
         workers, client_all):
-    # given a real worker subprocess (prefork, 2 processes) on the test's broker and Redis
+    # given a real worker subprocess (prefork, 2 processes) on the test's broker and Redis,
+    # seen through its heartbeat
     worker = workers.start(concurrency=2)
+    wait_for(lambda: value(scrape(), "conveyor_queue_consumers", queue="events") == 1,
+             timeout=30, message="the worker's heartbeat")
+    assert value(scrape(), "conveyor_workers_seen") == 1
 
     # when 3 events are published one by one and 5 in a batch (demo.ping: a noop job each;
     # single-job messages and one micro-batch), and two jobs are triggered that fail: one
@@ -98,10 +104,12 @@ def test_a_known_workload_through_a_real_worker_shows_exactly_in_the_api_metrics
     wait_for(lambda: _transitions(scrape(), "noop")["succeeded"] == 8, timeout=30,
              message="the worker's flush")
 
-    # and after it stops (its pool processes flush at shutdown), every figure is exact
+    # and after it stops (its pool processes flush at shutdown), every figure is exact, and
+    # nobody consumes the queues any more
     worker.stop()
     assert worker.proc.returncode == 0, worker.log()[-3000:]
     samples = scrape()
+    assert value(samples, "conveyor_queue_consumers", queue="events") == 0
     assert value(samples, "conveyor_events_accepted_total", type="demo.ping") == 8
     assert _transitions(samples, "noop") == {
         "created": 8, "claimed": 8, "succeeded": 8, "retrying": 0, "dead": 0}
@@ -126,9 +134,10 @@ def test_a_known_workload_through_a_real_worker_shows_exactly_in_the_api_metrics
 
 def test_with_no_worker_the_queue_gauges_show_what_waits(own_redis, transactional_db,
                                                          client_all):
-    # given 4 events published one by one and nobody consuming
+    # given 4 events published one by one, nobody consuming, and the bulk queue paused
     for _ in range(4):
         assert client_all.post("/api/v1/events", PING, format="json").status_code == 202
+    queue_pause(queue="bulk", actor=Actor("user", "ops"), reason="metrics test")
 
     # when scraped
     samples = scrape()
@@ -142,6 +151,11 @@ def test_with_no_worker_the_queue_gauges_show_what_waits(own_redis, transactiona
     for queue in ("notifications", "bulk", "cache", "maintenance"):
         assert value(samples, "conveyor_queue_depth", queue=queue) == 0
         assert value(samples, "conveyor_queue_waiting_jobs", queue=queue) == 0
+    # and no queue has a consumer; only bulk is paused
+    assert {q: (value(samples, "conveyor_queue_consumers", queue=q),
+                value(samples, "conveyor_queue_paused", queue=q))
+            for q in ("events", "bulk")} == {"events": (0, 0), "bulk": (0, 1)}
+    assert value(samples, "conveyor_workers_seen") == 0
     assert value(samples, "conveyor_metrics_source_up", source="broker") == 1
 
 
