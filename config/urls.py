@@ -25,13 +25,15 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("domain.events.urls")),
+    # The worker runtime's: /queues, and /jobs/{id}/explain, before domain/jobs (it needs queue
+    # and feature facts the jobs app sits below).
+    path("api/v1/", include("workers.urls")),
     path("api/v1/", include("domain.jobs.urls")),
     path("api/v1/", include("domain.catalog.urls")),
     path("api/v1/", include("domain.notifications.urls")),
     path("api/v1/", include("domain.orders.urls")),
     path("api/v1/", include("domain.bulk.urls")),
     path("api/v1/", include("scheduler.urls")),
-    path("api/v1/", include("workers.urls")),
     # Last: any other path under /api/ (and /api itself), for any method, is the JSON 404,
     # with DEBUG on too (handler404 only answers with DEBUG off). Matching here also keeps
     # CommonMiddleware's APPEND_SLASH from redirecting /api/... paths. CSRF-exempt so a POST

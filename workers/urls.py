@@ -8,4 +8,5 @@ urlpatterns = [
     path("queues/<slug:name>", apis.QueueDetailApi.as_view(), name="queue-detail"),
     path("queues/<slug:name>/pause", apis.QueuePauseApi.as_view(), name="queue-pause"),
     path("queues/<slug:name>/resume", apis.QueueResumeApi.as_view(), name="queue-resume"),
+    path("jobs/<uuid:job_id>/explain", apis.JobExplainApi.as_view(), name="job-explain"),
 ]

@@ -31,6 +31,12 @@ def bulk_run_list(*, api_key: ApiKey | None, status: str | None = None,
     return runs
 
 
+def bulk_run_of_job(*, job_id) -> BulkRun | None:
+    """The run this job carries now (None when it carries none, or the run has moved on to a
+    newer job: a resume makes one)."""
+    return BulkRun.objects.filter(job_id=job_id).first()
+
+
 # --- Figures derived from a run's counters (the API, the admin and `bulk_update --wait`) ---
 
 def bulk_run_rate(run: BulkRun) -> float | None:

@@ -8,6 +8,7 @@ from django.template.response import TemplateResponse
 from domain.access.audit import actor_from_request, audit_admin_action
 from domain.access.models import AuditAction
 from domain.common.admin_actions import confirmation_page, with_event_id_match
+from domain.jobs.explainer import explainer
 from domain.jobs.models import (
     REPLAYABLE_JOB_STATUSES,
     RUNNABLE_JOB_STATUSES,
@@ -51,9 +52,22 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ("status", "kind", "created_at")
     search_fields = ("=id", "kind", "handler", "=correlation_id")
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in Job._meta.fields]
+    # First on the page: why it is (not) running, as GET /api/v1/jobs/{id}/explain says it.
+    fields = ["why", *(f.name for f in Job._meta.fields)]
+    readonly_fields = fields
     inlines = [JobAttemptInline]
     actions = ("replay_jobs", "cancel_jobs")
+
+    @admin.display(description="Why (not) running")
+    def why(self, job: Job) -> str:
+        """The workers app's answer (domain/jobs/explainer.py): the reason code and its
+        sentence."""
+        if job._state.adding:  # the add form's blank job: nothing to explain yet
+            return "-"
+        explanation = explainer().explain(job)
+        if explanation is None:
+            return "No explanation available (the worker runtime is not installed)."
+        return f"{explanation.reason}: {explanation.message}"
 
     def get_search_results(self, request, queryset, search_term):
         """Also find the jobs of an event by the event's id."""

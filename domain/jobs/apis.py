@@ -267,8 +267,15 @@ class JobBulkRetryApi(APIView):
         until = InstantField(
             required=False, help_text="finished before; after `since` if both are given (an "
             "empty or reversed range is 422, under details.until)")
+        error_type = StrictCharField(required=False, max_length=255, **TAKEN_AS_SENT,
+                                     help_text="the class name of the last error, as in a "
+                                     "job's `error.type` (e.g. `ConnectionError`)")
         limit = serializers.IntegerField(required=False, min_value=1, max_value=10_000,
                                          default=10_000)
+        dry_run = serializers.BooleanField(
+            required=False, default=False,
+            help_text="count the jobs the filter matches (`200 {\"matched\": n}`), replay "
+            "nothing")
 
         def validate(self, attrs):
             if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
@@ -278,11 +285,23 @@ class JobBulkRetryApi(APIView):
     @extend_schema(operation_id="jobs_bulk_retry", request=InputSerializer,
                    responses={202: inline_serializer("JobBulkRetry", {
                        "requeued": serializers.IntegerField()}),
+                       200: inline_serializer("JobBulkRetryDryRun", {
+                           "matched": serializers.IntegerField(
+                               help_text="jobs the filter matches now"),
+                           "would_requeue": serializers.IntegerField(
+                               help_text="how many a replay would take now: at most `limit`"),
+                           "dry_run": serializers.BooleanField()}),
                        **_errors(400, 401, 403, 422)})
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        count = services.jobs_replay(api_key=request.auth, **serializer.validated_data)
+        filters = dict(serializer.validated_data)
+        if filters.pop("dry_run"):
+            limit = filters.pop("limit")
+            matched = selectors.jobs_matching_replay(api_key=request.auth, **filters).count()
+            return Response({"matched": matched, "would_requeue": min(matched, limit),
+                             "dry_run": True})
+        count = services.jobs_replay(api_key=request.auth, **filters)
         audit_filter(actor=actor_from_request(request), action=AuditAction.REPLAY,
-                     target_type="jobs", filters=serializer.validated_data, count=count)
+                     target_type="jobs", filters=filters, count=count)
         return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)

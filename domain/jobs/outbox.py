@@ -346,6 +346,16 @@ def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = N
     return total
 
 
+def outbox_relay_due_at(job: Job) -> datetime:
+    """When the relay's query first finds a job it has to send itself (`enqueued_at IS NULL`):
+    once it is past OUTBOX_RELAY_GRACE_SECONDS since it was made, and due (`run_at`, a retry's
+    `next_retry_at`). The relay sends it at its first run after that (Beat runs it every few
+    seconds). Kept beside `outbox_relay` so that the two say the same."""
+    due = [job.created_at + timedelta(seconds=settings.OUTBOX_RELAY_GRACE_SECONDS)]
+    due += [at for at in (job.run_at, job.next_retry_at) if at is not None]
+    return max(due)
+
+
 def _kinds_on_empty_queues(paused: set[str]) -> set[str]:
     """The job kinds whose queue holds no message now (one LLEN per queue). Nothing when the
     broker cannot be asked: the relay's sends would fail then anyway. A paused queue is not

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -71,22 +72,42 @@ def jobs_matching_replay(*, api_key: ApiKey | None, status: str, kind: str | Non
     return jobs
 
 
-def jobs_waiting_by_kind(*, now: datetime | None = None) -> dict[str, dict]:
-    """Per job kind: the jobs due and waiting for a worker (queued, or retrying with their
-    retry due), and how long the oldest has been due. One aggregate over the runnable jobs
-    (`job_status_created` index)."""
+def _due(jobs: QuerySet[Job], now: datetime) -> QuerySet[Job]:
+    """Runnable jobs whose time has come (no `run_at` ahead, no retry wait ahead)."""
+    return (jobs.filter(status__in=RUNNABLE_JOB_STATUSES)
+            .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
+            .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now)))
+
+
+def jobs_waiting_by_kind(*, now: datetime | None = None,
+                         kinds: Collection[str] | None = None) -> dict[str, dict]:
+    """Per job kind (of `kinds`, or every kind): the jobs due and waiting for a worker (queued,
+    or retrying with their retry due), and how long the oldest has been due. One aggregate
+    over the runnable jobs (`job_status_created` index)."""
     now = now or timezone.now()
     due_since = Greatest("created_at", Coalesce("run_at", "created_at"),
                          Coalesce("next_retry_at", "created_at"))
-    rows = (Job.objects.filter(status__in=RUNNABLE_JOB_STATUSES)
-            .filter(Q(run_at__isnull=True) | Q(run_at__lte=now))
-            .filter(Q(next_retry_at__isnull=True) | Q(next_retry_at__lte=now))
+    jobs = Job.objects.all() if kinds is None else Job.objects.filter(kind__in=list(kinds))
+    rows = (_due(jobs, now)
             .values("kind").annotate(waiting=Count("id"), oldest=Min(due_since))
             .order_by("kind"))
     return {row["kind"]: {"waiting": row["waiting"],
                           "oldest_age_seconds": round(max(0.0, (now - row["oldest"])
                                                           .total_seconds()), 3)}
             for row in rows}
+
+
+def jobs_sent_before(*, job: Job, kinds: Collection[str], now: datetime | None = None,
+                     limit: int = 10_000) -> int:
+    """How many due jobs of these kinds (a queue's) were handed to the broker before `job`
+    and have not started: the jobs ahead of it in its queue, as far as the database knows
+    (a queue is first in, first out; a worker may already hold some of them, prefetched).
+    Counted up to `limit`, so a backlog of millions costs a bounded scan."""
+    if job.enqueued_at is None:
+        return 0
+    ahead = _due(Job.objects.filter(kind__in=list(kinds), enqueued_at__lt=job.enqueued_at),
+                 now or timezone.now())
+    return ahead.order_by()[:limit].count()
 
 
 # --- Paused queues ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from domain.access.selectors import visible_to
 from domain.common.errors import NotFound
 from domain.jobs.models import Job
 from domain.notifications.models import (
+    Channel,
     Delivery,
     DeliveryAttempt,
     EndpointState,
@@ -90,6 +91,14 @@ def delivery_get(*, delivery_id, api_key: ApiKey | None) -> Delivery:
     if delivery is None:
         raise NotFound("Delivery not found.")
     return delivery
+
+
+def webhook_delivery_of_job(*, job_id) -> Delivery | None:
+    """The webhook delivery this job carries now, with its endpoint (None when it carries
+    none, or a newer job carries it: a recovery or a resume superseded this one). One indexed
+    lookup (`delivery_job`): "why isn't this job running?" asks it (workers/explain.py)."""
+    return (Delivery.objects.select_related("endpoint")
+            .filter(job_id=job_id, channel=Channel.WEBHOOK).first())
 
 
 def delivery_attempts(*, delivery: Delivery) -> QuerySet[DeliveryAttempt]:

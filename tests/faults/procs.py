@@ -417,13 +417,14 @@ class GunicornServer:
 
 
 @contextlib.contextmanager
-def running_gunicorn(tmp_path: Path, *, timeout: int = 30,
+def running_gunicorn(tmp_path: Path, *, timeout: int = 30, app: str = "config.wsgi:application",
                      **extra_env: str) -> Iterator[GunicornServer]:
     """gunicorn with compose/django/start's worker class (gthread) on a spare port, sharing
     this run's test database (as the test process sees it: after `private_postgres`, that
     cluster) and key prefix. One worker process with 4 threads, so a test can tell which
     process served what, and kill it. --keep-alive 10 (default 2) only keeps a loaded machine
-    from closing an idle connection a test reuses."""
+    from closing an idle connection a test reuses. `app`: the WSGI application (one that also
+    registers test-only job kinds, tests/faults/wsgi.py)."""
     port = free_port()
     env = {**os.environ}
     for name in ("CELERY_BROKER_URL", "CACHE_URL"):  # the test settings derive these
@@ -441,7 +442,7 @@ def running_gunicorn(tmp_path: Path, *, timeout: int = 30,
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi:application",
+            [sys.executable, "-m", "gunicorn", app,
              "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
              "--worker-class", "gthread", "--worker-tmp-dir", str(tmp_path),
              "--timeout", str(timeout), "--keep-alive", "10", "--access-logfile", "-",

@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from domain.access.models import Scopes
+from domain.access.models import AuditEntry, Scopes
 from domain.events.models import EventStatus
 from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from domain.jobs.outbox import outbox_relay
@@ -21,9 +21,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _dead_job(client, **fields) -> Job:
+    fields.setdefault("error", {"type": "X", "message": "boom"})
     job = JobFactory(api_key=client.api_key, status=JobStatus.DEAD, attempts=5,
-                     finished_at=timezone.now(), error={"type": "X", "message": "boom"},
-                     **fields)
+                     finished_at=timezone.now(), **fields)
     JobAttempt.objects.create(job=job, number=5, started_at=timezone.now(),
                               finished_at=timezone.now(), outcome=AttemptOutcome.FAILED)
     return job
@@ -148,6 +148,41 @@ def test_bulk_replay_counts_everything_matching(client_all):
     response = client_all.post(reverse("job-bulk-retry"), {}, format="json")
     assert response.json() == {"requeued": 4}
     assert Job.objects.filter(status=JobStatus.QUEUED, replays=1).count() == 4
+
+
+def test_bulk_replay_dry_run_counts_by_error_type_and_changes_nothing(client_all):
+    # given dead jobs with two kinds of last error
+    for _ in range(3):
+        _dead_job(client_all, kind="noop", error={"type": "ConnectionError", "message": "x"})
+    _dead_job(client_all, kind="noop", error={"type": "ValueError", "message": "bad"})
+
+    # when an operator asks first, with a limit below the match
+    dry = client_all.post(reverse("job-bulk-retry"), {
+        "error_type": "ConnectionError", "limit": 2, "dry_run": True}, format="json")
+
+    # then the answer counts, and nothing moved; no audit entry for a question
+    assert dry.status_code == 200, dry.content
+    assert dry.json() == {"matched": 3, "would_requeue": 2, "dry_run": True}
+    assert Job.objects.filter(status=JobStatus.DEAD).count() == 4
+    assert not AuditEntry.objects.exists()
+
+    # when they replay the same filter, the ConnectionError jobs only go back to the queue
+    done = client_all.post(reverse("job-bulk-retry"), {"error_type": "ConnectionError"},
+                           format="json")
+    assert (done.status_code, done.json()) == (202, {"requeued": 3})
+    assert set(Job.objects.filter(status=JobStatus.DEAD).values_list(
+        "error__type", flat=True)) == {"ValueError"}
+    assert AuditEntry.objects.get().count == 3
+
+
+def test_replay_jobs_command_filters_by_error_type(client_all):
+    _dead_job(client_all, kind="noop", error={"type": "ConnectionError", "message": "x"})
+    _dead_job(client_all, kind="noop")
+    out = StringIO()
+    call_command("replay_jobs", "--error-type", "ConnectionError", "--dry-run", stdout=out)
+    assert "would replay 1 job(s)" in out.getvalue()
+    call_command("replay_jobs", "--error-type", "ConnectionError", stdout=out)
+    assert Job.objects.filter(status=JobStatus.QUEUED).count() == 1
 
 
 @pytest.mark.parametrize("body", [{"status": "succeeded"}, {"status": "running"},

@@ -170,7 +170,11 @@ def test_an_operator_replays_dead_jobs_by_filter(browser, live_server, seeded, t
         expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, ".messagelist"),
                                                           "Replayed 3 dead jobs"))
     browser.save_screenshot(str(tmp_path / "operator-replayed.png"))
-    assert _statuses(seeded["dead"]) == [JobStatus.QUEUED] * 3
+    # (back in the queue, each replayed once; a worker the suite started earlier may already
+    # have run them)
+    replayed = Job.objects.filter(pk__in=[job.pk for job in seeded["dead"]])
+    assert {(job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED),
+             job.replays) for job in replayed} == {(True, 1)}
     assert _statuses(seeded["other"]) == [JobStatus.DEAD] * 2
 
     # and the page lists who did it, to how many

@@ -29,13 +29,17 @@ class Command(BaseCommand):
                             choices=[JobStatus.DEAD, JobStatus.CANCELLED])
         parser.add_argument("--kind")
         parser.add_argument("--event-type")
+        parser.add_argument("--error-type", help="the class name of the last error, as in a "
+                            "job's error.type (e.g. ConnectionError)")
         parser.add_argument("--since", help="finished at or after (ISO 8601)")
         parser.add_argument("--until", help="finished before (ISO 8601)")
         parser.add_argument("--limit", type=int, default=10_000)
         parser.add_argument("--dry-run", action="store_true", help="count, replay nothing")
 
-    def handle(self, *args, status, kind, event_type, since, until, limit, dry_run, **options):
+    def handle(self, *args, status, kind, event_type, error_type, since, until, limit, dry_run,
+               **options):
         filters = {"status": status, "kind": kind, "event_type": event_type,
+                   "error_type": error_type,
                    "since": _when(since, "--since"), "until": _when(until, "--until")}
         if dry_run:
             jobs = jobs_matching_replay(api_key=None, **filters)
