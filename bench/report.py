@@ -49,6 +49,7 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str, str]]:
     out.extend(_email_rows(r, yes))
     out.extend(_bulk_rows(r, yes))
     out.extend(_prune_rows(r))
+    out.extend(_metrics_rows(r))
     if "worker_memory" in r:
         p = r["worker_memory"]
         per = p["jobs_per_message"]
@@ -204,6 +205,41 @@ def _prune_rows(r: dict) -> list[tuple[str, str, str, str, str, str]]:
          f"{p['overlap']:.0%} during the prune)",
          f"before: p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms ({idle['samples']:,} reads)",
          f"{p['ratio']:.2f}x (p99)", "none", "-"),
+    ]
+
+
+def _metrics_rows(r: dict) -> list[tuple[str, str, str, str, str, str]]:
+    """What the metrics cost: per request and per job against the same without them; a
+    flush; the scrape's jobs query against a count of the whole table."""
+    if "metrics" not in r:
+        return []
+    p = r["metrics"]
+    mw, job, rec, flush, g = (p[k] for k in ("middleware", "per_job", "recording", "flush",
+                                              "gauges"))
+    return [
+        ("request metrics middleware alone, around a view answering at once",
+         f"+{mw['alone_ns']} ns/request", f"{mw['alone_view_ns']} ns the view alone", "-",
+         "none", "-"),
+        (f"request metrics middleware, GET {mw['path']} in process (thread CPU)",
+         f"{mw['with_us']} us/request ({mw['cost_us']:+} us, {mw['cost_pct']:+.1f}%; "
+         f"fastest blocks {mw['fastest_cost_us']:+} us)",
+         f"{mw['without_us']} us/request without it", f"{mw['ratio']:.3f}x", "none", "-"),
+        (f"a {job['jobs_per_batch']}-job micro-batch (noop task, in process, thread CPU), "
+         "recording on",
+         f"{job['with_us']} us/job ({job['cost_us']:+} us, {job['cost_pct']:+.1f}%; fastest "
+         f"rounds {job['fastest_cost_us']:+} us; its recording alone "
+         f"{job['recording_ns_per_job']} ns/job; "
+         f"{job['redis_commands_per_job']} Redis commands/job)",
+         f"{job['without_us']} us/job recording off", f"{job['ratio']:.3f}x", "none", "-"),
+        ("one count in memory: counter inc / histogram observe",
+         f"{rec['counter_inc_ns']} ns / {rec['histogram_observe_ns']} ns", "-", "-", "none", "-"),
+        (f"one flush to Redis, {flush['series']} label sets (at most once a second per process)",
+         f"{flush['ms']} ms", "-", "-", "none", "-"),
+        (f"the scrape's jobs gauges on a {g['table_rows']:,}-row jobs table "
+         f"({g['open_jobs']:,} open)",
+         f"{g['query_ms']} ms (a whole scrape, gauges cached: {g['scrape_cached_ms']} ms)",
+         f"{g['count_all_ms']} ms SELECT count(*) of the table", f"{g['ratio']:.3f}x", "none",
+         "-"),
     ]
 
 

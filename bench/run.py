@@ -37,6 +37,8 @@ FULL = {
     "bulk_products": 1_000_000, "bulk_rounds": 2, "bulk_read_rate": 50,
     "prune_jobs": 5_000_000, "prune_live": 50_000, "prune_events": 10_000,
     "prune_read_rate": 50, "prune_read_seconds": 60, "prune_timeout_s": 3600,
+    "metrics_requests": 5000, "metrics_rounds": 5, "metrics_jobs": 500,
+    "metrics_flush_series": 200, "metrics_table_rows": 1_000_000, "metrics_open_jobs": 5000,
 }
 QUICK = {
     "ingest_seconds": 4, "ingest_rounds": 2, "warmup_seconds": 1,
@@ -52,11 +54,15 @@ QUICK = {
     "bulk_products": 100_000, "bulk_rounds": 2, "bulk_read_rate": 50,
     "prune_jobs": 200_000, "prune_live": 2_000, "prune_events": 1_000,
     "prune_read_rate": 50, "prune_read_seconds": 10, "prune_timeout_s": 600,
+    "metrics_requests": 2000, "metrics_rounds": 3, "metrics_jobs": 500,
+    "metrics_flush_series": 200, "metrics_table_rows": 100_000, "metrics_open_jobs": 1000,
 }
-SCENARIOS = ("ingest", "e2e", "webhooks", "emails", "memory", "web_memory", "bulk", "prune")
-# What a plain `python -m bench` runs: `bulk` (a million rows, about 7 minutes more) and `prune`
-# (5 million jobs seeded and pruned, about 20 minutes) only when named with --only.
-OPT_IN_SCENARIOS = ("bulk", "prune")
+SCENARIOS = ("ingest", "e2e", "webhooks", "emails", "memory", "web_memory", "bulk", "prune",
+             "metrics")
+# What a plain `python -m bench` runs: `bulk` (a million rows, about 7 minutes more), `prune`
+# (5 million jobs seeded and pruned, about 20 minutes) and `metrics` (what the metrics cost,
+# in this process, about a minute) only when named with --only.
+OPT_IN_SCENARIOS = ("bulk", "prune", "metrics")
 DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s not in OPT_IN_SCENARIOS)
 
 
@@ -605,6 +611,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 PruneScenario(suite).run(port)
             stack.stop(web)
+        if "metrics" in only:
+            from bench.metrics import MetricsScenario
+
+            MetricsScenario(suite).run()
         if "memory" in only:
             suite.memory()
         if "web_memory" in only:

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from domain.common import health
 from domain.common.errors import json_not_found
+from domain.common.metrics_endpoint import metrics
 from scheduler.dashboard.views import operator_dashboard
 
 # The admin's index links the operator dashboard (scheduler/templates/admin/scheduler/).
@@ -13,6 +14,9 @@ admin.site.index_template = "admin/scheduler/index.html"
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Prometheus (domain/common/metrics_endpoint.py; README "Metrics"). Flower keeps its own
+    # /metrics on its own port, for Celery's task events.
+    path("metrics", metrics, name="metrics"),
     # Before admin/: the admin's catch-all would answer this path with its own 404. admin_view
     # sends anyone not logged in as staff to the admin's login page; the view checks the role.
     path("admin/dashboard/", admin.site.admin_view(operator_dashboard),

@@ -10,7 +10,11 @@ class WorkersConfig(AppConfig):
         from domain.common.health import register_readiness_check
         from domain.jobs.explainer import install_explainer
         from domain.jobs.routing import install_queue_listener
-        from workers import presence, signals  # noqa: F401 - signals: the Celery signal hooks
+        from workers import (  # noqa: F401 - signals: the Celery signal hooks; metrics: declared
+            metrics,
+            presence,
+            signals,
+        )
         from workers.explain import WorkersExplainer
         from workers.steering import broadcast_queue_change  # also registers its control command
 

@@ -33,6 +33,7 @@ from domain.jobs.registry import JobKind
 from domain.jobs.retry import MAX_BROKER_COUNTDOWN, NEVER, RetryPolicy
 from domain.jobs.selectors import queue_is_paused
 from workers.leases import keeper
+from workers.metrics import JOB_RUN_SECONDS
 from workers.queues import queue_for_task
 
 logger = logging.getLogger(__name__)
@@ -140,8 +141,12 @@ class JobTask(ConveyorTask):
     def _run_claimed(self, job: Job) -> Any:
         logger.info("job started job_id=%s kind=%s attempt=%d/%d", job.pk, job.kind,
                     job.attempts, job.max_attempts)
+        started = time.perf_counter()
         try:
-            result = _storable(self.job_body(job))
+            try:
+                result = _storable(self.job_body(job))
+            finally:
+                JOB_RUN_SECONDS.observe(time.perf_counter() - started, job.kind)
         except SoftTimeLimitExceeded as exc:
             self._failed(job, TimeoutError(f"soft time limit exceeded: {exc}"))
         except Exception as exc:  # noqa: BLE001 - the domain decides; carried out below
@@ -196,8 +201,10 @@ class JobTask(ConveyorTask):
         return counts
 
     def _run_batch(self, jobs: list[Job], counts: dict, outcomes: list[tuple[Job, Any]]) -> None:
+        seconds: list[float] = []  # each job's own body (a batch holds one kind)
         try:
             for index, job in enumerate(jobs):
+                started = time.perf_counter()
                 with job_log_context(job):
                     try:
                         outcomes.append((job, _storable(self.job_body(job))))
@@ -209,13 +216,17 @@ class JobTask(ConveyorTask):
                         break
                     except Exception as exc:  # noqa: BLE001 - the domain decides, per job
                         counts[self._failed_in_batch(job, exc)] += 1
+                    finally:
+                        seconds.append(time.perf_counter() - started)
         finally:
+            JOB_RUN_SECONDS.observe_many(seconds, self.job_kind.name)
             lifecycle.jobs_succeed(outcomes=outcomes)
 
     def _run_together(self, jobs: list[Job], counts: dict,
                       outcomes: list[tuple[Job, Any]]) -> None:
         if not jobs:
             return
+        started = time.perf_counter()
         try:
             answers = self.jobs_body(jobs)
         except SoftTimeLimitExceeded as exc:
@@ -224,6 +235,10 @@ class JobTask(ConveyorTask):
             answers = [exc] * len(jobs)
         now = [(job, a) for job, a in zip(jobs, answers, strict=True)
                if not isinstance(a, Future)]
+        # The jobs worked on together: each ran for the body's time (a late one, until its
+        # answer came: _settle_late).
+        JOB_RUN_SECONDS.observe_many([time.perf_counter() - started] * len(now),
+                                     self.job_kind.name)
         for job, answer in zip(jobs, answers, strict=True):
             if isinstance(answer, Future):
                 # Still at work after the task (a webhook whose receiver is slow): the job
@@ -231,7 +246,7 @@ class JobTask(ConveyorTask):
                 # that answers; the task, and its worker thread, go on to the next message.
                 counts["later"] = counts.get("later", 0) + 1
                 keeper.adopt([job.pk], job.worker)
-                answer.add_done_callback(partial(self._settle_late, job))
+                answer.add_done_callback(partial(self._settle_late, job, started))
         self._settle(now, counts, outcomes)
 
     def _settle(self, answered: list[tuple[Job, Any]], counts: dict,
@@ -255,7 +270,8 @@ class JobTask(ConveyorTask):
         for countdown, group in deferred.items():
             counts["deferred"] = counts.get("deferred", 0) + len(self._defer(group, countdown))
 
-    def _settle_late(self, job: Job, answer: Future) -> None:
+    def _settle_late(self, job: Job, started: float, answer: Future) -> None:
+        JOB_RUN_SECONDS.observe(time.perf_counter() - started, job.kind)
         # In the thread that answered: the task's context is not there.
         with log_context(task=self.name, worker=job.worker), job_log_context(job):
             try:

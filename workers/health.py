@@ -35,7 +35,8 @@ SNAPSHOT_TTL = 600  # seconds: a snapshot older than a few missed checks is gone
 
 def queue_depths() -> dict[str, int | None]:
     """Messages waiting in each queue (workers/queues.Queues), by name; every value None when
-    the broker does not answer within one connection attempt (about two seconds)."""
+    the broker does not answer within one connection attempt (about two seconds). Also read by
+    GET /metrics (workers/metrics.py)."""
     depths: dict[str, int | None] = {}
     try:
         with current_app.connection_for_read() as conn:

@@ -3,6 +3,7 @@
 The environment variables are documented in README.md ("Configuration").
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -58,6 +59,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it times the whole response, every other middleware's work included.
+    "domain.common.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "domain.common.middleware.CorrelationIdMiddleware",
@@ -474,3 +477,28 @@ WORKER_SEEN_SECONDS = env.float("WORKER_SEEN_SECONDS", default=60.0)
 QUEUE_PAUSE_CACHE_SECONDS = env.float("QUEUE_PAUSE_CACHE_SECONDS", default=1.0)
 # The nightly deactivation of customers inactive for this many days (customers.deactivate_inactive).
 CUSTOMERS_INACTIVE_DAYS = env.int("CUSTOMERS_INACTIVE_DAYS", default=365)
+
+# --- Metrics (GET /metrics; README "Metrics") --------------------------------------------
+# Who may scrape: a request bearing the token (`Authorization: Bearer <token>`), or one whose
+# TCP peer address (REMOTE_ADDR, never X-Forwarded-For) is in one of the networks. With
+# neither set, /metrics answers 404 (the local settings allow loopback).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=[])
+# Each process adds its counts to Redis at most this often (and when it exits); 0: only when
+# it exits or serves a scrape (domain/common/metrics.py).
+METRICS_FLUSH_SECONDS = env.float("METRICS_FLUSH_SECONDS", default=1.0)
+# Gauges (jobs by status, queue depths, endpoint states) are computed at most once per this
+# many seconds, whatever the number of scrapers; 0: on every scrape.
+METRICS_GAUGE_CACHE_SECONDS = env.float("METRICS_GAUGE_CACHE_SECONDS", default=5.0)
+
+
+def _networks(name: str, cidrs: list[str]) -> list[str]:
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {cidr!r} is not a network ({exc}).") from exc
+    return cidrs
+
+
+METRICS_ALLOWED_NETWORKS = _networks("METRICS_ALLOWED_NETWORKS", METRICS_ALLOWED_NETWORKS)

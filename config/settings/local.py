@@ -1,7 +1,7 @@
 """Development defaults: DEBUG on, embedded-friendly, never for production."""
 
 from .base import *  # noqa: F403
-from .base import INSTALLED_APPS, env
+from .base import INSTALLED_APPS, _networks, env
 
 # `runstack` and other developer tools: never in production.
 INSTALLED_APPS = [*INSTALLED_APPS, "devtools"]
@@ -21,6 +21,10 @@ LOCAL_ADMIN_PASSWORD = env("LOCAL_ADMIN_PASSWORD", default="admin")
 FLOWER_USER = env("FLOWER_USER", default="admin")
 FLOWER_PASSWORD = env("FLOWER_PASSWORD", default="admin")
 DEMO_API_KEY = env("DEMO_API_KEY", default="cvk_demo_local_only_do_not_use_in_production")
+# /metrics for a Prometheus on this machine, with no token (production allows nobody unless
+# told: README "Metrics").
+METRICS_ALLOWED_NETWORKS = _networks("METRICS_ALLOWED_NETWORKS", env.list(
+    "METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"]))
 # Webhooks to a receiver on this machine (the SSRF guard refuses loopback unless allowed).
 WEBHOOK_ALLOWED_NETWORKS = env.list("WEBHOOK_ALLOWED_NETWORKS", default=["127.0.0.1/32"])
 # Emails printed by the console backend unless EMAIL_URL names a real server (base.py read

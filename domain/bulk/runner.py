@@ -39,6 +39,7 @@ from tenacity import (
 )
 
 from domain.bulk import inputs
+from domain.bulk.metrics import count_chunk_on_commit
 from domain.bulk.models import FINISHED_STATUSES, BulkRequest, BulkRun, BulkRunStatus
 from domain.bulk.registry import CsvOperation, SetBasedOperation, get_bulk_operation
 from domain.common.errors import PermanentError, error_body
@@ -345,6 +346,7 @@ def _commit(run: BulkRun, last_key: str, rows: int, write: Callable[[], int]) ->
             for name, value in moved.items():
                 setattr(run, name, value)
             run.mark = now
+            count_chunk_on_commit(run.operation, rows, changed)
     if stop is not None:
         raise _Stop(stop)
     return _Chunk(rows=rows, changed=changed)

@@ -7,7 +7,10 @@ class EventsConfig(AppConfig):
     verbose_name = "Events"
 
     def ready(self) -> None:
-        from domain.events import event_types  # noqa: F401 - registers demo.ping
+        from domain.events import (
+            event_types,  # noqa: F401 - registers demo.ping
+            metrics,  # noqa: F401 - declares them for GET /metrics
+        )
         from domain.events.rollup import EventRollup
         from domain.jobs.hooks import install_hooks
 

@@ -18,6 +18,7 @@ from domain.access.models import ApiKey
 from domain.common.errors import Conflict, ValidationFailed
 from domain.common.fastpaths import insert_rows, insert_rows_together
 from domain.common.parsers import json_depth
+from domain.events.metrics import count_accepted
 from domain.events.models import BatchPublish, Event, EventStatus
 from domain.events.registry import EventType, get_event_type, handlers_for
 from domain.events.selectors import batch_publish_idempotent, event_idempotent, events_with_jobs
@@ -133,7 +134,8 @@ def _build(draft: EventDraft, *, api_key: ApiKey | None, correlation_id: str,
 def _insert(pairs: list[tuple[Event, list[Job]]]) -> None:
     """Insert events and their jobs (the caller holds the transaction), send after commit."""
     insert_rows(Event, [event for event, _ in pairs])
-    jobs_add(jobs=[job for _, jobs in pairs for job in jobs])
+    jobs_add(jobs=[job for _, jobs in pairs for job in jobs],
+             also=count_accepted(event for event, _ in pairs))
 
 
 def _write(pairs: list[tuple[Event, list[Job]]]) -> None:
@@ -146,7 +148,7 @@ def _write(pairs: list[tuple[Event, list[Job]]]) -> None:
     jobs = [job for _, jobs in pairs for job in jobs]
     if not transaction.get_connection().in_atomic_block and insert_rows_together(
             [(Event, events), (Job, jobs)]):
-        jobs_inserted(jobs=jobs)
+        jobs_inserted(jobs=jobs, also=count_accepted(events))
         return
     with transaction.atomic():
         _insert(pairs)

@@ -7,4 +7,7 @@ class JobsConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        from domain.jobs import kinds  # noqa: F401 - registers the built-in job kinds
+        from domain.jobs import (
+            kinds,  # noqa: F401 - registers the built-in job kinds
+            metrics,  # noqa: F401 - declares them for GET /metrics
+        )

@@ -19,6 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from domain.jobs import fastpaths
+from domain.jobs import metrics as job_metrics
 from domain.jobs.hooks import hooks
 from domain.jobs.models import AttemptOutcome, Job, JobStatus
 from domain.jobs.records import attempt_row, error_summary, format_traceback
@@ -50,6 +51,7 @@ def jobs_claim(*, job_ids: list[str], worker: str = "") -> list[Job]:
     """
     now = timezone.now()
     jobs = fastpaths.claim(job_ids, worker[:255], now, now + lease_duration())
+    job_metrics.count_jobs_on_commit(job_metrics.CLAIMED, jobs)
     order = {str(job_id): n for n, job_id in enumerate(job_ids)}
     jobs.sort(key=lambda job: order.get(str(job.pk), 0))
     return jobs
@@ -79,6 +81,7 @@ def jobs_release(*, jobs: list[Job]) -> list[Job]:
         Job.objects.filter(fastpaths.claimed_by(released)).update(
             status=JobStatus.QUEUED, attempts=F("attempts") - 1, started_at=None, worker="",
             enqueued_at=None)
+        job_metrics.count_jobs_on_commit(job_metrics.RELEASED, released)
     return released
 
 
@@ -97,6 +100,7 @@ def jobs_defer(*, jobs: list[Job], countdown: int, via_broker: bool = True) -> l
             enqueued_at=now if via_broker and countdown <= MAX_BROKER_COUNTDOWN else None)
         for job in deferred:
             job.status = JobStatus.QUEUED
+        job_metrics.count_jobs_on_commit(job_metrics.DEFERRED, deferred)
     return deferred
 
 
@@ -118,6 +122,7 @@ def jobs_succeed(*, outcomes: list[tuple[Job, Any]]) -> None:
         return
     now = timezone.now()
     closed = fastpaths.succeed(outcomes, now)
+    job_metrics.count_jobs_on_commit(job_metrics.SUCCEEDED, (job for job, _ in outcomes))
     for job, _ in outcomes:
         job.status, job.finished_at = JobStatus.SUCCEEDED, now
     # Events the statement closed are done; the others (another of their jobs was open when
@@ -199,6 +204,7 @@ def job_schedule_retry(*, job: Job, exc: BaseException, countdown: int,
             enqueued_at=now if via_broker else None,
         ):
             attempt_row(job, AttemptOutcome.RETRY, now, exc).save(force_insert=True)
+            job_metrics.count_kind_on_commit(job_metrics.RETRYING, job.kind)
 
 
 def job_retry_not_sent(*, job: Job) -> None:
@@ -222,4 +228,5 @@ def job_fail(*, job: Job, exc: BaseException) -> None:
             finished_at=now,
         ):
             attempt_row(job, AttemptOutcome.FAILED, now, exc).save(force_insert=True)
+            job_metrics.count_kind_on_commit(job_metrics.DEAD, job.kind)
     _finished({job.event_id} if job.event_id else set())

@@ -13,7 +13,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from django.utils import timezone
 from domain.common.correlation import MESSAGE_HEADER
 from domain.jobs import fastpaths
 from domain.jobs.hooks import hooks
+from domain.jobs.metrics import OUTBOX_RELAYED, OUTBOX_UNSENT, count_jobs, tally_kinds
 from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobStatus, QueueResume
 from domain.jobs.registry import get_job_kind
 from domain.jobs.routing import kinds_by_queue, kinds_on_queues
@@ -44,17 +45,32 @@ BROKER_ERRORS = (
 )
 
 
-def outbox_enqueue_on_commit(jobs: Iterable[Job]) -> None:
+def outbox_enqueue_on_commit(jobs: Iterable[Job], *, count_as: str | None = None,
+                             also: Callable[[], None] | None = None) -> None:
     """Hand the jobs to the broker once the caller's transaction commits: in the committing
     thread (OUTBOX_SEND=inline), or by this process's dispatcher thread (background, the
-    default), so the request that committed them answers without waiting for the broker."""
+    default), so the request that committed them answers without waiting for the broker.
+    `count_as`: the transition the commit made (created, replayed, rescued), counted then
+    (domain/jobs/metrics.py); `also`: the caller's own after-commit work (its metrics), in
+    the same call: one after-commit callback per publish."""
     jobs = list(jobs)
     if not jobs:
+        if also is not None:
+            transaction.on_commit(also)
         return
-    if settings.OUTBOX_SEND == "inline":
-        transaction.on_commit(lambda: outbox_send(jobs))
-    else:
-        transaction.on_commit(lambda: dispatcher.submit(jobs))
+    inline = settings.OUTBOX_SEND == "inline"
+
+    def after_commit() -> None:
+        if count_as is not None:
+            count_jobs(count_as, jobs)
+        if also is not None:
+            also()
+        if inline:
+            outbox_send(jobs)
+        else:
+            dispatcher.submit(jobs)
+
+    transaction.on_commit(after_commit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +246,9 @@ def outbox_send(jobs: list[Job], *, max_batch: int | None = None,
         except Exception:  # whatever it is: see the docstring, nothing here may fail the caller
             logger.exception("outbox send failed sent=%d unsent=%d with an unexpected error; "
                              "the relay will retry", len(sent), len(due) - len(sent))
+        if len(sent) < len(due):
+            sent_ids = {job.pk for job in sent}
+            tally_kinds(OUTBOX_UNSENT, (job for job in due if job.pk not in sent_ids))
     if sent:
         try:
             _mark_sent(sent, jobs, now, update_objects=update_objects)
@@ -329,6 +348,7 @@ def outbox_relay(*, batch_size: int | None = None, grace_seconds: int | None = N
             if not due:
                 break
             sent = outbox_send(due)
+        tally_kinds(OUTBOX_RELAYED, sent)  # (after the commit: the send is done either way)
         total += len(sent)
         if len(sent) < len(due) or len(due) < batch_size:
             break

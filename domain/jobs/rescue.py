@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
 import redis
 from django.conf import settings
@@ -20,6 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from domain.common.redis import redis_client, redis_key
+from domain.jobs import metrics as job_metrics
 from domain.jobs.hooks import hooks
 from domain.jobs.models import AttemptOutcome, Job, JobAttempt, JobStatus
 from domain.jobs.outbox import outbox_enqueue_on_commit
@@ -106,7 +108,8 @@ def jobs_rescue_orphans(*, older_than: timedelta | None = None, batch_size: int 
             status=JobStatus.QUEUED, enqueued_at=None, lease_expires_at=None, error=error)
         Job.objects.filter(pk__in=[j.pk for j in dead], status=JobStatus.RUNNING).update(
             status=JobStatus.DEAD, finished_at=now, lease_expires_at=None, error=error)
-        outbox_enqueue_on_commit(requeue)
+        outbox_enqueue_on_commit(requeue, count_as=job_metrics.RESCUED)
+        transaction.on_commit(partial(job_metrics.count_rescue, requeue, dead))
     _note_run(now)
     event_ids = {job.event_id for job in dead if job.event_id}
     if event_ids:

@@ -8,19 +8,20 @@ outbox.py; the rescue of jobs whose worker died in rescue.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
 from domain.access.audit import Actor, audit_record
 from domain.access.models import ApiKey, AuditAction
 from domain.common.errors import Conflict, NotFound, ValidationFailed
 from domain.common.fastpaths import insert_rows
+from domain.jobs import metrics as job_metrics
 from domain.jobs.hooks import hooks
 from domain.jobs.models import (
     REPLAYABLE_JOB_STATUSES,
@@ -54,7 +55,7 @@ def job_create(
               api_key=api_key, run_at=run_at, correlation_id=correlation_id)
     with transaction.atomic():
         job.save(force_insert=True)
-        outbox_enqueue_on_commit([job])
+        outbox_enqueue_on_commit([job], count_as=job_metrics.CREATED)
     return job
 
 
@@ -68,18 +69,19 @@ def job_build(*, kind: str, params: Any, created_at: datetime, handler: str = ""
                api_key=api_key, correlation_id=correlation_id)
 
 
-def jobs_add(*, jobs: list[Job]) -> None:
+def jobs_add(*, jobs: list[Job], also: Callable[[], None] | None = None) -> None:
     """Insert jobs built by `job_build` in the caller's transaction (one statement on
-    PostgreSQL) and hand them to the broker after it commits."""
+    PostgreSQL) and hand them to the broker after it commits (`also`: the caller's own
+    after-commit work, run with it)."""
     insert_rows(Job, jobs)
-    outbox_enqueue_on_commit(jobs)
+    outbox_enqueue_on_commit(jobs, count_as=job_metrics.CREATED, also=also)
 
 
-def jobs_inserted(*, jobs: list[Job]) -> None:
+def jobs_inserted(*, jobs: list[Job], also: Callable[[], None] | None = None) -> None:
     """Jobs built by `job_build` that the caller inserted itself, in one statement with its
     own rows: hand them to the broker after the commit (at once if that statement was its
     own transaction)."""
-    outbox_enqueue_on_commit(jobs)
+    outbox_enqueue_on_commit(jobs, count_as=job_metrics.CREATED, also=also)
 
 
 # --- Operators: cancel and replay -----------------------------------------------------------
@@ -97,6 +99,7 @@ def job_cancel(*, job: Job) -> Job:
     if not cancelled:
         raise Conflict(f"A {job.status} job cannot be cancelled; only queued or retrying ones.",
                        code="job_not_cancellable", details={"status": job.status})
+    job_metrics.count_kind_on_commit(job_metrics.CANCELLED, job.kind)
     if job.event_id:
         hooks().jobs_finished(event_ids={job.event_id})
     return job
@@ -133,7 +136,7 @@ def job_replay(*, job: Job) -> Job:
             raise Conflict(f"A {job.status} job cannot be replayed; only dead or cancelled ones.",
                            code="job_not_replayable", details={"status": job.status})
         _reopened([job])
-        outbox_enqueue_on_commit([job])
+        outbox_enqueue_on_commit([job], count_as=job_metrics.REPLAYED)
     logger.info("job replayed job_id=%s kind=%s replays=%d", job.pk, job.kind, job.replays)
     return job
 
@@ -181,7 +184,7 @@ def _replay_set(ids: Collection | QuerySet, limit: int) -> int:
             **_REPLAY_FIELDS)
         replayed = list(Job.objects.filter(pk__in=locked))
         _reopened(replayed)
-        outbox_enqueue_on_commit(replayed)
+        outbox_enqueue_on_commit(replayed, count_as=job_metrics.REPLAYED)
     return count
 
 
@@ -194,8 +197,14 @@ def jobs_cancel_selected(*, ids: Collection | QuerySet) -> int:
     # an event none of whose jobs was cancelled in the end is harmless.
     event_ids = set(cancellable.exclude(event_id=None).values_list("event_id", flat=True)
                     .order_by().distinct())
-    count = cancellable.update(status=JobStatus.CANCELLED, finished_at=timezone.now(),
-                               next_retry_at=None)
+    now = timezone.now()
+    count = cancellable.update(status=JobStatus.CANCELLED, finished_at=now, next_retry_at=None)
+    if count:
+        # Their kinds, read back by the instant the UPDATE wrote (an operator's action, rare:
+        # one more query, for exact counts by kind).
+        for row in (Job.objects.filter(pk__in=ids, status=JobStatus.CANCELLED, finished_at=now)
+                    .values("kind").annotate(n=Count("pk")).order_by()):
+            job_metrics.count_kind_on_commit(job_metrics.CANCELLED, row["kind"], row["n"])
     if count and event_ids:  # after the UPDATE's own commit, as job_cancel
         hooks().jobs_finished(event_ids=event_ids)
     logger.info("jobs cancelled count=%d selected=true", count)

@@ -11,6 +11,7 @@ class NotificationsConfig(AppConfig):
         from domain.notifications import (  # noqa: F401 - registers them
             event_types,
             kinds,
+            metrics,
             notification_types,
         )
         from domain.notifications.subscriptions import webhook_handlers

@@ -40,8 +40,10 @@ from domain.jobs.models import Job
 from domain.jobs.services import job_build, jobs_add, jobs_cancel_selected, jobs_inserted
 from domain.notifications import fastpaths, health
 from domain.notifications.kinds import WEBHOOK_DELIVERY
+from domain.notifications.metrics import count_attempts_on_commit
 from domain.notifications.models import (
     AttemptResult,
+    Channel,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
@@ -402,6 +404,7 @@ def _record(to_send: list[tuple[int, Job, Delivery]], results: list[SendResult],
         for countdown, deliveries in rate_waits.items():
             Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).update(
                 status=DeliveryStatus.PENDING, next_attempt_at=now + timedelta(seconds=countdown))
+        count_attempts_on_commit(Channel.WEBHOOK, attempts)
     health.endpoints_record(tallies, now)
 
 
@@ -431,4 +434,5 @@ def delivery_send_now(*, delivery: Delivery) -> DeliveryAttempt:
             "http_status": result.http_status}
         delivery.save(update_fields=["status", "attempts", "last_attempt_at", "delivered_at",
                                      "last_error"])
+        count_attempts_on_commit(Channel.WEBHOOK, [attempt])
     return attempt

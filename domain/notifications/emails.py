@@ -58,6 +58,7 @@ from domain.notifications.catalogue import (
     get_template,
 )
 from domain.notifications.deliveries import settled_answer
+from domain.notifications.metrics import count_attempts_on_commit
 from domain.notifications.models import (
     AttemptResult,
     Channel,
@@ -328,6 +329,7 @@ def _record(items: list[_Outgoing], answers: list[Any]) -> None:
                 Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).update(
                     status=status, last_attempt_at=now, attempts=F("attempts") + 1,
                     last_error={"type": error_type, "message": error_message})
+        count_attempts_on_commit(Channel.EMAIL, attempts)
 
 
 def _by_status(failed: list[tuple[Delivery, BaseException, bool]]) -> dict:

@@ -27,6 +27,7 @@ from domain.common.fastpaths import insert_rows, table
 from domain.jobs.models import Job
 from domain.notifications import fastpaths, preferences
 from domain.notifications.catalogue import MissingVariable, UnknownTemplate, get_template
+from domain.notifications.metrics import count_attempts_on_commit
 from domain.notifications.models import (
     AttemptResult,
     Channel,
@@ -96,26 +97,29 @@ def inbox_deliver(jobs: list[Job]) -> list[Any]:
         tallies[index]["delivered"] += 1
     latency = round((time.perf_counter() - start) * 1000)
     now = timezone.now()
+    attempts: list[DeliveryAttempt] = []
     with transaction.atomic():
         for reason, ids in skipped.items():
             Delivery.objects.filter(pk__in=ids).update(status=DeliveryStatus.SKIPPED,
                                                        reason=reason, next_attempt_at=None)
         for delivery, error in failed:
-            DeliveryAttempt.objects.create(
+            attempts.append(DeliveryAttempt.objects.create(
                 delivery_id=delivery.pk, number=delivery.attempts + 1, at=started,
                 outcome=AttemptResult.GAVE_UP, error_type=type(error).__name__,
-                error_message=str(error), worker=WORKER)
+                error_message=str(error), worker=WORKER))
             Delivery.objects.filter(pk=delivery.pk).update(
                 status=DeliveryStatus.FAILED, last_attempt_at=now, attempts=F("attempts") + 1,
                 last_error={"type": type(error).__name__, "message": str(error)})
         if items:
             insert_rows(InboxItem, items)
             _count(_unread_by_recipient(items))
-            fastpaths.attempts_record(
-                attempts=[DeliveryAttempt(delivery_id=d.pk, number=d.attempts + 1, at=started,
-                                          outcome=AttemptResult.DELIVERED, latency_ms=latency,
-                                          worker=WORKER) for d in written],
-                delivered=[d.pk for d in written], now=now)
+            delivered = [DeliveryAttempt(delivery_id=d.pk, number=d.attempts + 1, at=started,
+                                         outcome=AttemptResult.DELIVERED, latency_ms=latency,
+                                         worker=WORKER) for d in written]
+            fastpaths.attempts_record(attempts=delivered, delivered=[d.pk for d in written],
+                                      now=now)
+            attempts.extend(delivered)
+        count_attempts_on_commit(Channel.IN_APP, attempts)
     return tallies
 
 

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_ENV = {
@@ -41,6 +43,8 @@ def test_check_deploy_is_clean():
     ({"DJANGO_SECRET_KEY": "short"}, "at least 50 characters"),
     ({"DJANGO_DEBUG": "true"}, "DJANGO_DEBUG must be off"),
     ({"DJANGO_ALLOWED_HOSTS": None}, "DJANGO_ALLOWED_HOSTS"),
+    ({"METRICS_TOKEN": "short-and-guessable"}, "METRICS_TOKEN must be at least 32 characters"),
+    ({"METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,intranet"}, "'intranet' is not a network"),
 ])
 def test_production_refuses_unsafe_configuration(override, message):
     result = _manage("check", **override)
@@ -54,6 +58,25 @@ def test_production_has_no_local_credentials():
                      "print(hasattr(settings, 'DEMO_API_KEY'), settings.DEBUG)")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].split() == ["False", "False"]
+
+
+def test_metrics_is_scraped_over_plain_http_and_refused_without_its_token():
+    # given production settings with a scrape token, and a plain-HTTP request (no TLS proxy
+    # in front: Prometheus scrapes the container inside the network), the API for comparison
+    script = ("from django.test import Client; c = Client(HTTP_HOST='conveyor.example.com'); "
+              "print(c.get('/metrics').status_code, c.get('/api/v1/jobs').status_code)")
+    redis_url, prefix = settings.REDIS_URL, f"{settings.TEST_KEY_PREFIX}production-settings:"
+    try:
+        result = _manage("shell", "-c", script, METRICS_TOKEN="m" * 40, REDIS_URL=redis_url,
+                         REDIS_KEY_PREFIX=prefix)
+    finally:  # (the request counts it flushed at exit)
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+
+    # then /metrics is not redirected to HTTPS: it answers, and refuses the token-less scrape
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].split() == ["403", "301"]
 
 
 @pytest.mark.parametrize(("log_format", "json_lines"), [(None, True), ("text", False)])
