@@ -102,12 +102,23 @@ def jobs_sent_before(*, job: Job, kinds: Collection[str], now: datetime | None =
     """How many due jobs of these kinds (a queue's) were handed to the broker before `job`
     and have not started: the jobs ahead of it in its queue, as far as the database knows
     (a queue is first in, first out; a worker may already hold some of them, prefetched).
-    Counted up to `limit`, so a backlog of millions costs a bounded scan."""
+    Counted up to `limit`, so a backlog of millions costs a bounded scan.
+
+    One count per kind, each in `enqueued_at` order: that order is what makes PostgreSQL walk
+    the partial index `job_waiting_kind_enqueued` (kind, enqueued_at) of the waiting jobs.
+    Unordered, the LIMIT made a sequential scan of the whole table look cheaper (measured on
+    3,000,000 jobs, 250,000 of a kind waiting: 445 ms for the job at the front, against
+    1.6 ms through the index)."""
     if job.enqueued_at is None:
         return 0
-    ahead = _due(Job.objects.filter(kind__in=list(kinds), enqueued_at__lt=job.enqueued_at),
-                 now or timezone.now())
-    return ahead.order_by()[:limit].count()
+    now = now or timezone.now()
+    ahead = 0
+    for kind in sorted(kinds):
+        if ahead >= limit:
+            break
+        jobs = _due(Job.objects.filter(kind=kind, enqueued_at__lt=job.enqueued_at), now)
+        ahead += jobs.order_by("enqueued_at")[:limit - ahead].count()
+    return ahead
 
 
 # --- Paused queues ----------------------------------------------------------------------------
