@@ -47,3 +47,12 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 def label_values(samples: Samples, name: str, label: str) -> set[str]:
     return {dict(labels)[label] for sample, labels in samples
             if sample == name and label in dict(labels)}
+
+
+def fresh_metrics(settings):
+    """A test's metrics start from nothing and leave nothing (scraped with TOKEN). A test
+    module takes it with `_fresh = pytest.fixture(autouse=True)(fresh_metrics)`."""
+    settings.METRICS_TOKEN = TOKEN
+    reset_metrics()
+    yield
+    reset_metrics()

@@ -17,15 +17,9 @@ from bench.report import table
 from domain.common.metrics import family_key
 from domain.common.redis import redis_client
 from domain.jobs.models import Job, JobStatus
-from tests.metrics_utils import TOKEN, reset_metrics, scrape, value
+from tests.metrics_utils import fresh_metrics, scrape, value
 
-
-@pytest.fixture(autouse=True)
-def _fresh(settings):
-    settings.METRICS_TOKEN = TOKEN
-    reset_metrics()
-    yield
-    reset_metrics()
+_fresh = pytest.fixture(autouse=True)(fresh_metrics)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,17 +11,12 @@ from domain.common.gauges import Gauge, GaugeSet
 from domain.common.metrics import family_key
 from domain.common.middleware import HTTP_REQUESTS
 from domain.common.redis import redis_client
-from tests.metrics_utils import TOKEN, reset_metrics, scrape, value
+from tests.metrics_utils import fresh_metrics, scrape, value
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fresh(settings):
-    settings.METRICS_TOKEN = TOKEN
-    reset_metrics()
-    yield
-    reset_metrics()
+_fresh = pytest.fixture(autouse=True)(fresh_metrics)
 
 
 def test_a_gauge_set_and_a_gauge_are_declared_once():

@@ -22,18 +22,13 @@ from domain.common.metrics_endpoint import SOURCE_UP
 from domain.common.middleware import HTTP_DURATION, HTTP_REQUESTS
 from domain.common.redis import redis_client
 from tests.conftest import wait_for
-from tests.metrics_utils import TOKEN, reset_metrics, scrape, value
+from tests.metrics_utils import fresh_metrics, scrape, value
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fresh(settings):
-    settings.METRICS_TOKEN = TOKEN
-    reset_metrics()
-    yield
-    reset_metrics()
+_fresh = pytest.fixture(autouse=True)(fresh_metrics)
 
 
 def _stored(name: str, *labels: str) -> int:

@@ -8,19 +8,14 @@ import uuid
 import pytest
 from django.test import Client
 
-from tests.metrics_utils import TOKEN, label_values, reset_metrics, scrape, value
+from tests.metrics_utils import fresh_metrics, label_values, scrape, value
 
 pytestmark = pytest.mark.django_db
 
 JOB_DETAIL = "api/v1/jobs/<uuid:job_id>"
 
 
-@pytest.fixture(autouse=True)
-def _fresh(settings):
-    settings.METRICS_TOKEN = TOKEN
-    reset_metrics()
-    yield
-    reset_metrics()
+_fresh = pytest.fixture(autouse=True)(fresh_metrics)
 
 
 def test_requests_are_counted_by_route_and_status_not_by_path(client_all):

@@ -7,19 +7,14 @@ import pytest
 from django.db import transaction
 
 from domain.events.services import event_publish
-from tests.metrics_utils import TOKEN, reset_metrics, scrape, value
+from tests.metrics_utils import fresh_metrics, scrape, value
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PING = {"type": "demo.ping", "payload": {"message": "hi"}}
 
 
-@pytest.fixture(autouse=True)
-def _fresh(settings):
-    settings.METRICS_TOKEN = TOKEN
-    reset_metrics()
-    yield
-    reset_metrics()
+_fresh = pytest.fixture(autouse=True)(fresh_metrics)
 
 
 def _accepted(event_type: str = "demo.ping") -> float | None:

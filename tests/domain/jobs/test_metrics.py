@@ -29,15 +29,9 @@ from domain.jobs.services import (
 )
 from tests.broker_utils import UNREACHABLE_BROKER, broker_at
 from tests.factories import JobFactory
-from tests.metrics_utils import TOKEN, reset_metrics, scrape, value
+from tests.metrics_utils import fresh_metrics, scrape, value
 
-
-@pytest.fixture(autouse=True)
-def _fresh(settings):
-    settings.METRICS_TOKEN = TOKEN
-    reset_metrics()
-    yield
-    reset_metrics()
+_fresh = pytest.fixture(autouse=True)(fresh_metrics)
 
 
 def _transitions(samples, kind: str = "noop") -> dict[str, float]:
