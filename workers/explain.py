@@ -51,7 +51,7 @@ from domain.bulk.kinds import BULK_RUN
 from domain.bulk.models import BulkRun, BulkRunStatus
 from domain.bulk.selectors import bulk_run_of_job
 from domain.common.errors import ValidationFailed
-from domain.common.rendering import iso
+from domain.common.rendering import iso, span
 from domain.jobs.explainer import Explanation, JobExplainer
 from domain.jobs.models import RUNNABLE_JOB_STATUSES, Job, JobStatus, QueuePause
 from domain.jobs.outbox import outbox_relay_due_at
@@ -413,7 +413,7 @@ def _in_queue(f: _Facts) -> Found | None:
     oldest_of = "of the queue" if f.queue is not None else "of its kind"
     return (Reason.WAITING_IN_QUEUE,
             f"It waits {where}, {line}; it was sent at {_when(job.enqueued_at, f.now)}"
-            + (f" and the oldest due job {oldest_of} has waited {_span(oldest)}."
+            + (f" and the oldest due job {oldest_of} has waited {span(oldest)}."
                if oldest and ahead else "."),
             {**details, "ahead": ahead, "ahead_exact": ahead < AHEAD_LIMIT,
              "position": ahead + 1 if ahead < AHEAD_LIMIT else None})
@@ -461,21 +461,12 @@ def _seconds(delta: timedelta) -> float:
     return round(max(delta.total_seconds(), 0.0), 3)
 
 
-def _span(seconds: float) -> str:
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:.1f} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.1f} hours"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} minutes"
-    return f"{seconds:.0f} s"
-
 
 def _when(when: datetime | None, now: datetime) -> str:
     """"2026-11-28 23:10:05 UTC (in 12 s)": the instant and how far it is from now."""
     if when is None:
         return "an unknown time"
     delta = (when - now).total_seconds()
-    relative = "now" if abs(delta) < 1 else (f"in {_span(delta)}" if delta > 0
-                                              else f"{_span(-delta)} ago")
+    relative = "now" if abs(delta) < 1 else (f"in {span(delta)}" if delta > 0
+                                              else f"{span(-delta)} ago")
     return f"{when.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({relative})"

@@ -46,3 +46,15 @@ def absolute_url(request, name: str, pk) -> str:
 
 _templates: dict[tuple, str] = {}
 _MAX_TEMPLATES = 1000
+
+
+def span(seconds: float) -> str:
+    """A length of time in words for a sentence: "45 seconds", "12 minutes", "3.5 hours",
+    "2.0 days" (the unit that keeps the number readable)."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} hours"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds:.0f} seconds"

@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
+from domain.common.rendering import span
 from domain.events.services import event_publish
 from domain.jobs.models import Job, JobStatus
 from domain.jobs.services import jobs_cancel_selected
@@ -149,22 +150,13 @@ def _failing(endpoint_id, tally: Tally, now: datetime) -> None:
             and failing_for >= settings.WEBHOOK_DISABLE_AFTER_SECONDS
             and endpoint.consecutive_failures >= settings.WEBHOOK_DISABLE_MIN_FAILURES):
         endpoint_disable(endpoint=endpoint, reason=(
-            f"every attempt failed for {_span(failing_for)} "
+            f"every attempt failed for {span(failing_for)} "
             f"({endpoint.consecutive_failures} in a row)"))
     elif (endpoint.state == EndpointState.ACTIVE
           and failing_for >= settings.WEBHOOK_DEGRADE_AFTER_SECONDS
           and endpoint.consecutive_failures >= settings.WEBHOOK_DEGRADE_MIN_FAILURES):
         _degrade(endpoint, failing_for)
 
-
-def _span(seconds: float) -> str:
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:.1f} days"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.1f} hours"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f} minutes"
-    return f"{seconds:.0f} seconds"
 
 
 def _degrade(endpoint: WebhookEndpoint, failing_for: float) -> None:
@@ -173,7 +165,7 @@ def _degrade(endpoint: WebhookEndpoint, failing_for: float) -> None:
     if not moved:
         return  # another worker moved it first, and published
     endpoint.state = EndpointState.DEGRADED
-    reason = (f"every attempt failed for {_span(failing_for)} "
+    reason = (f"every attempt failed for {span(failing_for)} "
               f"({endpoint.consecutive_failures} in a row)")
     logger.warning("webhook endpoint degraded endpoint=%s %s", endpoint.pk, reason)
     _announce(endpoint, WEBHOOK_ENDPOINT_DEGRADED.name, reason)
