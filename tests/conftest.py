@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -33,7 +34,17 @@ from workers.queues import Queues
 ALL_SCOPES = list(Scopes.values)
 
 
+# The suites that start processes, servers or a browser, or fuzz: `-m slow` (README, Test it).
+# CI runs everything; `pytest -m "not slow"` is the quick loop while working.
+SLOW = ("tests/faults/", "tests/flows/", "tests/fuzz/", "tests/bench/",
+        "tests/config/test_docs_browser.py", "tests/scheduler/dashboard/test_browser.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    root = Path(__file__).resolve().parent.parent
+    for item in items:
+        if Path(item.fspath).resolve().relative_to(root).as_posix().startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
     vendor = connection.vendor
     if vendor == "postgresql":
         return
