@@ -34,10 +34,9 @@ from workers.queues import Queues
 ALL_SCOPES = list(Scopes.values)
 
 
-# The suites that start processes, servers or a browser, or fuzz: `-m slow` (README, Test it).
-# CI runs everything; `pytest -m "not slow"` is the quick loop while working.
-SLOW = ("tests/faults/", "tests/flows/", "tests/fuzz/", "tests/bench/",
-        "tests/config/test_docs_browser.py", "tests/scheduler/dashboard/test_browser.py")
+# The suites that stop, kill and restart real processes and servers, or time them: `-m slow`,
+# run one test at a time after the rest, which runs on two processes (README, Test it).
+SLOW = ("tests/faults/", "tests/bench/")
 
 
 def pytest_collection_modifyitems(config, items):
