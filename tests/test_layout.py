@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ast_utils import parse_source
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = {"config", "domain", "workers", "tasks", "scheduler", "devtools", "bench",
                     "tests"}
@@ -35,7 +37,7 @@ def layout_rules() -> dict[str, set[str] | None]:
 
 def imports_of(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
     """(line, module) for every project import in a file; relative imports resolved."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = parse_source(path.read_text(), filename=str(path))
     package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
     found = []
     for node in ast.walk(tree):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.ast_utils import parse_source
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
@@ -110,7 +112,7 @@ def _settings_modules(name: str = PRODUCTION_SETTINGS) -> list[Path]:
         if path in seen:
             continue
         seen.append(path)
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse_source(path.read_text(), filename=str(path))):
             if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
                 todo.append(node.module)
     return seen
@@ -128,7 +130,7 @@ def settings_variables() -> set[str]:
     """Every variable the production settings read through `env`, found in their source."""
     names = set()
     for path in _settings_modules():
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse_source(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Call) and _is_env(node.func) and node.args \
                     and isinstance(node.args[0], ast.Constant) \
                     and isinstance(node.args[0].value, str):
