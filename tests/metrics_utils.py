@@ -56,3 +56,17 @@ def fresh_metrics(settings):
     reset_metrics()
     yield
     reset_metrics()
+
+
+def scrape_with_redis_down(settings) -> Samples:
+    """A scrape while the project's Redis does not answer (a closed port), then Redis back."""
+    from domain.common import redis as project_redis
+
+    original = settings.REDIS_URL
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    project_redis._client = None
+    try:
+        return scrape()
+    finally:
+        settings.REDIS_URL = original
+        project_redis._client = None

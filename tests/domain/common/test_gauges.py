@@ -6,12 +6,11 @@ from __future__ import annotations
 import pytest
 
 from domain.common import metrics
-from domain.common import redis as project_redis
 from domain.common.gauges import Gauge, GaugeSet
 from domain.common.metrics import family_key
 from domain.common.middleware import HTTP_REQUESTS
 from domain.common.redis import redis_client
-from tests.metrics_utils import fresh_metrics, scrape, value
+from tests.metrics_utils import fresh_metrics, scrape_with_redis_down, value
 
 pytestmark = pytest.mark.django_db
 
@@ -29,15 +28,8 @@ def test_a_gauge_set_and_a_gauge_are_declared_once():
 def test_a_redis_that_does_not_answer_is_asked_once_per_scrape(settings, caplog):
     # given counts pending and a Redis that does not answer
     HTTP_REQUESTS.inc("GET", "metrics-once-probe", "200")
-    original = settings.REDIS_URL
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    project_redis._client = None
-    try:
-        # when scraped
-        samples = scrape()
-    finally:
-        settings.REDIS_URL = original
-        project_redis._client = None
+    # when scraped
+    samples = scrape_with_redis_down(settings)
 
     # then the flush found it down, and nothing else in that scrape asked it again: no read of
     # the counters, no gauge cache read or written

@@ -13,7 +13,6 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from domain.common import redis as project_redis
 from domain.common.errors import PermanentError, TransientError
 from domain.jobs import lifecycle
 from domain.jobs.metrics import jobs_now_query
@@ -29,7 +28,7 @@ from domain.jobs.services import (
 )
 from tests.broker_utils import UNREACHABLE_BROKER, broker_at
 from tests.factories import JobFactory
-from tests.metrics_utils import fresh_metrics, scrape, value
+from tests.metrics_utils import fresh_metrics, scrape, scrape_with_redis_down, value
 
 _fresh = pytest.fixture(autouse=True)(fresh_metrics)
 
@@ -222,14 +221,7 @@ def test_the_counts_query_reads_an_index_not_the_table():
 def test_the_counts_are_served_while_redis_is_down(settings):
     # given open jobs and a Redis that does not answer (no counters, no cache)
     _workload(timezone.now())
-    original = settings.REDIS_URL
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    project_redis._client = None
-    try:
-        samples = scrape()
-    finally:
-        settings.REDIS_URL = original
-        project_redis._client = None
+    samples = scrape_with_redis_down(settings)
 
     # then the gauges come from the database all the same
     assert value(samples, "conveyor_metrics_source_up", source="counters") == 0
